@@ -1,0 +1,553 @@
+//! The desired state: every spec element expanded into concrete resources with stable
+//! addresses, physical names, tags, inputs and dependency edges (explicit ones plus one
+//! per `${…}` reference).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::graph::Graph;
+use crate::model::{reference_texts, Address, Attrs, Kind};
+use crate::spec::diag::did_you_mean;
+use crate::spec::model::{NatMode, Rule, SubnetSet};
+use crate::spec::validate::parse_ports;
+use crate::spec::yaml::escape;
+use crate::spec::{Diagnostic, Diagnostics, LoadedSpec};
+
+/// One resource as the spec wants it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    pub address: Address,
+    pub kind: Kind,
+    /// Inputs, possibly holding canonical references `${address.attribute}`.
+    pub inputs: Attrs,
+    pub depends_on: BTreeSet<Address>,
+    /// `protect: true` in the spec: replace and delete are refused outright.
+    #[serde(default)]
+    pub protect: bool,
+}
+
+/// The desired resources of one environment, in dependency order.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub project: String,
+    pub environment: String,
+    pub region: String,
+    pub resources: BTreeMap<Address, Resource>,
+    /// Addresses with dependencies first.
+    pub order: Vec<Address>,
+}
+
+/// Shorthands accepted in references, e.g. `${valkey.endpoint}`.
+const ALIASES: &[(&str, &str)] = &[("valkey", "valkey.cache")];
+
+struct Builder<'a> {
+    loaded: &'a LoadedSpec,
+    resources: BTreeMap<Address, Resource>,
+    /// Where each reference was written, for error positions.
+    reference_sites: Vec<(Address, String)>,
+}
+
+impl Builder<'_> {
+    fn prefix(&self) -> String {
+        format!("{}-{}", self.loaded.spec.project, self.loaded.spec.environment)
+    }
+
+    fn add(&mut self, address: String, kind: Kind, mut inputs: Attrs, explicit: &[String]) -> Address {
+        let address = Address::new(address);
+        let spec = &self.loaded.spec;
+        let mut tags: BTreeMap<String, String> = spec.tags.clone();
+        tags.insert("deploy:project".into(), spec.project.clone());
+        tags.insert("deploy:environment".into(), spec.environment.clone());
+        tags.insert("deploy:address".into(), address.to_string());
+        if let Some(Value::String(name)) = inputs.get("name") {
+            tags.insert("Name".into(), name.clone());
+        } else {
+            tags.insert("Name".into(), format!("{}-{}", self.prefix(), address.as_str().replace('.', "-")));
+        }
+        inputs.insert("tags".into(), json!(tags));
+        let depends_on = explicit.iter().map(|a| Address::new(a.clone())).collect();
+        self.resources.insert(
+            address.clone(),
+            Resource {
+                address: address.clone(),
+                kind,
+                inputs,
+                depends_on,
+                protect: false,
+            },
+        );
+        address
+    }
+}
+
+fn r(address: &str, attr: &str) -> Value {
+    Value::String(format!("${{{address}.{attr}}}"))
+}
+
+fn attrs(v: Value) -> Attrs {
+    match v {
+        Value::Object(m) => m.into_iter().collect(),
+        _ => unreachable!("attrs are built from object literals"),
+    }
+}
+
+/// Expands a validated spec. Reports unknown references and dependency cycles.
+pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
+    let spec = &loaded.spec;
+    let mut b = Builder {
+        loaded,
+        resources: BTreeMap::new(),
+        reference_sites: Vec::new(),
+    };
+    let prefix = b.prefix();
+    let net = &spec.network;
+    let az = |letter: &str| format!("{}{letter}", spec.region);
+
+    // Network.
+    let has_vpc = !net.vpc_cidr.is_empty();
+    if has_vpc {
+        b.add(
+            "network.vpc".into(),
+            Kind::Vpc,
+            attrs(json!({"name": format!("{prefix}-vpc"), "cidr_block": net.vpc_cidr, "enable_dns_hostnames": true, "enable_dns_support": true})),
+            &[],
+        );
+        for (set, map, public) in [("public", &net.public_subnets, true), ("private", &net.private_subnets, false)] {
+            for (letter, cidr) in map {
+                b.add(
+                    format!("network.subnet.{set}-{letter}"),
+                    Kind::Subnet,
+                    attrs(json!({
+                        "name": format!("{prefix}-{set}-{letter}"),
+                        "vpc_id": r("network.vpc", "id"),
+                        "cidr_block": cidr,
+                        "availability_zone": az(letter),
+                        "map_public_ip_on_launch": public,
+                    })),
+                    &[],
+                );
+            }
+        }
+    }
+    let has_igw = has_vpc && !net.public_subnets.is_empty();
+    if has_igw {
+        b.add(
+            "network.igw".into(),
+            Kind::InternetGateway,
+            attrs(json!({"name": format!("{prefix}-igw"), "vpc_id": r("network.vpc", "id")})),
+            &[],
+        );
+        let public_ids: Vec<Value> = net.public_subnets.keys().map(|l| r(&format!("network.subnet.public-{l}"), "id")).collect();
+        b.add(
+            "network.route_table.public".into(),
+            Kind::RouteTable,
+            attrs(json!({
+                "name": format!("{prefix}-public"),
+                "vpc_id": r("network.vpc", "id"),
+                "routes": [{"destination": "0.0.0.0/0", "gateway_id": r("network.igw", "id")}],
+                "subnet_ids": public_ids,
+            })),
+            &[],
+        );
+    }
+    // NAT gateways, by the AZ letter they live in.
+    let nat_azs: Vec<String> = match (net.nat, has_igw) {
+        (NatMode::None, _) | (_, false) => Vec::new(),
+        (NatMode::Single, true) => net.public_subnets.keys().take(1).cloned().collect(),
+        (NatMode::PerAz, true) => net.private_subnets.keys().filter(|l| net.public_subnets.contains_key(*l)).cloned().collect(),
+    };
+    for letter in &nat_azs {
+        b.add(format!("network.eip.{letter}"), Kind::ElasticIp, attrs(json!({"name": format!("{prefix}-nat-{letter}"), "domain": "vpc"})), &[]);
+        // The NAT gateway needs the internet gateway attached first (else it fails with
+        // Gateway.NotAttached), though it does not reference it.
+        b.add(
+            format!("network.nat.{letter}"),
+            Kind::NatGateway,
+            attrs(json!({
+                "name": format!("{prefix}-nat-{letter}"),
+                "subnet_id": r(&format!("network.subnet.public-{letter}"), "id"),
+                "allocation_id": r(&format!("network.eip.{letter}"), "id"),
+            })),
+            &["network.igw".into()],
+        );
+    }
+    if has_vpc {
+        for letter in net.private_subnets.keys() {
+            let nat = if nat_azs.contains(letter) { Some(letter.clone()) } else { nat_azs.first().cloned() };
+            let routes: Vec<Value> = nat
+                .map(|n| json!({"destination": "0.0.0.0/0", "nat_gateway_id": r(&format!("network.nat.{n}"), "id")}))
+                .into_iter()
+                .collect();
+            b.add(
+                format!("network.route_table.private-{letter}"),
+                Kind::RouteTable,
+                attrs(json!({
+                    "name": format!("{prefix}-private-{letter}"),
+                    "vpc_id": r("network.vpc", "id"),
+                    "routes": routes,
+                    "subnet_ids": [r(&format!("network.subnet.private-{letter}"), "id")],
+                })),
+                &[],
+            );
+        }
+    }
+
+    // Security groups, then their rules as separate resources: groups whose rules
+    // reference each other would otherwise form a cycle.
+    for (name, sg) in &spec.security_groups {
+        let description = sg.description.clone().unwrap_or_else(|| format!("{prefix} {name}"));
+        b.add(
+            format!("security_group.{name}"),
+            Kind::SecurityGroup,
+            attrs(json!({
+                "name": format!("{prefix}-{name}"),
+                "description": description,
+                "vpc_id": r("network.vpc", "id"),
+                "revoke_default_egress": sg.egress.is_some(),
+            })),
+            &[],
+        );
+        let egress = sg.egress.as_deref().unwrap_or(&[]);
+        for (direction, rules) in [("ingress", sg.ingress.as_slice()), ("egress", egress)] {
+            for rule in rules {
+                let (address, inputs) = rule_resource(name, direction, rule);
+                b.add(address, Kind::SecurityGroupRule, inputs, &[]);
+            }
+        }
+    }
+    let group_ids = |names: &[String]| -> Vec<Value> { names.iter().map(|g| r(&format!("security_group.{g}"), "id")).collect() };
+    let subnet_ids = |set: SubnetSet| -> Vec<Value> {
+        let (label, map) = match set {
+            SubnetSet::Private => ("private", &net.private_subnets),
+            SubnetSet::Public => ("public", &net.public_subnets),
+        };
+        map.keys().map(|l| r(&format!("network.subnet.{label}-{l}"), "id")).collect()
+    };
+
+    // The cache and its SSM parameters.
+    if let Some(cache) = &spec.valkey {
+        let mut inputs = attrs(json!({
+            "name": format!("{prefix}-cache"),
+            "engine": "valkey",
+            "major_engine_version": cache.engine_version.to_string(),
+            "max_storage_gb": cache.max_storage_gb,
+            "max_ecpu_per_second": cache.max_ecpu_per_second,
+            "snapshot_retention_limit": cache.snapshot_retention_days,
+            "daily_snapshot_time": cache.daily_snapshot_time,
+            "subnet_ids": subnet_ids(cache.subnets),
+            "security_group_ids": group_ids(&cache.security_groups),
+        }));
+        if let Some(min) = cache.min_storage_gb {
+            inputs.insert("min_storage_gb".into(), json!(min));
+        }
+        if let Some(min) = cache.min_ecpu_per_second {
+            inputs.insert("min_ecpu_per_second".into(), json!(min));
+        }
+        let a = b.add("valkey.cache".into(), Kind::ServerlessCache, inputs, &[]);
+        b.resources.get_mut(&a).expect("just added").protect = cache.protect;
+        if let Some(path) = &cache.publish_to_ssm {
+            for (what, attr) in [("endpoint", "endpoint"), ("port", "port")] {
+                b.add(
+                    format!("ssm.valkey-{what}"),
+                    Kind::SsmParameter,
+                    attrs(json!({"name": format!("{path}/{what}"), "type": "String", "value": r("valkey.cache", attr)})),
+                    &[],
+                );
+            }
+        }
+    }
+
+    // Identity.
+    if let Some(cognito) = &spec.cognito {
+        let pool = &cognito.user_pool;
+        let a = b.add(
+            "cognito.user_pool".into(),
+            Kind::UserPool,
+            attrs(json!({
+                "name": format!("{prefix}-users"),
+                "password_min_length": pool.password_min_length,
+                "username_attributes": pool.username_attributes,
+                "case_sensitive": pool.case_sensitive,
+                "deletion_protection": pool.deletion_protection,
+            })),
+            &[],
+        );
+        b.resources.get_mut(&a).expect("just added").protect = pool.protect;
+        for (name, client) in &cognito.clients {
+            let flows: Vec<&str> = client.auth_flows.iter().map(|f| f.aws_name()).collect();
+            b.add(
+                format!("cognito.client.{name}"),
+                Kind::UserPoolClient,
+                attrs(json!({
+                    "name": format!("{prefix}-{name}"),
+                    "user_pool_id": r("cognito.user_pool", "id"),
+                    "explicit_auth_flows": flows,
+                    "generate_secret": client.generate_secret,
+                })),
+                &[],
+            );
+        }
+    }
+
+    // Functions and their execution roles.
+    for (name, f) in &spec.functions {
+        let env_pointer = format!("/functions/{}/env", escape(name));
+        let mut env = serde_json::Map::new();
+        let mut ssm_reads: BTreeSet<String> = BTreeSet::new();
+        for (k, v) in &f.env {
+            let pointer = format!("{env_pointer}/{}", escape(k));
+            let canonical = canonicalize(v, &pointer, &mut b.reference_sites);
+            for (_, text) in reference_texts(&canonical) {
+                if let Some(p) = text.strip_prefix("ssm.").and_then(|t| t.rsplit_once('.')).map(|(p, _)| p) {
+                    ssm_reads.insert(p.to_string());
+                }
+            }
+            env.insert(k.clone(), Value::String(canonical));
+        }
+        let mut statements = Vec::new();
+        if !ssm_reads.is_empty() {
+            let arns: Vec<Value> = ssm_reads.iter().map(|p| r(&format!("ssm.{p}"), "arn")).collect();
+            statements.push(json!({"Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters"], "Resource": arns}));
+        }
+        let managed = if f.vpc.is_some() {
+            "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+        } else {
+            "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+        };
+        let role = b.add(
+            format!("iam.role.{name}"),
+            Kind::IamRole,
+            attrs(json!({
+                "name": format!("{prefix}-{name}"),
+                "assume_role_policy": {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+                },
+                "managed_policy_arns": [managed],
+                "inline_policy": if statements.is_empty() { Value::Null } else { json!({"Version": "2012-10-17", "Statement": statements}) },
+            })),
+            &[],
+        );
+        let (vpc_subnets, vpc_groups) = match &f.vpc {
+            Some(v) => (subnet_ids(v.subnets), group_ids(&v.security_groups)),
+            None => (Vec::new(), Vec::new()),
+        };
+        b.add(
+            format!("function.{name}"),
+            Kind::LambdaFunction,
+            attrs(json!({
+                "name": format!("{prefix}-{name}"),
+                "role_arn": r(role.as_str(), "arn"),
+                "runtime": "provided.al2023",
+                "handler": "bootstrap",
+                "architecture": f.architecture.as_str(),
+                "memory_mb": f.memory_mb,
+                "timeout_s": f.timeout_s,
+                "subnet_ids": vpc_subnets,
+                "security_group_ids": vpc_groups,
+                "environment": env,
+                "code": {"crate": f.krate, "bin": f.bin},
+                "alias": "live",
+            })),
+            &[],
+        );
+    }
+
+    // The REST API.
+    if let Some(api) = &spec.api {
+        let routes: Vec<Value> = api
+            .routes
+            .iter()
+            .map(|rt| {
+                json!({
+                    "method": rt.method.as_str(),
+                    "path": rt.path,
+                    "function_arn": r(&format!("function.{}", rt.function), "alias_arn"),
+                    "auth": match rt.auth { crate::spec::model::Auth::None => "none", crate::spec::model::Auth::Cognito => "cognito" },
+                })
+            })
+            .collect();
+        let uses_cognito = api.routes.iter().any(|rt| rt.auth == crate::spec::model::Auth::Cognito);
+        let cors = api.cors.as_ref().map(|c| json!({"allow_origins": c.allow_origins, "allow_headers": c.allow_headers, "max_age_s": c.max_age_s}));
+        b.add(
+            "api.rest_api".into(),
+            Kind::RestApi,
+            attrs(json!({
+                "name": format!("{prefix}-api"),
+                "stage": api.stage,
+                "cors": cors,
+                "routes": routes,
+                "authorizer_pool_arn": if uses_cognito { r("cognito.user_pool", "arn") } else { Value::Null },
+            })),
+            &[],
+        );
+    }
+
+    for (name, s) in &spec.schedules {
+        b.add(
+            format!("schedule.{name}"),
+            Kind::ScheduleRule,
+            attrs(json!({
+                "name": format!("{prefix}-{name}"),
+                "expression": s.expression,
+                "enabled": s.enabled,
+                "target_arn": r(&format!("function.{}", s.function), "alias_arn"),
+            })),
+            &[],
+        );
+    }
+
+    finish(b)
+}
+
+fn rule_resource(group: &str, direction: &str, rule: &Rule) -> (String, Attrs) {
+    let (from, to) = parse_ports(&rule.ports).unwrap_or((0, 0));
+    let proto = rule.protocol.as_str();
+    let ports = if rule.protocol == crate::spec::model::Protocol::All {
+        "all".to_string()
+    } else if from == to {
+        format!("{proto}-{from}")
+    } else {
+        format!("{proto}-{from}-{to}")
+    };
+    let (peer_label, cidr, peer) = match (&rule.cidr, &rule.group) {
+        (Some(c), _) => (format!("cidr-{c}"), Value::String(c.clone()), Value::Null),
+        (None, Some(g)) => (format!("sg-{g}"), Value::Null, r(&format!("security_group.{g}"), "id")),
+        (None, None) => ("none".into(), Value::Null, Value::Null),
+    };
+    let address = format!("security_group.{group}.{direction}.{ports}-{peer_label}");
+    let inputs = attrs(json!({
+        "group_id": r(&format!("security_group.{group}"), "id"),
+        "direction": direction,
+        "protocol": if proto == "all" { "-1" } else { proto },
+        "from_port": from,
+        "to_port": to,
+        "cidr": cidr,
+        "peer_group_id": peer,
+        "description": rule.description,
+    }));
+    (address, inputs)
+}
+
+/// Rewrites shorthand references (`${valkey.endpoint}`) to canonical ones
+/// (`${valkey.cache.endpoint}`), remembering where each was written.
+fn canonicalize(value: &str, pointer: &str, sites: &mut Vec<(Address, String)>) -> String {
+    let mut out = String::new();
+    let mut last = 0;
+    for (range, text) in reference_texts(value) {
+        out.push_str(&value[last..range.start]);
+        let mut canonical = text.trim().to_string();
+        for (short, full) in ALIASES {
+            if let Some(rest) = canonical.strip_prefix(&format!("{short}.")) {
+                if !rest.contains('.') {
+                    canonical = format!("{full}.{rest}");
+                }
+            }
+        }
+        sites.push((Address::new(canonical.clone()), pointer.to_string()));
+        out.push_str(&format!("${{{canonical}}}"));
+        last = range.end;
+    }
+    out.push_str(&value[last..]);
+    out
+}
+
+fn finish(mut b: Builder<'_>) -> Result<Desired, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let sources = &b.loaded.sources;
+
+    // Check every reference written in the spec.
+    for (text, pointer) in &b.reference_sites {
+        let text = text.as_str();
+        let Some((addr, attr)) = text.rsplit_once('.') else {
+            diags.push(Diagnostic::new(sources.value(pointer), format!("`${{{text}}}` is not a reference of the form `${{ADDRESS.ATTRIBUTE}}`")));
+            continue;
+        };
+        match b.resources.get(&Address::new(addr)) {
+            None => {
+                let hint = did_you_mean(addr, b.resources.keys().map(Address::as_str))
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .unwrap_or_else(|| "`deploy plan --no-refresh` lists every address".into());
+                diags.push(Diagnostic::new(sources.value(pointer), format!("`${{{text}}}` refers to `{addr}`, which this spec does not define")).hint(hint));
+            }
+            Some(res) => {
+                let known: Vec<&str> = res.kind.outputs().iter().copied().chain(res.inputs.keys().map(String::as_str)).collect();
+                if !known.contains(&attr) {
+                    let hint = did_you_mean(attr, known.iter().copied())
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .unwrap_or_else(|| format!("`{addr}` has: {}", res.kind.outputs().join(", ")));
+                    diags.push(Diagnostic::new(sources.value(pointer), format!("`{addr}` has no attribute `{attr}`")).hint(hint));
+                }
+            }
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags.finish());
+    }
+
+    // Edges: explicit ones plus one per reference.
+    let addresses: Vec<Address> = b.resources.keys().cloned().collect();
+    for res in b.resources.values_mut() {
+        let refs = crate::model::references(&Value::Object(res.inputs.clone().into_iter().collect()));
+        for rf in refs {
+            if rf.address != res.address {
+                res.depends_on.insert(rf.address);
+            }
+        }
+        res.depends_on.retain(|d| addresses.binary_search(d).is_ok());
+    }
+    let (graph, ids) = graph_of(&b.resources);
+    let order = match graph.topological() {
+        Ok(order) => order.into_iter().map(|i| graph.node(i).clone()).collect(),
+        Err(cycle) => {
+            let path: Vec<String> = cycle.iter().map(|&i| graph.node(i).to_string()).collect();
+            let first = graph.node(cycle[0]);
+            let pointer = b
+                .reference_sites
+                .iter()
+                .find(|(t, _)| t.as_str().starts_with(&format!("{}.", graph.node(cycle[1]))))
+                .map(|(_, p)| p.clone())
+                .unwrap_or_else(|| pointer_of(first));
+            let _ = ids;
+            diags.push(
+                Diagnostic::new(sources.value(&pointer), format!("dependency cycle: {}", path.join(" → ")))
+                    .hint("a resource cannot depend on itself through references; remove one of them"),
+            );
+            return Err(diags);
+        }
+    };
+    let spec = &b.loaded.spec;
+    Ok(Desired {
+        project: spec.project.clone(),
+        environment: spec.environment.clone(),
+        region: spec.region.clone(),
+        resources: b.resources,
+        order,
+    })
+}
+
+/// The spec pointer a resource came from, roughly, for diagnostics without a better one.
+fn pointer_of(a: &Address) -> String {
+    let parts: Vec<&str> = a.as_str().split('.').collect();
+    match parts.as_slice() {
+        ["function", name, ..] => format!("/functions/{}", escape(name)),
+        [first, second, ..] => format!("/{first}/{}", escape(second)),
+        _ => String::new(),
+    }
+}
+
+/// A graph of the resources by their `depends_on` edges.
+pub fn graph_of(resources: &BTreeMap<Address, Resource>) -> (Graph<Address>, BTreeMap<Address, usize>) {
+    let mut g = Graph::new();
+    let ids: BTreeMap<Address, usize> = resources.keys().map(|a| (a.clone(), g.add(a.clone()))).collect();
+    for res in resources.values() {
+        for d in &res.depends_on {
+            if let Some(&to) = ids.get(d) {
+                g.depend(ids[&res.address], to);
+            }
+        }
+    }
+    (g, ids)
+}

@@ -1,0 +1,3 @@
+//! Plans: the desired state from a spec, diffed against recorded and actual state.
+
+pub mod desired;
