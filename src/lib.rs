@@ -5,3 +5,5 @@ pub mod spec;
 pub mod graph;
 pub mod model;
 pub mod plan;
+pub mod state;
+pub mod provider;

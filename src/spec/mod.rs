@@ -56,27 +56,60 @@ pub fn list_environments(dir: &Path) -> Vec<String> {
 
 /// Reads, merges and validates a spec file. Every problem is reported at once.
 pub fn load(path: &Path) -> Result<LoadedSpec, Diagnostics> {
-    let doc = yaml::load(path)?;
+    match check(path) {
+        (Some(loaded), d) if d.is_empty() => Ok(loaded),
+        (_, d) => Err(d),
+    }
+}
+
+/// Like [`load`], but also returns the spec when it has problems, if it could still
+/// be read (values of the wrong type dropped), so later checks can report theirs too.
+pub fn check(path: &Path) -> (Option<LoadedSpec>, Diagnostics) {
+    let mut doc = match yaml::load(path) {
+        Ok(d) => d,
+        Err(d) => return (None, d),
+    };
     let schema = model::json_schema();
     let mut diags = Diagnostics::default();
-    validate::against_schema(&schema, &doc.value, &doc.sources, &mut diags);
-    if !diags.is_empty() {
-        return Err(diags.finish());
+    let offending = validate::against_schema(&schema, &doc.value, &doc.sources, &mut diags);
+    // Drop deepest first so removing a child never invalidates a parent's pointer.
+    let mut offending = offending;
+    offending.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    for p in &offending {
+        remove_pointer(&mut doc.value, p);
     }
     let spec: Spec = match serde_json::from_value(doc.value) {
         Ok(s) => s,
         Err(e) => {
-            diags.push(Diagnostic::new(doc.sources.value(""), format!("the spec does not match its model: {e}")));
-            return Err(diags);
+            if diags.is_empty() {
+                diags.push(Diagnostic::new(doc.sources.value(""), format!("the spec does not match its model: {e}")));
+            }
+            return (None, diags.finish());
         }
     };
     validate::semantics(&spec, &doc.sources, &mut diags);
-    if !diags.is_empty() {
-        return Err(diags.finish());
-    }
-    Ok(LoadedSpec {
+    let loaded = LoadedSpec {
         spec,
         sources: doc.sources,
         path: path.to_path_buf(),
-    })
+    };
+    (Some(loaded), diags.finish())
+}
+
+fn remove_pointer(value: &mut serde_json::Value, pointer: &str) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else { return };
+    let key = last.replace("~1", "/").replace("~0", "~");
+    match value.pointer_mut(parent) {
+        Some(serde_json::Value::Object(m)) => {
+            m.remove(&key);
+        }
+        Some(serde_json::Value::Array(a)) => {
+            if let Ok(i) = key.parse::<usize>() {
+                if i < a.len() {
+                    a[i] = serde_json::Value::Null;
+                }
+            }
+        }
+        _ => {}
+    }
 }

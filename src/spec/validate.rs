@@ -13,16 +13,23 @@ use super::model::{NatMode, Rule, Spec, SubnetSet};
 use super::yaml::{escape, SourceMap};
 
 /// Validates `value` against the spec's JSON Schema, one diagnostic per problem.
-pub fn against_schema(schema: &Value, value: &Value, sources: &SourceMap, out: &mut Diagnostics) {
+/// Returns the pointers of the offending values, so a caller can drop them and still
+/// check the rest of the spec.
+pub fn against_schema(schema: &Value, value: &Value, sources: &SourceMap, out: &mut Diagnostics) -> Vec<String> {
     let validator = jsonschema::validator_for(schema).expect("the spec schema is valid");
+    let mut offending = Vec::new();
     for err in validator.iter_errors(value) {
         let pointer = err.instance_path.as_str().to_string();
         let at = dotted(&pointer);
+        if !matches!(err.kind, ValidationErrorKind::AdditionalProperties { .. } | ValidationErrorKind::Required { .. }) {
+            offending.push(pointer.clone());
+        }
         match &err.kind {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 let known = known_keys(schema, &pointer);
                 for key in unexpected {
                     let child = format!("{pointer}/{}", escape(key));
+                    offending.push(child.clone());
                     let place = if at.is_empty() { "at the top level".to_string() } else { format!("in `{at}`") };
                     let mut d = Diagnostic::new(sources.key(&child), format!("unknown key `{key}` {place}"));
                     d = match did_you_mean(key, known.iter().map(String::as_str)) {
@@ -66,6 +73,20 @@ pub fn against_schema(schema: &Value, value: &Value, sources: &SourceMap, out: &
                 }
                 out.push(d);
             }
+            ValidationErrorKind::OneOfNotValid { .. } | ValidationErrorKind::AnyOf { .. }
+                if !choices_at(schema, &pointer).is_empty() =>
+            {
+                let choices = choices_at(schema, &pointer);
+                let found = err.instance.as_str().map(String::from).unwrap_or_else(|| err.instance.to_string());
+                let mut d = Diagnostic::new(
+                    sources.value(&pointer),
+                    format!("`{at}` must be one of {}, found `{found}`", choices.join(", ")),
+                );
+                if let Some(s) = did_you_mean(&found, choices.iter().map(String::as_str)) {
+                    d = d.hint(format!("did you mean `{s}`?"));
+                }
+                out.push(d);
+            }
             ValidationErrorKind::Minimum { limit } => out.push(Diagnostic::new(
                 sources.value(&pointer),
                 format!("`{at}` must be at least {limit}, found {}", err.instance),
@@ -77,6 +98,7 @@ pub fn against_schema(schema: &Value, value: &Value, sources: &SourceMap, out: &
             _ => out.push(Diagnostic::new(sources.value(&pointer), format!("`{at}`: {err}"))),
         }
     }
+    offending
 }
 
 fn article(word: &str) -> String {
@@ -129,6 +151,30 @@ pub fn dotted(pointer: &str) -> String {
 
 /// The property names the schema allows at `pointer`, for "did you mean".
 fn known_keys(schema: &Value, pointer: &str) -> Vec<String> {
+    schema_at(schema, pointer)
+        .and_then(|s| s.get("properties").and_then(Value::as_object).map(|p| p.keys().cloned().collect()))
+        .unwrap_or_default()
+}
+
+/// The fixed values an enum-like schema at `pointer` allows (`enum`, or `oneOf` consts).
+fn choices_at(schema: &Value, pointer: &str) -> Vec<String> {
+    let Some(s) = schema_at(schema, pointer) else { return Vec::new() };
+    let mut out = Vec::new();
+    let branches = s.get("oneOf").or_else(|| s.get("anyOf")).and_then(Value::as_array).cloned().unwrap_or_else(|| vec![s.clone()]);
+    for b in branches {
+        let b = resolve_ref(schema, &b);
+        if let Some(c) = b.get("const").and_then(Value::as_str) {
+            out.push(c.to_string());
+        }
+        if let Some(e) = b.get("enum").and_then(Value::as_array) {
+            out.extend(e.iter().filter_map(Value::as_str).map(String::from));
+        }
+    }
+    out
+}
+
+/// The (dereferenced) subschema that applies to the instance at `pointer`.
+fn schema_at(schema: &Value, pointer: &str) -> Option<Value> {
     let deref = |s: &Value| -> Value { resolve_ref(schema, s).clone() };
     let mut s = deref(schema);
     for seg in pointer.split('/').skip(1) {
@@ -140,14 +186,11 @@ fn known_keys(schema: &Value, pointer: &str) -> Vec<String> {
         } else if let Some(ap) = s.get("additionalProperties").filter(|v| v.is_object()) {
             ap.clone()
         } else {
-            return Vec::new();
+            return None;
         };
         s = deref(&next);
     }
-    s.get("properties")
-        .and_then(Value::as_object)
-        .map(|p| p.keys().cloned().collect())
-        .unwrap_or_default()
+    Some(s)
 }
 
 fn resolve_ref<'a>(root: &'a Value, mut s: &'a Value) -> &'a Value {

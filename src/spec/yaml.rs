@@ -189,7 +189,7 @@ fn parse(idx: usize, file: &Path, text: &str) -> Result<Node, Diagnostics> {
         return Err(one(Diagnostic::new(start_of(file), "the file is empty")
             .hint("a spec needs at least `project`, `environment`, `region` and `network`")));
     }
-    let options = LoaderOptions::default().error_on_duplicate_keys(true);
+    let options = LoaderOptions::default().error_on_duplicate_keys(true).prevent_coercion(true);
     marked_yaml::parse_yaml_with_options(idx, text, options).map_err(|e| one(load_error(file, e)))
 }
 

@@ -1,0 +1,148 @@
+//! The contract between the engine and the clouds it drives: one [`Provider`] per
+//! resource kind (read, find, create, update, delete, wait) and the classification of
+//! their errors, which decides whether the engine retries.
+
+pub mod memory;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::model::{Address, Attrs, Kind};
+
+/// What kind of failure a provider call hit; decides retry behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The resource does not exist (a delete treats this as done).
+    NotFound,
+    /// Rate limited: retry with backoff.
+    Throttled,
+    /// A transient failure (5xx, eventual consistency, propagation delay): retry.
+    Retryable,
+    /// The resource is busy (an update in progress, a dependency still attached):
+    /// retry for a while.
+    Conflict,
+    /// Retrying will not help.
+    Fatal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ProviderError {
+    pub class: ErrorClass,
+    /// The service's error code, when there is one (`RequestLimitExceeded`).
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{code}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl ProviderError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            code: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::NotFound, message)
+    }
+
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Fatal, message)
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.class, ErrorClass::Throttled | ErrorClass::Retryable | ErrorClass::Conflict)
+    }
+}
+
+/// A resource as the cloud reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub id: String,
+    /// Inputs as the cloud sees them (for drift detection).
+    pub inputs: Attrs,
+    /// Attributes the cloud assigned.
+    pub outputs: Attrs,
+}
+
+/// Whether a created or updated resource has settled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Readiness {
+    Ready(Observed),
+    /// Still settling, with the cloud's status word (`creating`, `pending`…).
+    Pending(String),
+    /// Settled in a failed state; needs a replace.
+    Failed(String),
+}
+
+/// Whether a delete has finished when the call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    Done,
+    /// Accepted; poll `read` until the resource is gone.
+    InProgress,
+}
+
+/// What a create or delete is told about the resource besides its inputs.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    pub address: &'a Address,
+    /// `deploy:*` plus spec tags, for lookup after a crash.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Drives one kind of resource.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The resource's current attributes, or `None` if it is gone.
+    async fn read(&self, id: &str) -> Result<Option<Observed>, ProviderError>;
+    /// Looks a resource up by its `deploy:address` tag (adoption after a crash).
+    async fn find(&self, target: &Target<'_>) -> Result<Option<Observed>, ProviderError>;
+    /// Starts creating; `client_token` makes a retried create idempotent.
+    async fn create(&self, target: &Target<'_>, inputs: &Attrs, client_token: &str) -> Result<Observed, ProviderError>;
+    /// Changes what can change in place, from `before` to `after`.
+    async fn update(&self, id: &str, before: &Attrs, after: &Attrs) -> Result<Observed, ProviderError>;
+    async fn delete(&self, id: &str, inputs: &Attrs) -> Result<Deletion, ProviderError>;
+    /// Polled after create and update until ready or failed.
+    async fn wait(&self, id: &str) -> Result<Readiness, ProviderError>;
+}
+
+/// The provider for each kind.
+#[derive(Clone, Default)]
+pub struct Providers {
+    by_kind: BTreeMap<Kind, Arc<dyn Provider>>,
+}
+
+impl Providers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&mut self, kind: Kind, p: Arc<dyn Provider>) {
+        self.by_kind.insert(kind, p);
+    }
+
+    pub fn get(&self, kind: Kind) -> Result<Arc<dyn Provider>, ProviderError> {
+        self.by_kind
+            .get(&kind)
+            .cloned()
+            .ok_or_else(|| ProviderError::fatal(format!("no provider for {kind} resources is available in this build")))
+    }
+}
