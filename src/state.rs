@@ -49,6 +49,9 @@ pub struct ResourceState {
     pub depends_on: BTreeSet<Address>,
     #[serde(default)]
     pub protect: bool,
+    /// Created or updated, but not yet seen ready (the run stopped while waiting).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,9 @@
 //! Plans: the desired state from a spec, diffed against recorded and actual state.
 
 pub mod desired;
+pub mod diff;
+
+pub use diff::{plan, plan_destroy, Actual, AttrChange, Change, Inputs, Operation, Plan, Summary};
 
 use std::path::Path;
 

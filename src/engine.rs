@@ -1,0 +1,568 @@
+//! Executes plans and refreshes state. Walks the step graph with bounded concurrency,
+//! retries throttling and transient errors with exponential backoff and full jitter,
+//! waits for resources to settle with timeouts and progress events, and writes state
+//! after every completed step. It never prints: it emits [`Event`]s.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::graph::{walk, Graph, NodeId};
+use crate::model::{substitute, Action, Address, Attrs, Reference};
+use crate::plan::{Actual, Change, Plan};
+use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Providers, Readiness, Target};
+use crate::state::{Intent, ResourceState, State, StateError};
+
+/// Knobs of a run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Steps in flight at once (`--parallelism`).
+    pub parallelism: usize,
+    pub retry: RetryPolicy,
+    /// Multiplies every kind's poll interval and wait timeout (tests shrink them).
+    pub wait_scale: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            parallelism: 10,
+            retry: RetryPolicy::default(),
+            wait_scale: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub max_delay: Duration,
+    pub max_attempts: u32,
+    /// Stop retrying once this much time went by, whatever the attempt count.
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(250),
+            max_delay: Duration::from_secs(20),
+            max_attempts: 12,
+            max_elapsed: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What a step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOp {
+    Create,
+    Update,
+    Delete,
+}
+
+impl StepOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepOp::Create => "create",
+            StepOp::Update => "update",
+            StepOp::Delete => "delete",
+        }
+    }
+}
+
+/// Progress reports; the CLI renders them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Started { address: Address, op: StepOp },
+    Finished { address: Address, op: StepOp, elapsed: Duration },
+    Failed { address: Address, op: StepOp, error: String },
+    Skipped { address: Address, op: StepOp, because: Address },
+    Retrying { address: Address, attempt: u32, delay: Duration, error: String },
+    Waiting { address: Address, status: String, elapsed: Duration },
+    Adopted { address: Address, id: String },
+    Refreshed { address: Address, found: bool },
+}
+
+pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Called with the state after every step; must make it durable.
+pub type Persist = Box<dyn FnMut(&mut State) -> Result<(), StateError> + Send>;
+
+/// How an apply ended.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub completed: Vec<(Address, StepOp)>,
+    pub failed: Vec<(Address, StepOp, String)>,
+    pub skipped: Vec<(Address, StepOp, Address)>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    State(#[from] StateError),
+    #[error("refreshing {address} failed: {error}")]
+    Refresh { address: Address, error: ProviderError },
+    #[error("the plan's steps form a cycle: {0}")]
+    Cycle(String),
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    address: Address,
+    op: StepOp,
+    /// Acts on the deposed (old) object rather than the current one.
+    deposed: bool,
+    /// Create-before-delete: the current object becomes deposed first.
+    depose_first: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    persist: Mutex<Persist>,
+    providers: Providers,
+    config: Config,
+    events: EventSink,
+    changes: BTreeMap<Address, Change>,
+}
+
+impl Shared {
+    fn emit(&self, e: Event) {
+        (self.events)(&e)
+    }
+
+    /// Applies `f` to the state and writes it.
+    fn save(&self, f: impl FnOnce(&mut State)) -> Result<(), StepError> {
+        let mut state = self.state.lock().expect("state lock");
+        f(&mut state);
+        (self.persist.lock().expect("persist lock"))(&mut state).map_err(|e| StepError(format!("writing state: {e}")))
+    }
+
+    fn provider(&self, address: &Address) -> Result<Arc<dyn Provider>, StepError> {
+        let kind = self.changes.get(address).map(|c| c.kind).ok_or_else(|| StepError(format!("{address} is not in the plan")))?;
+        self.providers.get(kind).map_err(|e| StepError(e.to_string()))
+    }
+
+    /// Runs a provider call, retrying throttling and transient errors.
+    async fn call<T, F, Fut>(&self, address: &Address, f: F) -> Result<T, ProviderError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        retry(&self.config.retry, f, |attempt, delay, error| {
+            self.emit(Event::Retrying {
+                address: address.clone(),
+                attempt,
+                delay,
+                error: error.to_string(),
+            })
+        })
+        .await
+    }
+}
+
+/// Retries `f` on retryable errors with exponential backoff and full jitter.
+pub async fn retry<T, F, Fut>(policy: &RetryPolicy, f: F, mut on_retry: impl FnMut(u32, Duration, &ProviderError)) -> Result<T, ProviderError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retryable() && attempt + 1 < policy.max_attempts && started.elapsed() < policy.max_elapsed => {
+                attempt += 1;
+                let ceiling = policy.base.saturating_mul(1u32 << attempt.min(16)).min(policy.max_delay);
+                let delay = ceiling.mul_f64(0.5 + fastrand::f64() / 2.0);
+                on_retry(attempt, delay, &e);
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct StepError(String);
+
+impl From<ProviderError> for StepError {
+    fn from(e: ProviderError) -> Self {
+        StepError(e.to_string())
+    }
+}
+
+/// Reads the actual state of every recorded resource, in parallel.
+pub async fn refresh(state: &State, providers: &Providers, config: &Config, events: &EventSink) -> Result<Actual, EngineError> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(config.parallelism.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (address, r) in &state.resources {
+        let provider = providers.get(r.kind).map_err(|error| EngineError::Refresh { address: address.clone(), error })?;
+        let (address, id, sem, policy, events) = (address.clone(), r.id.clone(), semaphore.clone(), config.retry.clone(), events.clone());
+        tasks.spawn(async move {
+            let _permit = sem.acquire_owned().await.expect("semaphore never closes");
+            let result = retry(&policy, || provider.read(&id), |attempt, delay, e| {
+                events(&Event::Retrying { address: address.clone(), attempt, delay, error: e.to_string() })
+            })
+            .await;
+            let result = match result {
+                Err(e) if e.class == ErrorClass::NotFound => Ok(None),
+                other => other,
+            };
+            if let Ok(found) = &result {
+                events(&Event::Refreshed { address: address.clone(), found: found.is_some() });
+            }
+            (address, result)
+        });
+    }
+    let mut actual = Actual::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (address, result) = joined.expect("refresh task does not panic");
+        match result {
+            Ok(found) => {
+                actual.insert(address, found);
+            }
+            Err(error) => return Err(EngineError::Refresh { address, error }),
+        }
+    }
+    Ok(actual)
+}
+
+/// Carries out a plan against `state`, writing it through `persist` after every step.
+/// Returns the final state and what happened to each step.
+pub async fn apply(plan: &Plan, state: State, persist: Persist, providers: Providers, config: Config, events: EventSink) -> Result<(State, Report), EngineError> {
+    let (graph, steps) = step_graph(plan, &state)?;
+    let shared = Arc::new(Shared {
+        state: Mutex::new(state),
+        persist: Mutex::new(persist),
+        providers,
+        config: config.clone(),
+        events,
+        changes: plan.changes.iter().map(|c| (c.address.clone(), c.clone())).collect(),
+    });
+    let walked = walk(&graph, config.parallelism, |id| {
+        let shared = shared.clone();
+        let step = steps[id].clone();
+        async move {
+            let started = Instant::now();
+            shared.emit(Event::Started { address: step.address.clone(), op: step.op });
+            match run_step(&shared, &step).await {
+                Ok(()) => {
+                    shared.emit(Event::Finished { address: step.address.clone(), op: step.op, elapsed: started.elapsed() });
+                    Ok(())
+                }
+                Err(StepError(error)) => {
+                    shared.emit(Event::Failed { address: step.address.clone(), op: step.op, error: error.clone() });
+                    Err(error)
+                }
+            }
+        }
+    })
+    .await;
+    let mut report = Report::default();
+    report.completed = walked.succeeded.iter().map(|&i| (steps[i].address.clone(), steps[i].op)).collect();
+    report.failed = walked.failed.into_iter().map(|(i, e)| (steps[i].address.clone(), steps[i].op, e)).collect();
+    for &(i, cause) in &walked.skipped {
+        shared.emit(Event::Skipped { address: steps[i].address.clone(), op: steps[i].op, because: steps[cause].address.clone() });
+        report.skipped.push((steps[i].address.clone(), steps[i].op, steps[cause].address.clone()));
+    }
+    let shared = Arc::try_unwrap(shared).ok().expect("all steps finished");
+    Ok((shared.state.into_inner().expect("state lock"), report))
+}
+
+/// Steps and their order. Creates and updates follow the spec's edges; deletes of old
+/// objects wait for their old dependents' deletes; the old half of a
+/// create-before-delete waits until its dependents moved to the new one.
+fn step_graph(plan: &Plan, state: &State) -> Result<(Graph<()>, Vec<Step>), EngineError> {
+    let mut g: Graph<()> = Graph::new();
+    let mut steps: Vec<Step> = Vec::new();
+    let mut add = |g: &mut Graph<()>, step: Step| -> NodeId {
+        steps.push(step);
+        g.add(())
+    };
+    let mut forward: BTreeMap<&Address, NodeId> = BTreeMap::new();
+    let mut delete_current: BTreeMap<&Address, NodeId> = BTreeMap::new();
+    let mut delete_deposed: BTreeMap<&Address, NodeId> = BTreeMap::new();
+    let step = |address: &Address, op, deposed, depose_first| Step { address: address.clone(), op, deposed, depose_first };
+    for c in &plan.changes {
+        let a = &c.address;
+        match c.action {
+            Action::NoOp => {}
+            Action::Create => {
+                forward.insert(a, add(&mut g, step(a, StepOp::Create, false, false)));
+            }
+            Action::Update => {
+                forward.insert(a, add(&mut g, step(a, StepOp::Update, false, false)));
+            }
+            Action::DeleteBeforeCreate => {
+                let d = add(&mut g, step(a, StepOp::Delete, false, false));
+                let n = add(&mut g, step(a, StepOp::Create, false, false));
+                g.depend(n, d);
+                delete_current.insert(a, d);
+                forward.insert(a, n);
+            }
+            Action::CreateBeforeDelete => {
+                let n = add(&mut g, step(a, StepOp::Create, false, true));
+                let d = add(&mut g, step(a, StepOp::Delete, true, false));
+                g.depend(d, n);
+                forward.insert(a, n);
+                delete_deposed.insert(a, d);
+            }
+            Action::Delete if c.deposed => {
+                delete_deposed.insert(a, add(&mut g, step(a, StepOp::Delete, true, false)));
+            }
+            Action::Delete => {
+                delete_current.insert(a, add(&mut g, step(a, StepOp::Delete, false, false)));
+            }
+        }
+    }
+    for c in &plan.changes {
+        if let Some(&n) = forward.get(&c.address) {
+            for d in &c.depends_on {
+                if let Some(&m) = forward.get(d) {
+                    g.depend(n, m);
+                }
+            }
+        }
+    }
+    // Old objects go after the old objects that depended on them.
+    let recorded = state.resources.iter().chain(state.deposed.iter());
+    let mut old_dependents: BTreeMap<&Address, Vec<&Address>> = BTreeMap::new();
+    for (a, r) in recorded {
+        for d in &r.depends_on {
+            old_dependents.entry(d).or_default().push(a);
+        }
+    }
+    for (x, &d) in delete_current.iter().chain(delete_deposed.iter()) {
+        for y in old_dependents.get(x).into_iter().flatten() {
+            for m in [delete_current.get(y), delete_deposed.get(y)].into_iter().flatten() {
+                if *m != d {
+                    g.depend(d, *m);
+                }
+            }
+        }
+    }
+    // The deposed half of a replacement goes once the new dependents are in place.
+    for (x, &d) in &delete_deposed {
+        for c in plan.changes.iter().filter(|c| c.depends_on.contains(*x)) {
+            if let Some(&n) = forward.get(&c.address) {
+                g.depend(d, n);
+            }
+        }
+    }
+    if let Err(cycle) = g.topological() {
+        let names: Vec<String> = cycle.iter().map(|&i| format!("{} {}", steps[i].op.as_str(), steps[i].address)).collect();
+        return Err(EngineError::Cycle(names.join(" → ")));
+    }
+    Ok((g, steps))
+}
+
+fn lookup_in(state: &State) -> impl Fn(&Reference) -> Option<Value> + '_ {
+    move |r: &Reference| {
+        let res = state.resources.get(&r.address)?;
+        res.outputs.get(&r.attribute).or_else(|| res.inputs.get(&r.attribute)).cloned()
+    }
+}
+
+/// The change's inputs with every reference resolved from the current state.
+fn resolved_inputs(shared: &Shared, change: &Change) -> Result<Attrs, StepError> {
+    let after = change.after.as_ref().ok_or_else(|| StepError(format!("{} has no desired inputs", change.address)))?;
+    let state = shared.state.lock().expect("state lock");
+    let lookup = lookup_in(&state);
+    after
+        .iter()
+        .map(|(k, v)| match substitute(v, &lookup) {
+            Some(x) => Ok((k.clone(), x)),
+            None => Err(StepError(format!(
+                "`{k}` of {} refers to a value that does not exist yet: {}",
+                change.address,
+                crate::model::references(v).iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ))),
+        })
+        .collect()
+}
+
+fn tags_of(inputs: &Attrs) -> BTreeMap<String, String> {
+    inputs.get("tags").and_then(|t| serde_json::from_value(t.clone()).ok()).unwrap_or_default()
+}
+
+async fn run_step(shared: &Shared, step: &Step) -> Result<(), StepError> {
+    match step.op {
+        StepOp::Create => create(shared, step).await,
+        StepOp::Update => update(shared, step).await,
+        StepOp::Delete => delete(shared, step).await,
+    }
+}
+
+fn record(change: &Change, inputs: &Attrs, observed: &Observed, pending: bool) -> ResourceState {
+    ResourceState {
+        kind: change.kind,
+        id: observed.id.clone(),
+        inputs: inputs.clone(),
+        outputs: observed.outputs.clone(),
+        depends_on: change.depends_on.clone(),
+        protect: change.protected,
+        pending,
+    }
+}
+
+async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
+    let change = &shared.changes[&step.address];
+    let address = &step.address;
+    let provider = shared.provider(address)?;
+    let inputs = resolved_inputs(shared, change)?;
+    let target = Target { address, tags: tags_of(&inputs) };
+
+    if step.depose_first {
+        shared.save(|s| {
+            if let Some(old) = s.resources.remove(address) {
+                s.deposed.insert(address.clone(), old);
+            }
+        })?;
+    }
+
+    // A create interrupted earlier may have happened: look before creating again.
+    let prior = shared.state.lock().expect("state lock").intents.get(address).cloned();
+    let adopted = match &prior {
+        Some(_) => shared.call(address, || provider.find(&target)).await?,
+        None => None,
+    };
+    let observed = match adopted {
+        Some(found) => {
+            shared.emit(Event::Adopted { address: address.clone(), id: found.id.clone() });
+            let differs = inputs.iter().any(|(k, v)| found.inputs.get(k).is_some_and(|f| f != v));
+            if differs {
+                shared.call(address, || provider.update(&found.id, &found.inputs, &inputs)).await?
+            } else {
+                found
+            }
+        }
+        None => {
+            let token = prior.map(|i| i.client_token).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let intent = Intent {
+                kind: change.kind,
+                client_token: token.clone(),
+                started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            };
+            shared.save(|s| {
+                s.intents.insert(address.clone(), intent);
+            })?;
+            shared.call(address, || provider.create(&target, &inputs, &token)).await?
+        }
+    };
+    shared.save(|s| {
+        s.intents.remove(address);
+        s.resources.insert(address.clone(), record(change, &inputs, &observed, true));
+    })?;
+    settle(shared, change, provider.as_ref(), &inputs, &observed.id).await
+}
+
+async fn update(shared: &Shared, step: &Step) -> Result<(), StepError> {
+    let change = &shared.changes[&step.address];
+    let address = &step.address;
+    let provider = shared.provider(address)?;
+    let inputs = resolved_inputs(shared, change)?;
+    let current = shared
+        .state
+        .lock()
+        .expect("state lock")
+        .resources
+        .get(address)
+        .cloned()
+        .ok_or_else(|| StepError(format!("{address} is not in the state any more; plan again")))?;
+    let observed = if current.inputs != inputs || change.attributes.iter().any(|a| !a.known_after_apply) {
+        let o = shared.call(address, || provider.update(&current.id, &current.inputs, &inputs)).await?;
+        shared.save(|s| {
+            s.resources.insert(address.clone(), record(change, &inputs, &o, true));
+        })?;
+        o
+    } else {
+        Observed { id: current.id.clone(), inputs: current.inputs.clone(), outputs: current.outputs.clone() }
+    };
+    settle(shared, change, provider.as_ref(), &inputs, &observed.id).await
+}
+
+/// Polls until the resource is ready, then records it as settled.
+async fn settle(shared: &Shared, change: &Change, provider: &dyn Provider, inputs: &Attrs, id: &str) -> Result<(), StepError> {
+    let address = &change.address;
+    let limits = change.kind.wait_limits();
+    let poll = limits.poll.mul_f64(shared.config.wait_scale);
+    let timeout = limits.timeout.mul_f64(shared.config.wait_scale);
+    let started = Instant::now();
+    let mut last_status: String;
+    let ready = loop {
+        match shared.call(address, || provider.wait(id)).await {
+            Ok(Readiness::Ready(o)) => break o,
+            Ok(Readiness::Failed(why)) => return Err(StepError(format!("{address} ended in a failed state: {why}"))),
+            Ok(Readiness::Pending(status)) => last_status = status,
+            // Right after a create, AWS may not list the resource yet.
+            Err(e) if e.class == ErrorClass::NotFound && started.elapsed() < timeout => last_status = "not visible yet".into(),
+            Err(e) => return Err(e.into()),
+        }
+        let elapsed = started.elapsed();
+        if elapsed >= timeout {
+            return Err(StepError(format!(
+                "timed out after {} waiting for {address} to become ready (last status: {last_status})",
+                humantime::format_duration(Duration::from_secs(timeout.as_secs()))
+            )));
+        }
+        shared.emit(Event::Waiting { address: address.clone(), status: last_status.clone(), elapsed });
+        tokio::time::sleep(poll).await;
+    };
+    shared.save(|s| {
+        s.resources.insert(address.clone(), record(change, inputs, &ready, false));
+    })
+}
+
+async fn delete(shared: &Shared, step: &Step) -> Result<(), StepError> {
+    let address = &step.address;
+    let current = {
+        let s = shared.state.lock().expect("state lock");
+        if step.deposed { s.deposed.get(address).cloned() } else { s.resources.get(address).cloned() }
+    };
+    let Some(current) = current else { return Ok(()) };
+    let provider = shared.providers.get(current.kind).map_err(|e| StepError(e.to_string()))?;
+    let outcome = match shared.call(address, || provider.delete(&current.id, &current.inputs)).await {
+        Ok(d) => d,
+        Err(e) if e.class == ErrorClass::NotFound => Deletion::Done,
+        Err(e) => return Err(e.into()),
+    };
+    if outcome == Deletion::InProgress {
+        let limits = current.kind.wait_limits();
+        let poll = limits.poll.mul_f64(shared.config.wait_scale);
+        let timeout = limits.timeout.mul_f64(shared.config.wait_scale);
+        let started = Instant::now();
+        loop {
+            match shared.call(address, || provider.read(&current.id)).await {
+                Ok(None) => break,
+                Err(e) if e.class == ErrorClass::NotFound => break,
+                Ok(Some(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if started.elapsed() >= timeout {
+                return Err(StepError(format!("timed out waiting for {address} to be deleted")));
+            }
+            shared.emit(Event::Waiting { address: address.clone(), status: "deleting".into(), elapsed: started.elapsed() });
+            tokio::time::sleep(poll).await;
+        }
+    }
+    shared.save(|s| {
+        if step.deposed {
+            s.deposed.remove(address);
+        } else {
+            s.resources.remove(address);
+        }
+        s.intents.remove(address);
+    })
+}
