@@ -8,3 +8,4 @@ pub mod plan;
 pub mod state;
 pub mod provider;
 pub mod engine;
+pub mod ops;

@@ -116,6 +116,9 @@ fn held_message(environment: &str, info: &LockInfo) -> String {
 /// Who holds an environment's lock.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockInfo {
+    /// Distinguishes this holder from a later one on the same host and pid.
+    #[serde(default)]
+    pub token: String,
     pub owner: String,
     pub host: String,
     pub pid: u32,
@@ -237,6 +240,7 @@ impl LocalBackend {
         })?;
         let now = SystemTime::now();
         let info = LockInfo {
+            token: Uuid::new_v4().to_string(),
             owner: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
             host: hostname(),
             pid: std::process::id(),
@@ -295,8 +299,20 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
+    /// Whether the lock file still names this holder (it may have been broken with
+    /// `deploy unlock` and taken by another run).
+    fn still_ours(&self) -> bool {
+        fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<LockInfo>(&t).ok())
+            .is_some_and(|held| held.token == self.info.token)
+    }
+
     /// Pushes the expiry forward; called as a run makes progress.
     pub fn renew(&mut self) {
+        if !self.still_ours() {
+            return;
+        }
         self.info.expires_at = SystemTime::now() + LOCK_TTL;
         if let Ok(body) = serde_json::to_vec_pretty(&self.info) {
             let _ = fs::write(&self.path, body);
@@ -306,7 +322,9 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        if self.still_ours() {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -346,6 +364,17 @@ mod tests {
         std::mem::forget(b.lock("dev", "apply").unwrap());
         assert_eq!(b.unlock("dev").unwrap().unwrap().operation, "apply");
         b.lock("dev", "apply").unwrap();
+    }
+
+    #[test]
+    fn a_broken_lock_holder_does_not_remove_the_next_holders_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let old = b.lock("dev", "apply").unwrap();
+        b.unlock("dev").unwrap();
+        let _new = b.lock("dev", "apply").unwrap();
+        drop(old);
+        assert!(b.lock("dev", "plan").is_err(), "the new holder keeps its lock");
     }
 
     #[test]

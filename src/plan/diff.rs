@@ -180,7 +180,7 @@ pub fn plan(inp: Inputs<'_>) -> Result<Plan, String> {
             replace_because: Vec::new(),
             drift,
             data_loss: false,
-            protected: res.protect || recorded.is_some_and(|r| r.protect),
+            protected: res.protect,
             after: Some(res.inputs.clone()),
             depends_on: res.depends_on.clone(),
             deposed: false,

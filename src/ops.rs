@@ -1,0 +1,135 @@
+//! Operations the commands are made of: plan, apply a plan, destroy. They hold the
+//! environment's lock for their duration, refuse a saved plan whose state moved, refuse
+//! data loss unless allowed, and persist state through the backend after every step.
+
+use std::path::Path;
+
+use crate::engine::{self, Config, EventSink, Report};
+use crate::model::Address;
+use crate::plan::desired::Desired;
+use crate::plan::{self, Operation, Plan};
+use crate::provider::Providers;
+use crate::state::{LocalBackend, LockGuard, State, StateError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("{0}")]
+    State(#[from] StateError),
+    #[error("{0}")]
+    Engine(#[from] engine::EngineError),
+    #[error("{0}")]
+    Plan(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("the state of `{environment}` changed since this plan was made ({was}); run `deploy plan` again")]
+    StalePlan { environment: String, was: String },
+}
+
+/// A plan made under the environment's lock, with the state it was made against.
+pub struct Planned {
+    pub plan: Plan,
+    pub state: Option<State>,
+}
+
+/// Plans `desired` against the recorded state, refreshing from the cloud unless
+/// `providers` is `None` (`--no-refresh`).
+pub async fn plan(
+    backend: &LocalBackend,
+    desired: &Desired,
+    providers: Option<&Providers>,
+    config: &Config,
+    events: &EventSink,
+    targets: &[Address],
+) -> Result<Planned, OpsError> {
+    let _lock = backend.lock(&desired.environment, "plan")?;
+    let state = backend.read(&desired.environment)?;
+    let actual = match (providers, &state) {
+        (Some(p), Some(s)) => Some(engine::refresh(s, p, config, events).await?),
+        _ => None,
+    };
+    let plan = plan::plan(plan::Inputs { desired, state: state.as_ref(), actual: actual.as_ref(), targets }).map_err(OpsError::Plan)?;
+    Ok(Planned { plan, state })
+}
+
+/// Plans the destruction of everything recorded for `environment`.
+pub async fn plan_destroy(
+    backend: &LocalBackend,
+    desired: &Desired,
+    providers: Option<&Providers>,
+    config: &Config,
+    events: &EventSink,
+) -> Result<Planned, OpsError> {
+    let _lock = backend.lock(&desired.environment, "plan")?;
+    let state = backend.read(&desired.environment)?;
+    let actual = match (providers, &state) {
+        (Some(p), Some(s)) => Some(engine::refresh(s, p, config, events).await?),
+        _ => None,
+    };
+    let plan = plan::plan_destroy(&desired.project, &desired.environment, &desired.region, state.as_ref(), actual.as_ref());
+    Ok(Planned { plan, state })
+}
+
+/// Why each refused change is refused, as lines for the user.
+pub fn refusal_lines(plan: &Plan, allow_data_loss: bool) -> Vec<String> {
+    plan.refusals(allow_data_loss)
+        .into_iter()
+        .map(|(c, flag_would_allow)| {
+            let what = if c.action == crate::model::Action::Delete { "delete" } else { "replace" };
+            if flag_would_allow {
+                format!("{} would be {what}d and its data lost; pass --allow-data-loss if that is intended", c.address)
+            } else {
+                format!("{} is protected (`protect: true` in the spec) and cannot be {what}d; set `protect: false` first if you really mean it", c.address)
+            }
+        })
+        .collect()
+}
+
+/// Applies `plan` exactly: refuses if the state moved since it was made or if it would
+/// lose data without `allow_data_loss`; writes state after every step.
+pub async fn apply(
+    backend: &LocalBackend,
+    plan: &Plan,
+    providers: Providers,
+    config: Config,
+    events: EventSink,
+    allow_data_loss: bool,
+) -> Result<(State, Report), OpsError> {
+    let refusals = refusal_lines(plan, allow_data_loss);
+    if !refusals.is_empty() {
+        return Err(OpsError::Refused(refusals.join("\n")));
+    }
+    let lock = backend.lock(&plan.environment, match plan.operation {
+        Operation::Apply => "apply",
+        Operation::Destroy => "destroy",
+    })?;
+    let state = backend.read(&plan.environment)?;
+    let (lineage, serial) = state.as_ref().map(|s| (Some(s.lineage), s.serial)).unwrap_or((None, 0));
+    if lineage != plan.state_lineage || serial != plan.state_serial {
+        let was = match plan.state_lineage {
+            Some(_) => format!("serial {} when planned, {serial} now", plan.state_serial),
+            None => "it had no state when planned".into(),
+        };
+        return Err(OpsError::StalePlan { environment: plan.environment.clone(), was });
+    }
+    let state = state.unwrap_or_else(|| State::new(&plan.project, &plan.environment));
+    let persist = persister(backend.clone(), lock);
+    Ok(engine::apply(plan, state, persist, providers, config, events).await?)
+}
+
+fn persister(backend: LocalBackend, mut lock: LockGuard) -> engine::Persist {
+    Box::new(move |state: &mut State| {
+        backend.write(state)?;
+        lock.renew();
+        Ok(())
+    })
+}
+
+/// Reads a saved plan file.
+pub fn read_plan(path: &Path) -> Result<Plan, OpsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| OpsError::Plan(format!("cannot read the plan file {}: {e}", path.display())))?;
+    let plan: Plan = serde_json::from_str(&text).map_err(|e| OpsError::Plan(format!("{} is not a saved plan: {e}", path.display())))?;
+    if plan.format != plan::diff::PLAN_FORMAT {
+        return Err(OpsError::Plan(format!("{} was saved by another version of deploy (plan format {})", path.display(), plan.format)));
+    }
+    Ok(plan)
+}

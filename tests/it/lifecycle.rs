@@ -1,0 +1,438 @@
+//! Engine lifecycle against the in-memory cloud: create, no-op, update, replace
+//! ordering, data-loss guards, destroy order, partial failure, crash recovery, and a
+//! throttling, lagging cloud.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deploy::engine::{Config, Event, EventSink, Report, RetryPolicy};
+use deploy::model::{Action, Address, Kind};
+use deploy::ops::{self, OpsError};
+use deploy::plan::Plan;
+use deploy::provider::memory::{Call, Fault, MemoryCloud, Op};
+use deploy::provider::{ErrorClass, ProviderError};
+use deploy::state::LocalBackend;
+
+const BASE: &str = include_str!("../../environments/base.yaml");
+const DEV: &str = include_str!("../../environments/dev.yaml");
+
+struct Harness {
+    dir: tempfile::TempDir,
+    cloud: Arc<MemoryCloud>,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("base.yaml"), BASE).unwrap();
+        std::fs::write(dir.path().join("dev.yaml"), DEV).unwrap();
+        Self { dir, cloud: MemoryCloud::new(), events: Arc::default() }
+    }
+
+    fn spec(&self) -> PathBuf {
+        self.dir.path().join("dev.yaml")
+    }
+
+    /// Appends YAML to the dev file (later keys override through a second file).
+    fn edit(&self, extra: &str) {
+        let path = self.dir.path().join("dev.yaml");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(extra);
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn replace_in(&self, file: &str, from: &str, to: &str) {
+        let path = self.dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from} not in {file}");
+        std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+    }
+
+    fn backend(&self) -> LocalBackend {
+        LocalBackend::new(self.dir.path().join("state"))
+    }
+
+    fn config() -> Config {
+        Config {
+            parallelism: 10,
+            retry: RetryPolicy { base: Duration::from_millis(1), max_delay: Duration::from_millis(5), max_attempts: 50, max_elapsed: Duration::from_secs(30) },
+            wait_scale: 0.0005,
+        }
+    }
+
+    fn sink(&self) -> EventSink {
+        let events = self.events.clone();
+        Arc::new(move |e: &Event| events.lock().unwrap().push(e.clone()))
+    }
+
+    async fn plan(&self) -> Plan {
+        let (_, desired) = deploy::plan::load_desired(&self.spec()).unwrap_or_else(|d| panic!("{d}"));
+        let providers = self.cloud.providers();
+        ops::plan(&self.backend(), &desired, Some(&providers), &Self::config(), &self.sink(), &[]).await.unwrap().plan
+    }
+
+    async fn apply_plan(&self, plan: &Plan, allow_data_loss: bool) -> Result<Report, OpsError> {
+        ops::apply(&self.backend(), plan, self.cloud.providers(), Self::config(), self.sink(), allow_data_loss).await.map(|(_, r)| r)
+    }
+
+    async fn apply(&self) -> Report {
+        let plan = self.plan().await;
+        let report = self.apply_plan(&plan, false).await.unwrap();
+        assert!(report.ok(), "{report:?}");
+        report
+    }
+
+    async fn destroy(&self) -> Report {
+        let (_, desired) = deploy::plan::load_desired(&self.spec()).unwrap();
+        let providers = self.cloud.providers();
+        let plan = ops::plan_destroy(&self.backend(), &desired, Some(&providers), &Self::config(), &self.sink()).await.unwrap().plan;
+        self.apply_plan(&plan, true).await.unwrap()
+    }
+
+    fn desired_count(&self) -> usize {
+        deploy::plan::load_desired(&self.spec()).unwrap().1.resources.len()
+    }
+
+    /// Live objects per kind must equal desired resources per kind: no duplicates.
+    fn assert_no_duplicates(&self) {
+        let (_, desired) = deploy::plan::load_desired(&self.spec()).unwrap();
+        let mut want: BTreeMap<Kind, usize> = BTreeMap::new();
+        for r in desired.resources.values() {
+            *want.entry(r.kind).or_default() += 1;
+        }
+        let mut have: BTreeMap<Kind, usize> = BTreeMap::new();
+        for (_, kind, _) in self.cloud.inventory() {
+            *have.entry(kind).or_default() += 1;
+        }
+        assert_eq!(have, want, "live objects per kind differ from the spec");
+    }
+}
+
+fn action_of(plan: &Plan, address: &str) -> Action {
+    plan.changes.iter().find(|c| c.address.as_str() == address).unwrap_or_else(|| panic!("{address} not in plan")).action
+}
+
+fn changed(plan: &Plan) -> Vec<(String, Action)> {
+    plan.changes.iter().filter(|c| c.action != Action::NoOp).map(|c| (c.address.to_string(), c.action)).collect()
+}
+
+/// Index of the first call matching, in the cloud's call log.
+fn call_index(calls: &[Call], op: Op, address: &str) -> usize {
+    calls
+        .iter()
+        .position(|c| c.op == op && c.address.as_deref() == Some(address))
+        .unwrap_or_else(|| panic!("no {op:?} call for {address}"))
+}
+
+#[tokio::test]
+async fn create_from_scratch_then_second_plan_is_empty() {
+    let h = Harness::new();
+    let plan = h.plan().await;
+    assert_eq!(plan.summary.create, h.desired_count());
+    assert!(plan.changes.iter().all(|c| c.action == Action::Create));
+    h.apply().await;
+    h.assert_no_duplicates();
+
+    let again = h.plan().await;
+    assert!(!again.has_changes(), "second plan not empty: {:?}", changed(&again));
+    assert_eq!(again.summary.unchanged, h.desired_count());
+
+    // Dependencies were created before their dependents.
+    let calls = h.cloud.calls();
+    assert!(call_index(&calls, Op::Create, "network.vpc") < call_index(&calls, Op::Create, "network.subnet.private-a"));
+    assert!(call_index(&calls, Op::Create, "network.igw") < call_index(&calls, Op::Create, "network.nat.a"));
+    assert!(call_index(&calls, Op::Create, "iam.role.api") < call_index(&calls, Op::Create, "function.api"));
+    assert!(call_index(&calls, Op::Create, "valkey.cache") < call_index(&calls, Op::Create, "ssm.valkey-endpoint"));
+}
+
+#[tokio::test]
+async fn references_resolve_to_real_values_in_state() {
+    let h = Harness::new();
+    h.apply().await;
+    let state = h.backend().read("dev").unwrap().unwrap();
+    let f = &state.resources[&Address::new("function.api")];
+    let cache = &state.resources[&Address::new("valkey.cache")];
+    assert_eq!(f.inputs["environment"]["VALKEY_ENDPOINT"], cache.outputs["endpoint"]);
+    assert_eq!(f.inputs["environment"]["VALKEY_PORT"], serde_json::json!(6379));
+    assert_eq!(f.inputs["role_arn"], state.resources[&Address::new("iam.role.api")].outputs["arn"]);
+    assert_eq!(f.inputs["tags"]["deploy:address"], "function.api");
+    assert_eq!(f.inputs["tags"]["deploy:environment"], "dev");
+}
+
+#[tokio::test]
+async fn changing_memory_updates_only_that_function() {
+    let h = Harness::new();
+    h.apply().await;
+    h.replace_in("base.yaml", "memory_mb: 512", "memory_mb: 1024");
+    let plan = h.plan().await;
+    assert_eq!(changed(&plan), vec![("function.api".to_string(), Action::Update)]);
+    let attr = &plan.changes.iter().find(|c| c.address.as_str() == "function.api").unwrap().attributes;
+    assert_eq!(attr.len(), 1);
+    assert_eq!(attr[0].path, "memory_mb");
+    assert_eq!(attr[0].before, Some(serde_json::json!(512)));
+    assert_eq!(attr[0].after, Some(serde_json::json!(1024)));
+    h.apply_plan(&plan, false).await.unwrap();
+    assert!(!h.plan().await.has_changes());
+}
+
+#[tokio::test]
+async fn subnet_change_replaces_in_the_right_order_and_needs_the_data_loss_flag() {
+    let h = Harness::new();
+    h.apply().await;
+    h.replace_in("base.yaml", "a: 10.0.2.0/24", "a: 10.0.5.0/24");
+    let plan = h.plan().await;
+    // The subnet's CIDR is its unique key and it changes: create the new one first.
+    assert_eq!(action_of(&plan, "network.subnet.private-a"), Action::CreateBeforeDelete);
+    // The cache keeps its name, which must stay unique: delete first, then create.
+    let cache = plan.changes.iter().find(|c| c.address.as_str() == "valkey.cache").unwrap();
+    assert_eq!(cache.action, Action::DeleteBeforeCreate);
+    assert_eq!(cache.replace_because, vec!["subnet_ids"]);
+    assert!(cache.data_loss);
+
+    h.cloud.clear_calls();
+    let refused = h.apply_plan(&plan, false).await.unwrap_err();
+    assert!(matches!(refused, OpsError::Refused(ref m) if m.contains("valkey.cache") && m.contains("--allow-data-loss")), "{refused}");
+    assert!(h.cloud.calls().is_empty(), "a refused apply makes no call");
+
+    h.cloud.clear_calls();
+    let report = h.apply_plan(&plan, true).await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    let calls = h.cloud.calls();
+    let new_subnet = call_index(&calls, Op::Create, "network.subnet.private-a");
+    let old_subnet_gone = call_index(&calls, Op::Delete, "network.subnet.private-a");
+    let cache_gone = call_index(&calls, Op::Delete, "valkey.cache");
+    let cache_back = call_index(&calls, Op::Create, "valkey.cache");
+    assert!(new_subnet < old_subnet_gone, "create-before-delete for the subnet");
+    assert!(cache_gone < cache_back, "delete-before-create for the cache");
+    assert!(cache_back < old_subnet_gone, "the old subnet goes only after the cache moved off it");
+    assert!(h.backend().read("dev").unwrap().unwrap().deposed.is_empty());
+    h.assert_no_duplicates();
+    assert!(!h.plan().await.has_changes());
+}
+
+#[tokio::test]
+async fn protected_cache_is_never_replaced_even_with_the_flag() {
+    let h = Harness::new();
+    h.edit("  protect: true\n");
+    h.apply().await;
+    h.replace_in("base.yaml", "b: 10.0.3.0/24", "b: 10.0.6.0/24");
+    let plan = h.plan().await;
+    let cache = plan.changes.iter().find(|c| c.address.as_str() == "valkey.cache").unwrap();
+    assert!(cache.protected && cache.action.is_replace());
+    h.cloud.clear_calls();
+    let err = h.apply_plan(&plan, true).await.unwrap_err();
+    assert!(err.to_string().contains("protected"), "{err}");
+    assert!(h.cloud.calls().is_empty(), "nothing was touched");
+}
+
+#[tokio::test]
+async fn removing_a_function_deletes_it_and_its_role_after_its_dependents() {
+    let h = Harness::new();
+    h.apply().await;
+    // Drop the schedule and the preloader function from the spec.
+    h.replace_in("base.yaml", "schedules:\n  preload-questions:\n    expression: rate(6 hours)\n    function: preloader\n", "");
+    let text = std::fs::read_to_string(h.dir.path().join("base.yaml")).unwrap();
+    let start = text.find("  preloader:\n").unwrap();
+    let end = text[start..].find("\napi:").unwrap() + start;
+    std::fs::write(h.dir.path().join("base.yaml"), format!("{}{}", &text[..start], &text[end + 1..])).unwrap();
+    let plan = h.plan().await;
+    let mut deleted: Vec<_> = changed(&plan).into_iter().filter(|(_, a)| *a == Action::Delete).map(|(a, _)| a).collect();
+    deleted.sort();
+    assert_eq!(deleted, vec!["function.preloader", "iam.role.preloader", "schedule.preload-questions"]);
+    h.cloud.clear_calls();
+    h.apply_plan(&plan, false).await.unwrap();
+    let calls = h.cloud.calls();
+    assert!(call_index(&calls, Op::Delete, "schedule.preload-questions") < call_index(&calls, Op::Delete, "function.preloader"));
+    assert!(call_index(&calls, Op::Delete, "function.preloader") < call_index(&calls, Op::Delete, "iam.role.preloader"));
+    h.assert_no_duplicates();
+}
+
+#[tokio::test]
+async fn destroy_walks_the_graph_in_reverse_and_leaves_nothing() {
+    let h = Harness::new();
+    h.apply().await;
+    h.cloud.clear_calls();
+    let report = h.destroy().await;
+    assert!(report.ok(), "{report:?}");
+    assert!(h.cloud.inventory().is_empty(), "left behind: {:?}", h.cloud.inventory());
+    let calls = h.cloud.calls();
+    let del = |a| call_index(&calls, Op::Delete, a);
+    assert!(del("function.api") < del("iam.role.api"));
+    assert!(del("function.api") < del("security_group.lambda"));
+    assert!(del("valkey.cache") < del("network.subnet.private-a"));
+    assert!(del("network.nat.a") < del("network.igw"));
+    assert!(del("network.subnet.private-a") < del("network.vpc"));
+    let state = h.backend().read("dev").unwrap().unwrap();
+    assert!(state.is_empty());
+    // A second destroy has nothing to do and succeeds.
+    assert!(h.destroy().await.ok());
+}
+
+#[tokio::test]
+async fn resources_already_gone_count_as_deleted() {
+    let h = Harness::new();
+    h.apply().await;
+    h.cloud.remove_out_of_band("ssm.valkey-port");
+    let report = h.destroy().await;
+    assert!(report.ok(), "{report:?}");
+    assert!(h.cloud.inventory().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_branch_skips_its_dependents_and_independent_branches_finish() {
+    let h = Harness::new();
+    h.cloud.set_fault(|c: &Call| {
+        if c.op == Op::Create && c.address.as_deref() == Some("iam.role.api") {
+            Fault::Fail(ProviderError::fatal("MalformedPolicyDocument: nope").with_code("MalformedPolicyDocument"))
+        } else {
+            Fault::None
+        }
+    });
+    let plan = h.plan().await;
+    let report = h.apply_plan(&plan, false).await.unwrap();
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].0.as_str(), "iam.role.api");
+    let skipped: Vec<&str> = report.skipped.iter().map(|(a, _, _)| a.as_str()).collect();
+    assert!(skipped.contains(&"function.api") && skipped.contains(&"api.rest_api"), "{skipped:?}");
+    assert!(report.skipped.iter().all(|(_, _, cause)| cause.as_str() == "iam.role.api"));
+    // Independent branches completed.
+    for done in ["valkey.cache", "function.preloader", "cognito.user_pool", "ssm.valkey-endpoint"] {
+        assert!(report.completed.iter().any(|(a, _)| a.as_str() == done), "{done} should have finished");
+    }
+    // Each skipped resource is reported exactly once.
+    let events = h.events.lock().unwrap();
+    let skipped_events = events.iter().filter(|e| matches!(e, Event::Skipped { address, .. } if address.as_str() == "function.api")).count();
+    assert_eq!(skipped_events, 1);
+    drop(events);
+
+    h.cloud.set_fault(|_: &Call| Fault::None);
+    h.apply().await;
+    h.assert_no_duplicates();
+    assert!(!h.plan().await.has_changes());
+}
+
+#[tokio::test]
+async fn a_crash_after_any_step_then_a_rerun_converges_without_duplicates() {
+    // Count the mutating calls of a clean run.
+    let probe = Harness::new();
+    probe.apply().await;
+    let total = probe.cloud.calls().iter().filter(|c| c.op.mutates()).count();
+    assert!(total >= probe.desired_count());
+
+    let mut adopted_runs = 0;
+    for crash_at in 0..total {
+        let h = Harness::new();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let s = seen.clone();
+        h.cloud.set_fault(move |c: &Call| {
+            if c.op.mutates() && s.fetch_add(1, Ordering::SeqCst) == crash_at {
+                Fault::CrashAfter
+            } else {
+                Fault::None
+            }
+        });
+        let plan = h.plan().await;
+        let crashed = tokio::select! {
+            r = h.apply_plan(&plan, false) => { r.unwrap(); false }
+            _ = h.cloud.crashed() => true,
+        };
+        assert!(crashed, "run {crash_at} should have crashed");
+        // A killed process leaves its lock behind; break it as a user would.
+        h.backend().unlock("dev").unwrap();
+        h.events.lock().unwrap().clear();
+
+        h.cloud.set_fault(|_: &Call| Fault::None);
+        h.apply().await;
+        h.assert_no_duplicates();
+        let after = h.plan().await;
+        assert!(!after.has_changes(), "crash at {crash_at}: {:?}", changed(&after));
+        if h.events.lock().unwrap().iter().any(|e| matches!(e, Event::Adopted { .. })) {
+            adopted_runs += 1;
+        }
+    }
+    // Every crash right after a create leaves an intent that the rerun resolves by
+    // adopting the resource (creates are most of the mutating calls).
+    assert!(adopted_runs >= probe.desired_count(), "adopted in {adopted_runs} of {total} runs");
+}
+
+#[tokio::test]
+async fn a_throttling_lagging_cloud_still_converges() {
+    let h = Harness::new();
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    h.cloud.set_fault(move |c: &Call| {
+        let i = n2.fetch_add(1, Ordering::SeqCst);
+        match i % 7 {
+            0 => Fault::Fail(ProviderError::new(ErrorClass::Throttled, "Rate exceeded").with_code("RequestLimitExceeded")),
+            3 if c.op != Op::Read => Fault::Fail(ProviderError::new(ErrorClass::Retryable, "Service unavailable").with_code("ServiceUnavailable")),
+            _ => Fault::None,
+        }
+    });
+    h.cloud.set_lag(|k: Kind| match k {
+        Kind::ServerlessCache => 5,
+        Kind::NatGateway => 3,
+        _ => 1,
+    });
+    h.apply().await;
+    h.assert_no_duplicates();
+    assert!(!h.plan().await.has_changes());
+    let events = h.events.lock().unwrap();
+    assert!(events.iter().any(|e| matches!(e, Event::Retrying { .. })));
+    assert!(events.iter().any(|e| matches!(e, Event::Waiting { address, .. } if address.as_str() == "valkey.cache")));
+}
+
+#[tokio::test]
+async fn drift_is_shown_and_repaired() {
+    let h = Harness::new();
+    h.apply().await;
+    h.cloud.tamper("function.api", "memory_mb", serde_json::json!(128));
+    let plan = h.plan().await;
+    let c = plan.changes.iter().find(|c| c.address.as_str() == "function.api").unwrap();
+    assert_eq!(c.action, Action::Update);
+    assert_eq!(c.drift.len(), 1);
+    assert_eq!(c.drift[0].path, "memory_mb");
+    assert_eq!(c.drift[0].after, Some(serde_json::json!(128)));
+    assert_eq!(plan.summary.drifted, 1);
+    h.apply_plan(&plan, false).await.unwrap();
+    assert!(!h.plan().await.has_changes());
+}
+
+#[tokio::test]
+async fn a_resource_deleted_out_of_band_is_recreated() {
+    let h = Harness::new();
+    h.apply().await;
+    h.cloud.remove_out_of_band("schedule.preload-questions");
+    let plan = h.plan().await;
+    let c = plan.changes.iter().find(|c| c.address.as_str() == "schedule.preload-questions").unwrap();
+    assert_eq!(c.action, Action::Create);
+    assert_eq!(c.reason.as_deref(), Some("deleted outside deploy"));
+    h.apply_plan(&plan, false).await.unwrap();
+    h.assert_no_duplicates();
+}
+
+#[tokio::test]
+async fn a_saved_plan_is_refused_once_the_state_moved() {
+    let h = Harness::new();
+    let stale = h.plan().await;
+    h.apply().await;
+    let err = h.apply_plan(&stale, false).await.unwrap_err();
+    assert!(matches!(err, OpsError::StalePlan { .. }), "{err}");
+    assert!(err.to_string().contains("deploy plan"));
+}
+
+#[tokio::test]
+async fn target_limits_the_plan_to_a_resource_and_its_dependencies() {
+    let h = Harness::new();
+    let (_, desired) = deploy::plan::load_desired(&h.spec()).unwrap();
+    let planned = ops::plan(&h.backend(), &desired, None, &Harness::config(), &h.sink(), &[Address::new("ssm.valkey-endpoint")]).await.unwrap();
+    let mut addrs: Vec<&str> = planned.plan.changes.iter().map(|c| c.address.as_str()).collect();
+    addrs.sort();
+    assert!(addrs.contains(&"ssm.valkey-endpoint") && addrs.contains(&"valkey.cache") && addrs.contains(&"network.vpc"));
+    assert!(!addrs.contains(&"function.api") && !addrs.contains(&"ssm.valkey-port"), "{addrs:?}");
+    let bad = ops::plan(&h.backend(), &desired, None, &Harness::config(), &h.sink(), &[Address::new("ssm.valkey-endpont")]).await;
+    assert!(matches!(bad, Err(OpsError::Plan(ref m)) if m.contains("did you mean `ssm.valkey-endpoint`")));
+}
