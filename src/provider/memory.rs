@@ -239,8 +239,10 @@ impl Provider for MemoryProvider {
     async fn create(&self, target: &Target<'_>, inputs: &Attrs, client_token: &str) -> Result<Observed, ProviderError> {
         let crash = self.cloud.enter(Op::Create, self.kind, Some(target.address.to_string())).await?;
         let observed = {
-            // A repeated client token returns the first create's resource, as EC2 does.
-            if let Some(id) = self.cloud.client_tokens.lock().unwrap().get(client_token).cloned() {
+            // A repeated client token returns the first create's resource, as
+            // CreateNatGateway does; most AWS create calls take no token.
+            let honours_token = self.kind == Kind::NatGateway;
+            if let Some(id) = self.cloud.client_tokens.lock().unwrap().get(client_token).cloned().filter(|_| honours_token) {
                 let objects = self.cloud.objects.lock().unwrap();
                 if let Some(o) = objects.get(&id) {
                     return Ok(self.observed(&id, o));
