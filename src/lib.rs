@@ -9,3 +9,5 @@ pub mod state;
 pub mod provider;
 pub mod engine;
 pub mod ops;
+pub mod render;
+pub mod cli;

@@ -32,7 +32,8 @@ pub struct Planned {
 }
 
 /// Plans `desired` against the recorded state, refreshing from the cloud unless
-/// `providers` is `None` (`--no-refresh`).
+/// `providers` is `None` (`--no-refresh`). With no recorded state there is nothing to
+/// refresh and the plan counts as refreshed.
 pub async fn plan(
     backend: &LocalBackend,
     desired: &Desired,
@@ -45,7 +46,8 @@ pub async fn plan(
     let state = backend.read(&desired.environment)?;
     let actual = match (providers, &state) {
         (Some(p), Some(s)) => Some(engine::refresh(s, p, config, events).await?),
-        _ => None,
+        (Some(_), None) => Some(plan::Actual::new()),
+        (None, _) => None,
     };
     let plan = plan::plan(plan::Inputs { desired, state: state.as_ref(), actual: actual.as_ref(), targets }).map_err(OpsError::Plan)?;
     Ok(Planned { plan, state })
@@ -54,18 +56,21 @@ pub async fn plan(
 /// Plans the destruction of everything recorded for `environment`.
 pub async fn plan_destroy(
     backend: &LocalBackend,
-    desired: &Desired,
+    environment: &str,
+    region: &str,
     providers: Option<&Providers>,
     config: &Config,
     events: &EventSink,
 ) -> Result<Planned, OpsError> {
-    let _lock = backend.lock(&desired.environment, "plan")?;
-    let state = backend.read(&desired.environment)?;
+    let _lock = backend.lock(environment, "plan")?;
+    let state = backend.read(environment)?;
     let actual = match (providers, &state) {
         (Some(p), Some(s)) => Some(engine::refresh(s, p, config, events).await?),
-        _ => None,
+        (Some(_), None) => Some(plan::Actual::new()),
+        (None, _) => None,
     };
-    let plan = plan::plan_destroy(&desired.project, &desired.environment, &desired.region, state.as_ref(), actual.as_ref());
+    let project = state.as_ref().map(|s| s.project.clone()).unwrap_or_default();
+    let plan = plan::plan_destroy(&project, environment, region, state.as_ref(), actual.as_ref());
     Ok(Planned { plan, state })
 }
 

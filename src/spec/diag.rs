@@ -90,12 +90,30 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
-/// The closest candidate to a misspelt name, if one is close enough to suggest.
+/// The closest candidate to a misspelt name, if one is close enough to suggest: a few
+/// edits away (transpositions count as one), or sharing most of its prefix.
 pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let allowed_edits = (input.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(input, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .filter_map(|c| {
+            let edits = strsim::damerau_levenshtein(input, c);
+            let similar = strsim::jaro_winkler(input, c);
+            (edits <= allowed_edits || similar > 0.85).then_some((edits, c))
+        })
+        .min_by_key(|(edits, _)| *edits)
         .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::did_you_mean;
+
+    #[test]
+    fn suggests_close_names_only() {
+        assert_eq!(did_you_mean("dve", ["dev", "prod"]), Some("dev"));
+        assert_eq!(did_you_mean("vpc_cird", ["vpc_cidr", "nat"]), Some("vpc_cidr"));
+        assert_eq!(did_you_mean("max_storage", ["max_storage_gb", "protect"]), Some("max_storage_gb"));
+        assert_eq!(did_you_mean("banana", ["dev", "prod"]), None);
+    }
 }

@@ -89,7 +89,7 @@ impl Harness {
     async fn destroy(&self) -> Report {
         let (_, desired) = deploy::plan::load_desired(&self.spec()).unwrap();
         let providers = self.cloud.providers();
-        let plan = ops::plan_destroy(&self.backend(), &desired, Some(&providers), &Self::config(), &self.sink()).await.unwrap().plan;
+        let plan = ops::plan_destroy(&self.backend(), &desired.environment, &desired.region, Some(&providers), &Self::config(), &self.sink()).await.unwrap().plan;
         self.apply_plan(&plan, true).await.unwrap()
     }
 

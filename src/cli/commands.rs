@@ -1,0 +1,427 @@
+//! One function per command: parse settings, delegate to `ops`, render.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anstream::{eprint, eprintln, print, println};
+use serde_json::{json, Value};
+
+use super::{ApplyArgs, Cli, Command, DestroyArgs, OutputArgs, PlanArgs, Settings};
+use crate::engine::{Config, Event, EventSink};
+use crate::model::{Action, Address};
+use crate::ops::{self, OpsError};
+use crate::plan::desired::Desired;
+use crate::plan::{Operation, Plan};
+use crate::provider::Providers;
+use crate::render;
+use crate::spec::{self, Diagnostics};
+use crate::state::LocalBackend;
+
+/// A command's failure: what to tell the user, and the exit code.
+pub struct Failure {
+    pub message: String,
+    pub code: i32,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), code: 1 }
+    }
+}
+
+impl From<OpsError> for Failure {
+    fn from(e: OpsError) -> Self {
+        Failure::new(e.to_string())
+    }
+}
+
+impl From<crate::state::StateError> for Failure {
+    fn from(e: crate::state::StateError) -> Self {
+        Failure::new(e.to_string())
+    }
+}
+
+type Outcome = Result<i32, Failure>;
+
+/// Runs the parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    let settings = Settings::from(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let result = runtime.block_on(dispatch(cli.command, &settings));
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("{} {}", paint_error(), f.message);
+            }
+            f.code
+        }
+    }
+}
+
+fn paint_error() -> String {
+    let s = anstyle::AnsiColor::Red.on_default().bold();
+    format!("{s}error:{s:#}")
+}
+
+async fn dispatch(command: Command, s: &Settings) -> Outcome {
+    match command {
+        Command::Validate(a) => validate(s, a.json),
+        Command::Plan(a) => plan(s, a).await,
+        Command::Apply(a) => apply(s, a).await,
+        Command::Destroy(a) => destroy(s, a).await,
+        Command::Output(a) => output(s, a),
+        Command::Status(a) => status(s, a.json),
+        Command::Unlock => unlock(s),
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&spec::model::json_schema()).expect("schema serializes"));
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "deploy", &mut std::io::stdout());
+            Ok(0)
+        }
+    }
+}
+
+/// The spec file `-e` names, or a plain error saying what to pass.
+fn spec_path(s: &Settings) -> Result<PathBuf, Failure> {
+    let known = spec::list_environments(&s.environments_dir);
+    let Some(env) = &s.env else {
+        let list = if known.is_empty() { String::new() } else { format!(" (one of: {})", known.join(", ")) };
+        return Err(Failure::new(format!("no environment given\n  hint: pass -e ENV{list}, or a path to a spec file")));
+    };
+    let path = spec::resolve(env, &s.environments_dir);
+    if !path.exists() {
+        let hint = match spec::diag::did_you_mean(env, known.iter().map(String::as_str)) {
+            Some(m) => format!("did you mean `{m}`?"),
+            None if known.is_empty() => format!("no environments found in {}/", s.environments_dir.display()),
+            None => format!("known environments: {}", known.join(", ")),
+        };
+        return Err(Failure::new(format!("no spec for environment `{env}`: {} does not exist\n  hint: {hint}", path.display())));
+    }
+    Ok(path)
+}
+
+/// The environment's name for state and locks, without requiring a valid spec.
+fn env_name(s: &Settings) -> Result<String, Failure> {
+    let path = spec_path(s)?;
+    if let (Some(loaded), _) = spec::check(&path) {
+        if !loaded.spec.environment.is_empty() {
+            return Ok(loaded.spec.environment);
+        }
+    }
+    Ok(path.file_stem().map(|x| x.to_string_lossy().into_owned()).unwrap_or_default())
+}
+
+fn load(s: &Settings) -> Result<Desired, Failure> {
+    let path = spec_path(s)?;
+    match crate::plan::load_desired(&path) {
+        Ok((_, d)) => Ok(d),
+        Err(d) => {
+            eprint!("{}", render::diagnostics(&d));
+            Err(Failure { message: String::new(), code: 1 })
+        }
+    }
+}
+
+fn diagnostics_json(d: &Diagnostics) -> Value {
+    Value::Array(
+        d.0.iter()
+            .map(|x| json!({"file": x.pos.file, "line": x.pos.line, "column": x.pos.col, "message": x.message, "hint": x.hint}))
+            .collect(),
+    )
+}
+
+fn validate(s: &Settings, as_json: bool) -> Outcome {
+    let path = spec_path(s)?;
+    match crate::plan::load_desired(&path) {
+        Ok((_, d)) => {
+            if as_json {
+                println!("{}", json!({"valid": true, "file": path, "environment": d.environment, "resources": d.resources.len()}));
+            } else {
+                println!("{} is valid: {} resources in `{}`.", path.display(), d.resources.len(), d.environment);
+            }
+            Ok(0)
+        }
+        Err(d) => {
+            if as_json {
+                println!("{}", json!({"valid": false, "file": path, "problems": diagnostics_json(&d)}));
+            } else {
+                eprint!("{}", render::diagnostics(&d));
+            }
+            Ok(1)
+        }
+    }
+}
+
+/// The AWS providers. They arrive with the providers issue; until then, commands that
+/// need AWS stop here with a plain message.
+fn aws_providers(what: &str) -> Result<Providers, Failure> {
+    Err(Failure::new(format!(
+        "{what} needs to call AWS, and this build of deploy has no AWS providers yet\n  hint: `deploy validate` and `deploy plan --no-refresh` work without AWS"
+    )))
+}
+
+fn progress(s: &Settings) -> EventSink {
+    let (quiet, verbose) = (s.quiet, s.verbose);
+    let last_wait: Mutex<HashMap<Address, Instant>> = Mutex::new(HashMap::new());
+    Arc::new(move |e: &Event| {
+        if quiet {
+            return;
+        }
+        if let Event::Waiting { address, .. } = e {
+            let mut seen = last_wait.lock().expect("progress lock");
+            let due = seen.get(address).is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+            if !due && !verbose {
+                return;
+            }
+            seen.insert(address.clone(), Instant::now());
+        }
+        if let Some(line) = render::event(e, verbose) {
+            eprintln!("{line}");
+        }
+    })
+}
+
+fn config(parallelism: u16) -> Config {
+    Config { parallelism: parallelism as usize, ..Config::default() }
+}
+
+fn targets(raw: &[String]) -> Vec<Address> {
+    raw.iter().map(|t| Address::new(t.clone())).collect()
+}
+
+/// Providers for refreshing: none for `--no-refresh`; an empty set when there is no
+/// state (nothing to read); otherwise the AWS providers.
+fn refresh_providers(s: &Settings, environment: &str, no_refresh: bool) -> Result<Option<Providers>, Failure> {
+    if no_refresh {
+        return Ok(None);
+    }
+    let backend = LocalBackend::new(&s.state_dir);
+    match backend.read(environment)? {
+        Some(state) if !state.is_empty() => aws_providers("refreshing recorded resources").map(Some),
+        _ => Ok(Some(Providers::new())),
+    }
+}
+
+async fn plan(s: &Settings, a: PlanArgs) -> Outcome {
+    let desired = load(s)?;
+    let providers = refresh_providers(s, &desired.environment, a.no_refresh)?;
+    let backend = LocalBackend::new(&s.state_dir);
+    let planned = ops::plan(&backend, &desired, providers.as_ref(), &config(a.parallelism), &progress(s), &targets(&a.target)).await?;
+    let plan = planned.plan;
+    if let Some(out) = &a.out {
+        write_plan(out, &plan)?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&plan).expect("plan serializes"));
+    } else {
+        print!("{}", render::plan(&plan, false));
+        if let Some(out) = &a.out {
+            println!("\nSaved the plan to {}. Apply exactly this with `deploy apply --plan {}`.", out.display(), out.display());
+        }
+    }
+    Ok(if a.detailed_exitcode && plan.has_changes() { 2 } else { 0 })
+}
+
+fn write_plan(path: &Path, plan: &Plan) -> Result<(), Failure> {
+    let body = serde_json::to_vec_pretty(plan).expect("plan serializes");
+    std::fs::write(path, body).map_err(|e| Failure::new(format!("cannot write the plan to {}: {e}", path.display())))
+}
+
+/// Asks on the terminal; refuses outright when nobody can answer.
+fn confirm(s: &Settings, question: &str, yes: bool) -> Result<(), Failure> {
+    if yes {
+        return Ok(());
+    }
+    if !s.interactive {
+        return Err(Failure::new("refusing to continue without confirmation: there is no terminal to ask on\n  hint: review the plan above and pass --yes"));
+    }
+    eprint!("{question} Only `yes` is accepted: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).map_err(|e| Failure::new(format!("cannot read the answer: {e}")))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(Failure::new("cancelled; nothing was changed"))
+    }
+}
+
+fn changes_count(plan: &Plan) -> usize {
+    plan.changes.iter().filter(|c| c.action != Action::NoOp).count()
+}
+
+async fn execute(s: &Settings, plan: &Plan, yes: bool, allow_data_loss: bool, parallelism: u16) -> Outcome {
+    print!("{}", render::plan(plan, allow_data_loss));
+    if !plan.has_changes() {
+        return Ok(0);
+    }
+    let refusals = ops::refusal_lines(plan, allow_data_loss);
+    if !refusals.is_empty() {
+        return Err(Failure::new("the plan would lose data or touch a protected resource (see above); nothing was changed"));
+    }
+    let providers = aws_providers(match plan.operation {
+        Operation::Apply => "apply",
+        Operation::Destroy => "destroy",
+    })?;
+    let verb = if plan.operation == Operation::Destroy { "Destroy" } else { "Apply" };
+    confirm(s, &format!("\n{verb} {} change(s) to `{}`?", changes_count(plan), plan.environment), yes)?;
+    let (_, report) = ops::apply(&LocalBackend::new(&s.state_dir), plan, providers, config(parallelism), progress(s), allow_data_loss).await?;
+    println!("{}", render::report(&report, plan.operation));
+    Ok(if report.ok() { 0 } else { 1 })
+}
+
+async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
+    let plan = match &a.plan {
+        Some(file) => {
+            let plan = ops::read_plan(file)?;
+            if let Some(env) = &s.env {
+                let name = env_name(s)?;
+                if name != plan.environment {
+                    return Err(Failure::new(format!("{} is a plan for `{}`, not `{env}`", file.display(), plan.environment)));
+                }
+            }
+            plan
+        }
+        None => {
+            let desired = load(s)?;
+            let providers = refresh_providers(s, &desired.environment, a.no_refresh)?;
+            let backend = LocalBackend::new(&s.state_dir);
+            ops::plan(&backend, &desired, providers.as_ref(), &config(a.parallelism), &progress(s), &targets(&a.target)).await?.plan
+        }
+    };
+    execute(s, &plan, a.yes, a.allow_data_loss, a.parallelism).await
+}
+
+async fn destroy(s: &Settings, a: DestroyArgs) -> Outcome {
+    let environment = env_name(s)?;
+    let region = spec::check(&spec_path(s)?).0.map(|l| l.spec.region).unwrap_or_default();
+    let backend = LocalBackend::new(&s.state_dir);
+    let providers = match backend.read(&environment)? {
+        Some(state) if !state.is_empty() => Some(aws_providers("destroy")?),
+        _ => Some(Providers::new()),
+    };
+    let planned = ops::plan_destroy(&backend, &environment, &region, providers.as_ref(), &config(a.parallelism), &progress(s)).await?;
+    execute(s, &planned.plan, a.yes, a.allow_data_loss, a.parallelism).await
+}
+
+fn recorded_outputs(s: &Settings) -> Result<(String, BTreeMap<String, Value>), Failure> {
+    let environment = env_name(s)?;
+    let state = LocalBackend::new(&s.state_dir).read(&environment)?;
+    let mut out = BTreeMap::new();
+    for (address, r) in state.iter().flat_map(|st| st.resources.iter()) {
+        for (k, v) in &r.outputs {
+            out.insert(format!("{address}.{k}"), v.clone());
+        }
+    }
+    Ok((environment, out))
+}
+
+fn output(s: &Settings, a: OutputArgs) -> Outcome {
+    let (environment, outputs) = recorded_outputs(s)?;
+    if let Some(name) = &a.name {
+        let Some(v) = outputs.get(name) else {
+            let hint = spec::diag::did_you_mean(name, outputs.keys().map(String::as_str)).map(|m| format!("\n  hint: did you mean `{m}`?")).unwrap_or_default();
+            return Err(Failure::new(format!("`{environment}` has no output `{name}`{hint}")));
+        };
+        match (a.json, v) {
+            (false, Value::String(text)) => println!("{text}"),
+            _ => println!("{v}"),
+        }
+        return Ok(0);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&outputs).expect("outputs serialize"));
+    } else if outputs.is_empty() {
+        println!("`{environment}` has no recorded outputs; run `deploy apply -e {environment}` first.");
+    } else {
+        let width = outputs.keys().map(String::len).max().unwrap_or(0);
+        for (k, v) in &outputs {
+            let text = v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+            println!("{k:<width$} = {text}");
+        }
+    }
+    Ok(0)
+}
+
+fn status(s: &Settings, as_json: bool) -> Outcome {
+    let environment = env_name(s)?;
+    let backend = LocalBackend::new(&s.state_dir);
+    let state = backend.read(&environment)?;
+    let lock = backend.lock_info(&environment)?;
+    let by_kind: BTreeMap<String, usize> = state.iter().flat_map(|st| st.resources.values()).fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r.kind.to_string()).or_default() += 1;
+        m
+    });
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "environment": environment,
+                "state_file": backend.path(&environment),
+                "applied": state.is_some(),
+                "serial": state.as_ref().map(|s| s.serial),
+                "lineage": state.as_ref().map(|s| s.lineage),
+                "resources": state.as_ref().map(|s| s.resources.len()).unwrap_or(0),
+                "by_kind": by_kind,
+                "pending_creates": state.as_ref().map(|s| s.intents.keys().cloned().collect::<Vec<_>>()).unwrap_or_default(),
+                "deposed": state.as_ref().map(|s| s.deposed.keys().cloned().collect::<Vec<_>>()).unwrap_or_default(),
+                "lock": lock,
+            }))
+            .expect("status serializes")
+        );
+        return Ok(0);
+    }
+    match &state {
+        None => println!("`{environment}` has no state at {}: never applied.", backend.path(&environment).display()),
+        Some(st) => {
+            println!("`{environment}`: {} resources recorded (state serial {}, lineage {}).", st.resources.len(), st.serial, st.lineage);
+            for (k, n) in &by_kind {
+                println!("  {k:<20} {n}");
+            }
+            if !st.intents.is_empty() {
+                let a: Vec<&str> = st.intents.keys().map(Address::as_str).collect();
+                println!("Interrupted creates (adopted on the next apply): {}", a.join(", "));
+            }
+            if !st.deposed.is_empty() {
+                let a: Vec<&str> = st.deposed.keys().map(Address::as_str).collect();
+                println!("Old objects awaiting deletion: {}", a.join(", "));
+            }
+        }
+    }
+    match lock {
+        Some(l) => println!(
+            "Locked by {}@{} (pid {}, `{}`) since {}{}.",
+            l.owner,
+            l.host,
+            l.pid,
+            l.operation,
+            humantime::format_rfc3339_seconds(l.started_at),
+            if l.holder_alive() { "" } else { "; that process is gone, so `deploy unlock` is safe" }
+        ),
+        None => println!("Not locked."),
+    }
+    Ok(0)
+}
+
+fn unlock(s: &Settings) -> Outcome {
+    let environment = env_name(s)?;
+    match LocalBackend::new(&s.state_dir).unlock(&environment)? {
+        Some(l) => println!("Released the lock on `{environment}` held by {}@{} (pid {}, `{}`).", l.owner, l.host, l.pid, l.operation),
+        None => println!("`{environment}` was not locked."),
+    }
+    Ok(0)
+}

@@ -1,0 +1,146 @@
+//! The command line: clap definitions, settings resolved once from flags and the
+//! environment, and one function per command. The only place that prints.
+
+mod commands;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use commands::run;
+
+#[derive(Debug, Parser)]
+#[command(name = "deploy", version, about = "Plan, apply and destroy a serverless app with a Valkey cache on AWS, one YAML spec per environment")]
+pub struct Cli {
+    /// Environment name (resolved in `environments/`) or a path to a spec file.
+    #[arg(short = 'e', long = "env", global = true, env = "DEPLOY_ENV")]
+    pub env: Option<String>,
+    /// Where state files and locks live.
+    #[arg(long, global = true, env = "DEPLOY_STATE_DIR", default_value = ".deploy/state")]
+    pub state_dir: PathBuf,
+    /// More output (retries, every wait).
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Less output (no progress lines).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a spec without calling AWS; every problem is reported as FILE:LINE:COL.
+    Validate(JsonFlag),
+    /// Show what apply would change, and why.
+    Plan(PlanArgs),
+    /// Make the environment match its spec (shows the plan and asks first).
+    Apply(ApplyArgs),
+    /// Delete everything the environment's state records, dependents first.
+    Destroy(DestroyArgs),
+    /// Print outputs recorded in state (endpoints, ARNs, the API's URL).
+    Output(OutputArgs),
+    /// Summarize the recorded state and its lock.
+    Status(JsonFlag),
+    /// Break a lock left behind by a run that died.
+    Unlock,
+    /// Print the JSON Schema of environment specs.
+    Schema,
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// Save the plan, for `deploy apply --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Plan from recorded state alone, without calling AWS.
+    #[arg(long)]
+    pub no_refresh: bool,
+    /// Only this resource (or address prefix) and what it depends on. Repeatable.
+    #[arg(long, value_name = "ADDRESS")]
+    pub target: Vec<String>,
+    /// Refresh calls in flight at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Apply a plan saved by `deploy plan --out FILE`, exactly as saved.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "no_refresh"])]
+    pub plan: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Allow replacing or deleting resources that hold data (caches, user pools).
+    #[arg(long)]
+    pub allow_data_loss: bool,
+    #[arg(long, value_name = "ADDRESS")]
+    pub target: Vec<String>,
+    #[arg(long)]
+    pub no_refresh: bool,
+    /// Steps in flight at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[arg(long)]
+    pub allow_data_loss: bool,
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// One output, e.g. `api.rest_api.invoke_url`; prints just its value.
+    pub name: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Resolved once from flags and the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub env: Option<String>,
+    pub environments_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub verbose: bool,
+    pub quiet: bool,
+    /// Whether a human can answer a prompt.
+    pub interactive: bool,
+}
+
+impl Settings {
+    pub fn from(cli: &Cli) -> Self {
+        Self {
+            env: cli.env.clone(),
+            environments_dir: PathBuf::from("environments"),
+            state_dir: cli.state_dir.clone(),
+            verbose: cli.verbose,
+            quiet: cli.quiet,
+            interactive: std::io::stdin().is_terminal() && std::env::var_os("CI").is_none_or(|v| v.is_empty() || v == "false"),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Human views of plans, diagnostics, progress and state. Text is built with ANSI styles;
+//! the printer (anstream) strips them when `NO_COLOR` is set or the output is not a
+//! terminal.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use anstyle::{AnsiColor, Style};
+use serde_json::Value;
+
+use crate::engine::{Event, Report, StepOp};
+use crate::model::Action;
+use crate::plan::{AttrChange, Change, Operation, Plan};
+use crate::spec::Diagnostics;
+
+const BOLD: Style = Style::new().bold();
+const DIM: Style = Style::new().dimmed();
+const GREEN: Style = AnsiColor::Green.on_default();
+const YELLOW: Style = AnsiColor::Yellow.on_default();
+const RED: Style = AnsiColor::Red.on_default();
+const CYAN: Style = AnsiColor::Cyan.on_default();
+const MAGENTA: Style = AnsiColor::Magenta.on_default();
+
+fn paint(style: Style, text: impl std::fmt::Display) -> String {
+    format!("{style}{text}{style:#}")
+}
+
+fn action_style(a: Action) -> Style {
+    match a {
+        Action::Create => GREEN,
+        Action::Update => YELLOW,
+        Action::DeleteBeforeCreate | Action::CreateBeforeDelete => MAGENTA,
+        Action::Delete => RED,
+        Action::NoOp => DIM,
+    }
+}
+
+/// `Plan: 23 to create, 1 to update, 0 to replace, 0 to delete.`
+pub fn summary_line(plan: &Plan) -> String {
+    let s = &plan.summary;
+    if !plan.has_changes() {
+        let what = if plan.operation == Operation::Destroy { "Nothing to destroy" } else { "No changes" };
+        return format!("{}. {} resources match the spec.", paint(BOLD, what), s.unchanged);
+    }
+    format!(
+        "{} {} to create, {} to update, {} to replace, {} to delete.",
+        paint(BOLD, "Plan:"),
+        s.create,
+        s.update,
+        s.replace,
+        s.delete
+    )
+}
+
+fn value(v: &Option<Value>, known_after_apply: bool) -> String {
+    match v {
+        _ if known_after_apply => paint(DIM, "(known after apply)"),
+        None => paint(DIM, "(none)"),
+        Some(Value::Null) => paint(DIM, "null"),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// The whole plan for a human: summary first, then one block per changed resource,
+/// then drift and refusals.
+pub fn plan(plan: &Plan, allow_data_loss: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", summary_line(plan));
+    if plan.summary.drifted > 0 {
+        let _ = writeln!(out, "{} {} resource(s) changed outside deploy (shown as drift below).", paint(YELLOW, "Drift:"), plan.summary.drifted);
+    }
+    if !plan.refreshed {
+        let _ = writeln!(out, "{}", paint(DIM, "Planned from recorded state only (no refresh): changes made outside deploy are not shown."));
+    }
+    if !plan.targets.is_empty() {
+        let t: Vec<&str> = plan.targets.iter().map(|a| a.as_str()).collect();
+        let _ = writeln!(out, "{} limited to {} and what it depends on.", paint(YELLOW, "Targeted:"), t.join(", "));
+    }
+    for c in plan.changes.iter().filter(|c| c.action != Action::NoOp || !c.drift.is_empty()) {
+        out.push('\n');
+        change(&mut out, c);
+    }
+    let refusals = crate::ops::refusal_lines(plan, allow_data_loss);
+    if !refusals.is_empty() {
+        let _ = writeln!(out, "\n{}", paint(RED.bold(), "This plan cannot be applied as it stands:"));
+        for r in refusals {
+            let _ = writeln!(out, "  {} {r}", paint(RED, "✗"));
+        }
+    }
+    out
+}
+
+fn change(out: &mut String, c: &Change) {
+    let style = action_style(c.action);
+    let mut head = format!("{} {} {}", paint(style.bold(), format!("{:>3}", c.action.symbol())), paint(BOLD, &c.address), paint(DIM, format!("({})", c.kind)));
+    if let Some(reason) = &c.reason {
+        let _ = write!(head, " — {reason}");
+    }
+    if c.data_loss {
+        let _ = write!(head, " {}", paint(RED.bold(), "[DATA LOSS]"));
+    }
+    if c.protected && (c.action.is_replace() || c.action == Action::Delete) {
+        let _ = write!(head, " {}", paint(RED.bold(), "[PROTECTED]"));
+    }
+    if c.deposed {
+        let _ = write!(head, " {}", paint(DIM, "(deposed object)"));
+    }
+    let _ = writeln!(out, "{head}");
+    match c.action {
+        Action::Create => {
+            let width = c.attributes.iter().map(|a| a.path.len()).max().unwrap_or(0);
+            for a in &c.attributes {
+                let _ = writeln!(out, "      {:<width$} = {}", a.path, value(&a.after, a.known_after_apply));
+            }
+        }
+        Action::Update | Action::DeleteBeforeCreate | Action::CreateBeforeDelete => {
+            for a in &c.attributes {
+                attr_change(out, a);
+            }
+        }
+        _ => {}
+    }
+    for d in &c.drift {
+        let _ = writeln!(out, "      {} {}: {} → {} {}", paint(YELLOW, "drift"), d.path, value(&d.before, false), value(&d.after, false), paint(DIM, "(changed outside deploy)"));
+    }
+}
+
+fn attr_change(out: &mut String, a: &AttrChange) {
+    let forces = if a.forces_replacement { format!(" {}", paint(MAGENTA, "# forces replacement")) } else { String::new() };
+    let _ = writeln!(out, "      {} {}: {} → {}{forces}", paint(YELLOW, "~"), a.path, value(&a.before, false), value(&a.after, a.known_after_apply));
+}
+
+/// Diagnostics, one per problem, then a count.
+pub fn diagnostics(d: &Diagnostics) -> String {
+    let mut out = String::new();
+    for x in &d.0 {
+        let _ = writeln!(out, "{}: {} {}", paint(BOLD, &x.pos), paint(RED.bold(), "error:"), x.message);
+        if let Some(h) = &x.hint {
+            let _ = writeln!(out, "  {} {h}", paint(CYAN, "hint:"));
+        }
+    }
+    let n = d.len();
+    let _ = writeln!(out, "{}", paint(RED, format!("{n} problem{} found", if n == 1 { "" } else { "s" })));
+    out
+}
+
+fn short(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+fn verb(op: StepOp) -> (&'static str, &'static str) {
+    match op {
+        StepOp::Create => ("creating", "created"),
+        StepOp::Update => ("updating", "updated"),
+        StepOp::Delete => ("deleting", "deleted"),
+    }
+}
+
+/// One progress line for an engine event, or `None` to stay quiet. `verbose` adds
+/// retries. (How often waits are shown is the caller's choice.)
+pub fn event(e: &Event, verbose: bool) -> Option<String> {
+    Some(match e {
+        Event::Started { address, op } => format!("{}: {}…", paint(BOLD, address), verb(*op).0),
+        Event::Finished { address, op, elapsed } => format!("{}: {} {}", paint(BOLD, address), paint(GREEN, verb(*op).1), paint(DIM, format!("({})", short(*elapsed)))),
+        Event::Failed { address, op, error } => format!("{}: {} to {}: {error}", paint(BOLD, address), paint(RED.bold(), "failed"), op.as_str()),
+        Event::Skipped { address, op, because } => format!("{}: {} ({} not attempted because {because} failed)", paint(BOLD, address), paint(YELLOW, "skipped"), op.as_str()),
+        Event::Retrying { address, attempt, delay, error } if verbose => {
+            format!("{}: retrying in {} (attempt {attempt}): {error}", paint(BOLD, address), short(*delay))
+        }
+        Event::Waiting { address, status, elapsed } => {
+            format!("{}: still {status}… ({} elapsed)", paint(BOLD, address), short(*elapsed))
+        }
+        Event::Adopted { address, id } => format!("{}: found {id} from an interrupted run; adopting it instead of creating another", paint(BOLD, address)),
+        Event::Refreshed { .. } | Event::Retrying { .. } => return None,
+    })
+}
+
+/// The closing lines of an apply or destroy.
+pub fn report(r: &Report, operation: Operation) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, op) in &r.completed {
+        *counts.entry(verb(*op).1).or_default() += 1;
+    }
+    let done: Vec<String> = ["created", "updated", "deleted"].iter().map(|v| format!("{} {v}", counts.get(v).copied().unwrap_or(0))).collect();
+    let what = if operation == Operation::Destroy { "Destroy" } else { "Apply" };
+    if r.ok() {
+        format!("{} {}.", paint(GREEN.bold(), format!("{what} complete:")), done.join(", "))
+    } else {
+        let mut out = format!(
+            "{} {}; {} failed, {} skipped.",
+            paint(RED.bold(), format!("{what} incomplete:")),
+            done.join(", "),
+            r.failed.len(),
+            r.skipped.len()
+        );
+        for (a, op, e) in &r.failed {
+            let _ = write!(out, "\n  {} {a} ({}): {e}", paint(RED, "✗"), op.as_str());
+        }
+        out.push_str("\nState records everything that finished; fix the cause and run the same command again.");
+        out
+    }
+}
