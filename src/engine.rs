@@ -13,7 +13,9 @@ use serde_json::Value;
 use crate::graph::{walk, Graph, NodeId};
 use crate::model::{substitute, Action, Address, Attrs, Reference};
 use crate::plan::{Actual, Change, Plan};
-use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Providers, Readiness, Target};
+use crate::provider::{
+    Deletion, ErrorClass, Observed, Provider, ProviderError, Providers, Readiness, Target,
+};
 use crate::state::{Intent, ResourceState, State, StateError};
 
 /// Knobs of a run.
@@ -78,14 +80,44 @@ impl StepOp {
 /// Progress reports; the CLI renders them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    Started { address: Address, op: StepOp },
-    Finished { address: Address, op: StepOp, elapsed: Duration },
-    Failed { address: Address, op: StepOp, error: String },
-    Skipped { address: Address, op: StepOp, because: Address },
-    Retrying { address: Address, attempt: u32, delay: Duration, error: String },
-    Waiting { address: Address, status: String, elapsed: Duration },
-    Adopted { address: Address, id: String },
-    Refreshed { address: Address, found: bool },
+    Started {
+        address: Address,
+        op: StepOp,
+    },
+    Finished {
+        address: Address,
+        op: StepOp,
+        elapsed: Duration,
+    },
+    Failed {
+        address: Address,
+        op: StepOp,
+        error: String,
+    },
+    Skipped {
+        address: Address,
+        op: StepOp,
+        because: Address,
+    },
+    Retrying {
+        address: Address,
+        attempt: u32,
+        delay: Duration,
+        error: String,
+    },
+    Waiting {
+        address: Address,
+        status: String,
+        elapsed: Duration,
+    },
+    Adopted {
+        address: Address,
+        id: String,
+    },
+    Refreshed {
+        address: Address,
+        found: bool,
+    },
 }
 
 pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -112,7 +144,10 @@ pub enum EngineError {
     #[error("{0}")]
     State(#[from] StateError),
     #[error("refreshing {address} failed: {error}")]
-    Refresh { address: Address, error: ProviderError },
+    Refresh {
+        address: Address,
+        error: ProviderError,
+    },
     #[error("the plan's steps form a cycle: {0}")]
     Cycle(String),
 }
@@ -145,12 +180,19 @@ impl Shared {
     fn save(&self, f: impl FnOnce(&mut State)) -> Result<(), StepError> {
         let mut state = self.state.lock().expect("state lock");
         f(&mut state);
-        (self.persist.lock().expect("persist lock"))(&mut state).map_err(|e| StepError(format!("writing state: {e}")))
+        (self.persist.lock().expect("persist lock"))(&mut state)
+            .map_err(|e| StepError(format!("writing state: {e}")))
     }
 
     fn provider(&self, address: &Address) -> Result<Arc<dyn Provider>, StepError> {
-        let kind = self.changes.get(address).map(|c| c.kind).ok_or_else(|| StepError(format!("{address} is not in the plan")))?;
-        self.providers.get(kind).map_err(|e| StepError(e.to_string()))
+        let kind = self
+            .changes
+            .get(address)
+            .map(|c| c.kind)
+            .ok_or_else(|| StepError(format!("{address} is not in the plan")))?;
+        self.providers
+            .get(kind)
+            .map_err(|e| StepError(e.to_string()))
     }
 
     /// Runs a provider call, retrying throttling and transient errors.
@@ -172,7 +214,11 @@ impl Shared {
 }
 
 /// Retries `f` on retryable errors with exponential backoff and full jitter.
-pub async fn retry<T, F, Fut>(policy: &RetryPolicy, f: F, mut on_retry: impl FnMut(u32, Duration, &ProviderError)) -> Result<T, ProviderError>
+pub async fn retry<T, F, Fut>(
+    policy: &RetryPolicy,
+    f: F,
+    mut on_retry: impl FnMut(u32, Duration, &ProviderError),
+) -> Result<T, ProviderError>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T, ProviderError>>,
@@ -182,9 +228,16 @@ where
     loop {
         match f().await {
             Ok(v) => return Ok(v),
-            Err(e) if e.is_retryable() && attempt + 1 < policy.max_attempts && started.elapsed() < policy.max_elapsed => {
+            Err(e)
+                if e.is_retryable()
+                    && attempt + 1 < policy.max_attempts
+                    && started.elapsed() < policy.max_elapsed =>
+            {
                 attempt += 1;
-                let ceiling = policy.base.saturating_mul(1u32 << attempt.min(16)).min(policy.max_delay);
+                let ceiling = policy
+                    .base
+                    .saturating_mul(1u32 << attempt.min(16))
+                    .min(policy.max_delay);
                 let delay = ceiling.mul_f64(0.5 + fastrand::f64() / 2.0);
                 on_retry(attempt, delay, &e);
                 tokio::time::sleep(delay).await;
@@ -204,24 +257,52 @@ impl From<ProviderError> for StepError {
 }
 
 /// Reads the actual state of every recorded resource, in parallel.
-pub async fn refresh(state: &State, providers: &Providers, config: &Config, events: &EventSink) -> Result<Actual, EngineError> {
+pub async fn refresh(
+    state: &State,
+    providers: &Providers,
+    config: &Config,
+    events: &EventSink,
+) -> Result<Actual, EngineError> {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(config.parallelism.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (address, r) in &state.resources {
-        let provider = providers.get(r.kind).map_err(|error| EngineError::Refresh { address: address.clone(), error })?;
-        let (address, id, sem, policy, events) = (address.clone(), r.id.clone(), semaphore.clone(), config.retry.clone(), events.clone());
+        let provider = providers
+            .get(r.kind)
+            .map_err(|error| EngineError::Refresh {
+                address: address.clone(),
+                error,
+            })?;
+        let (address, id, sem, policy, events) = (
+            address.clone(),
+            r.id.clone(),
+            semaphore.clone(),
+            config.retry.clone(),
+            events.clone(),
+        );
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore never closes");
-            let result = retry(&policy, || provider.read(&id), |attempt, delay, e| {
-                events(&Event::Retrying { address: address.clone(), attempt, delay, error: e.to_string() })
-            })
+            let result = retry(
+                &policy,
+                || provider.read(&id),
+                |attempt, delay, e| {
+                    events(&Event::Retrying {
+                        address: address.clone(),
+                        attempt,
+                        delay,
+                        error: e.to_string(),
+                    })
+                },
+            )
             .await;
             let result = match result {
                 Err(e) if e.class == ErrorClass::NotFound => Ok(None),
                 other => other,
             };
             if let Ok(found) = &result {
-                events(&Event::Refreshed { address: address.clone(), found: found.is_some() });
+                events(&Event::Refreshed {
+                    address: address.clone(),
+                    found: found.is_some(),
+                });
             }
             (address, result)
         });
@@ -241,7 +322,14 @@ pub async fn refresh(state: &State, providers: &Providers, config: &Config, even
 
 /// Carries out a plan against `state`, writing it through `persist` after every step.
 /// Returns the final state and what happened to each step.
-pub async fn apply(plan: &Plan, state: State, persist: Persist, providers: Providers, config: Config, events: EventSink) -> Result<(State, Report), EngineError> {
+pub async fn apply(
+    plan: &Plan,
+    state: State,
+    persist: Persist,
+    providers: Providers,
+    config: Config,
+    events: EventSink,
+) -> Result<(State, Report), EngineError> {
     let (graph, steps) = step_graph(plan, &state)?;
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
@@ -249,33 +337,66 @@ pub async fn apply(plan: &Plan, state: State, persist: Persist, providers: Provi
         providers,
         config: config.clone(),
         events,
-        changes: plan.changes.iter().map(|c| (c.address.clone(), c.clone())).collect(),
+        changes: plan
+            .changes
+            .iter()
+            .map(|c| (c.address.clone(), c.clone()))
+            .collect(),
     });
     let walked = walk(&graph, config.parallelism, |id| {
         let shared = shared.clone();
         let step = steps[id].clone();
         async move {
             let started = Instant::now();
-            shared.emit(Event::Started { address: step.address.clone(), op: step.op });
+            shared.emit(Event::Started {
+                address: step.address.clone(),
+                op: step.op,
+            });
             match run_step(&shared, &step).await {
                 Ok(()) => {
-                    shared.emit(Event::Finished { address: step.address.clone(), op: step.op, elapsed: started.elapsed() });
+                    shared.emit(Event::Finished {
+                        address: step.address.clone(),
+                        op: step.op,
+                        elapsed: started.elapsed(),
+                    });
                     Ok(())
                 }
                 Err(StepError(error)) => {
-                    shared.emit(Event::Failed { address: step.address.clone(), op: step.op, error: error.clone() });
+                    shared.emit(Event::Failed {
+                        address: step.address.clone(),
+                        op: step.op,
+                        error: error.clone(),
+                    });
                     Err(error)
                 }
             }
         }
     })
     .await;
-    let mut report = Report::default();
-    report.completed = walked.succeeded.iter().map(|&i| (steps[i].address.clone(), steps[i].op)).collect();
-    report.failed = walked.failed.into_iter().map(|(i, e)| (steps[i].address.clone(), steps[i].op, e)).collect();
+    let mut report = Report {
+        completed: walked
+            .succeeded
+            .iter()
+            .map(|&i| (steps[i].address.clone(), steps[i].op))
+            .collect(),
+        failed: walked
+            .failed
+            .into_iter()
+            .map(|(i, e)| (steps[i].address.clone(), steps[i].op, e))
+            .collect(),
+        skipped: Vec::new(),
+    };
     for &(i, cause) in &walked.skipped {
-        shared.emit(Event::Skipped { address: steps[i].address.clone(), op: steps[i].op, because: steps[cause].address.clone() });
-        report.skipped.push((steps[i].address.clone(), steps[i].op, steps[cause].address.clone()));
+        shared.emit(Event::Skipped {
+            address: steps[i].address.clone(),
+            op: steps[i].op,
+            because: steps[cause].address.clone(),
+        });
+        report.skipped.push((
+            steps[i].address.clone(),
+            steps[i].op,
+            steps[cause].address.clone(),
+        ));
     }
     let shared = Arc::try_unwrap(shared).ok().expect("all steps finished");
     Ok((shared.state.into_inner().expect("state lock"), report))
@@ -294,7 +415,12 @@ fn step_graph(plan: &Plan, state: &State) -> Result<(Graph<()>, Vec<Step>), Engi
     let mut forward: BTreeMap<&Address, NodeId> = BTreeMap::new();
     let mut delete_current: BTreeMap<&Address, NodeId> = BTreeMap::new();
     let mut delete_deposed: BTreeMap<&Address, NodeId> = BTreeMap::new();
-    let step = |address: &Address, op, deposed, depose_first| Step { address: address.clone(), op, deposed, depose_first };
+    let step = |address: &Address, op, deposed, depose_first| Step {
+        address: address.clone(),
+        op,
+        deposed,
+        depose_first,
+    };
     for c in &plan.changes {
         let a = &c.address;
         match c.action {
@@ -346,7 +472,10 @@ fn step_graph(plan: &Plan, state: &State) -> Result<(Graph<()>, Vec<Step>), Engi
     }
     for (x, &d) in delete_current.iter().chain(delete_deposed.iter()) {
         for y in old_dependents.get(x).into_iter().flatten() {
-            for m in [delete_current.get(y), delete_deposed.get(y)].into_iter().flatten() {
+            for m in [delete_current.get(y), delete_deposed.get(y)]
+                .into_iter()
+                .flatten()
+            {
                 if *m != d {
                     g.depend(d, *m);
                 }
@@ -362,7 +491,10 @@ fn step_graph(plan: &Plan, state: &State) -> Result<(Graph<()>, Vec<Step>), Engi
         }
     }
     if let Err(cycle) = g.topological() {
-        let names: Vec<String> = cycle.iter().map(|&i| format!("{} {}", steps[i].op.as_str(), steps[i].address)).collect();
+        let names: Vec<String> = cycle
+            .iter()
+            .map(|&i| format!("{} {}", steps[i].op.as_str(), steps[i].address))
+            .collect();
         return Err(EngineError::Cycle(names.join(" → ")));
     }
     Ok((g, steps))
@@ -371,13 +503,19 @@ fn step_graph(plan: &Plan, state: &State) -> Result<(Graph<()>, Vec<Step>), Engi
 fn lookup_in(state: &State) -> impl Fn(&Reference) -> Option<Value> + '_ {
     move |r: &Reference| {
         let res = state.resources.get(&r.address)?;
-        res.outputs.get(&r.attribute).or_else(|| res.inputs.get(&r.attribute)).cloned()
+        res.outputs
+            .get(&r.attribute)
+            .or_else(|| res.inputs.get(&r.attribute))
+            .cloned()
     }
 }
 
 /// The change's inputs with every reference resolved from the current state.
 fn resolved_inputs(shared: &Shared, change: &Change) -> Result<Attrs, StepError> {
-    let after = change.after.as_ref().ok_or_else(|| StepError(format!("{} has no desired inputs", change.address)))?;
+    let after = change
+        .after
+        .as_ref()
+        .ok_or_else(|| StepError(format!("{} has no desired inputs", change.address)))?;
     let state = shared.state.lock().expect("state lock");
     let lookup = lookup_in(&state);
     after
@@ -387,14 +525,21 @@ fn resolved_inputs(shared: &Shared, change: &Change) -> Result<Attrs, StepError>
             None => Err(StepError(format!(
                 "`{k}` of {} refers to a value that does not exist yet: {}",
                 change.address,
-                crate::model::references(v).iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                crate::model::references(v)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         })
         .collect()
 }
 
 fn tags_of(inputs: &Attrs) -> BTreeMap<String, String> {
-    inputs.get("tags").and_then(|t| serde_json::from_value(t.clone()).ok()).unwrap_or_default()
+    inputs
+        .get("tags")
+        .and_then(|t| serde_json::from_value(t.clone()).ok())
+        .unwrap_or_default()
 }
 
 async fn run_step(shared: &Shared, step: &Step) -> Result<(), StepError> {
@@ -422,7 +567,10 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
     let address = &step.address;
     let provider = shared.provider(address)?;
     let inputs = resolved_inputs(shared, change)?;
-    let target = Target { address, tags: tags_of(&inputs) };
+    let target = Target {
+        address,
+        tags: tags_of(&inputs),
+    };
 
     if step.depose_first {
         shared.save(|s| {
@@ -433,37 +581,58 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
     }
 
     // A create interrupted earlier may have happened: look before creating again.
-    let prior = shared.state.lock().expect("state lock").intents.get(address).cloned();
+    let prior = shared
+        .state
+        .lock()
+        .expect("state lock")
+        .intents
+        .get(address)
+        .cloned();
     let adopted = match &prior {
         Some(_) => shared.call(address, || provider.find(&target)).await?,
         None => None,
     };
     let observed = match adopted {
         Some(found) => {
-            shared.emit(Event::Adopted { address: address.clone(), id: found.id.clone() });
-            let differs = inputs.iter().any(|(k, v)| found.inputs.get(k).is_some_and(|f| f != v));
+            shared.emit(Event::Adopted {
+                address: address.clone(),
+                id: found.id.clone(),
+            });
+            let differs = inputs
+                .iter()
+                .any(|(k, v)| found.inputs.get(k).is_some_and(|f| f != v));
             if differs {
-                shared.call(address, || provider.update(&found.id, &found.inputs, &inputs)).await?
+                shared
+                    .call(address, || {
+                        provider.update(&found.id, &found.inputs, &inputs)
+                    })
+                    .await?
             } else {
                 found
             }
         }
         None => {
-            let token = prior.map(|i| i.client_token).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let token = prior
+                .map(|i| i.client_token)
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             let intent = Intent {
                 kind: change.kind,
                 client_token: token.clone(),
-                started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    .to_string(),
             };
             shared.save(|s| {
                 s.intents.insert(address.clone(), intent);
             })?;
-            shared.call(address, || provider.create(&target, &inputs, &token)).await?
+            shared
+                .call(address, || provider.create(&target, &inputs, &token))
+                .await?
         }
     };
     shared.save(|s| {
         s.intents.remove(address);
-        s.resources.insert(address.clone(), record(change, &inputs, &observed, true));
+        s.resources
+            .insert(address.clone(), record(change, &inputs, &observed, true));
     })?;
     settle(shared, change, provider.as_ref(), &inputs, &observed.id).await
 }
@@ -480,21 +649,41 @@ async fn update(shared: &Shared, step: &Step) -> Result<(), StepError> {
         .resources
         .get(address)
         .cloned()
-        .ok_or_else(|| StepError(format!("{address} is not in the state any more; plan again")))?;
-    let observed = if current.inputs != inputs || change.attributes.iter().any(|a| !a.known_after_apply) {
-        let o = shared.call(address, || provider.update(&current.id, &current.inputs, &inputs)).await?;
-        shared.save(|s| {
-            s.resources.insert(address.clone(), record(change, &inputs, &o, true));
+        .ok_or_else(|| {
+            StepError(format!(
+                "{address} is not in the state any more; plan again"
+            ))
         })?;
-        o
-    } else {
-        Observed { id: current.id.clone(), inputs: current.inputs.clone(), outputs: current.outputs.clone() }
-    };
+    let observed =
+        if current.inputs != inputs || change.attributes.iter().any(|a| !a.known_after_apply) {
+            let o = shared
+                .call(address, || {
+                    provider.update(&current.id, &current.inputs, &inputs)
+                })
+                .await?;
+            shared.save(|s| {
+                s.resources
+                    .insert(address.clone(), record(change, &inputs, &o, true));
+            })?;
+            o
+        } else {
+            Observed {
+                id: current.id.clone(),
+                inputs: current.inputs.clone(),
+                outputs: current.outputs.clone(),
+            }
+        };
     settle(shared, change, provider.as_ref(), &inputs, &observed.id).await
 }
 
 /// Polls until the resource is ready, then records it as settled.
-async fn settle(shared: &Shared, change: &Change, provider: &dyn Provider, inputs: &Attrs, id: &str) -> Result<(), StepError> {
+async fn settle(
+    shared: &Shared,
+    change: &Change,
+    provider: &dyn Provider,
+    inputs: &Attrs,
+    id: &str,
+) -> Result<(), StepError> {
     let address = &change.address;
     let limits = change.kind.wait_limits();
     let poll = limits.poll.mul_f64(shared.config.wait_scale);
@@ -504,10 +693,16 @@ async fn settle(shared: &Shared, change: &Change, provider: &dyn Provider, input
     let ready = loop {
         match shared.call(address, || provider.wait(id)).await {
             Ok(Readiness::Ready(o)) => break o,
-            Ok(Readiness::Failed(why)) => return Err(StepError(format!("{address} ended in a failed state: {why}"))),
+            Ok(Readiness::Failed(why)) => {
+                return Err(StepError(format!(
+                    "{address} ended in a failed state: {why}"
+                )))
+            }
             Ok(Readiness::Pending(status)) => last_status = status,
             // Right after a create, AWS may not list the resource yet.
-            Err(e) if e.class == ErrorClass::NotFound && started.elapsed() < timeout => last_status = "not visible yet".into(),
+            Err(e) if e.class == ErrorClass::NotFound && started.elapsed() < timeout => {
+                last_status = "not visible yet".into()
+            }
             Err(e) => return Err(e.into()),
         }
         let elapsed = started.elapsed();
@@ -517,11 +712,16 @@ async fn settle(shared: &Shared, change: &Change, provider: &dyn Provider, input
                 humantime::format_duration(Duration::from_secs(timeout.as_secs()))
             )));
         }
-        shared.emit(Event::Waiting { address: address.clone(), status: last_status.clone(), elapsed });
+        shared.emit(Event::Waiting {
+            address: address.clone(),
+            status: last_status.clone(),
+            elapsed,
+        });
         tokio::time::sleep(poll).await;
     };
     shared.save(|s| {
-        s.resources.insert(address.clone(), record(change, inputs, &ready, false));
+        s.resources
+            .insert(address.clone(), record(change, inputs, &ready, false));
     })
 }
 
@@ -529,11 +729,23 @@ async fn delete(shared: &Shared, step: &Step) -> Result<(), StepError> {
     let address = &step.address;
     let current = {
         let s = shared.state.lock().expect("state lock");
-        if step.deposed { s.deposed.get(address).cloned() } else { s.resources.get(address).cloned() }
+        if step.deposed {
+            s.deposed.get(address).cloned()
+        } else {
+            s.resources.get(address).cloned()
+        }
     };
-    let Some(current) = current else { return Ok(()) };
-    let provider = shared.providers.get(current.kind).map_err(|e| StepError(e.to_string()))?;
-    let outcome = match shared.call(address, || provider.delete(&current.id, &current.inputs)).await {
+    let Some(current) = current else {
+        return Ok(());
+    };
+    let provider = shared
+        .providers
+        .get(current.kind)
+        .map_err(|e| StepError(e.to_string()))?;
+    let outcome = match shared
+        .call(address, || provider.delete(&current.id, &current.inputs))
+        .await
+    {
         Ok(d) => d,
         Err(e) if e.class == ErrorClass::NotFound => Deletion::Done,
         Err(e) => return Err(e.into()),
@@ -551,9 +763,15 @@ async fn delete(shared: &Shared, step: &Step) -> Result<(), StepError> {
                 Err(e) => return Err(e.into()),
             }
             if started.elapsed() >= timeout {
-                return Err(StepError(format!("timed out waiting for {address} to be deleted")));
+                return Err(StepError(format!(
+                    "timed out waiting for {address} to be deleted"
+                )));
             }
-            shared.emit(Event::Waiting { address: address.clone(), status: "deleting".into(), elapsed: started.elapsed() });
+            shared.emit(Event::Waiting {
+                address: address.clone(),
+                status: "deleting".into(),
+                elapsed: started.elapsed(),
+            });
             tokio::time::sleep(poll).await;
         }
     }

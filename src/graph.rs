@@ -100,12 +100,17 @@ impl<N> Graph<N> {
     fn find_cycle(&self, remaining: &[usize]) -> Vec<NodeId> {
         // Every node left with unmet dependencies has one that is also left; following
         // those edges must revisit a node.
-        let start = (0..self.len()).find(|&n| remaining[n] > 0).expect("a cycle exists");
+        let start = (0..self.len())
+            .find(|&n| remaining[n] > 0)
+            .expect("a cycle exists");
         let mut path = vec![start];
         let mut seen = BTreeMap::from([(start, 0usize)]);
         let mut cur = start;
         loop {
-            let next = *self.deps[cur].iter().find(|&&d| remaining[d] > 0).expect("left nodes depend on left nodes");
+            let next = *self.deps[cur]
+                .iter()
+                .find(|&&d| remaining[d] > 0)
+                .expect("left nodes depend on left nodes");
             if let Some(&i) = seen.get(&next) {
                 let mut cycle = path[i..].to_vec();
                 cycle.push(next);
@@ -161,7 +166,14 @@ where
         while let Some(n) = ready.pop_front() {
             if let Some(cause) = blocked_by[n] {
                 report.skipped.push((n, cause));
-                release(graph, n, Some(cause), &mut remaining, &mut blocked_by, &mut ready);
+                release(
+                    graph,
+                    n,
+                    Some(cause),
+                    &mut remaining,
+                    &mut blocked_by,
+                    &mut ready,
+                );
                 continue;
             }
             let permit = semaphore.clone().acquire_owned();
@@ -171,7 +183,9 @@ where
                 (n, fut.await)
             });
         }
-        let Some(done) = running.join_next().await else { break };
+        let Some(done) = running.join_next().await else {
+            break;
+        };
         let (n, result) = match done {
             Ok(r) => r,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -184,7 +198,14 @@ where
             }
             Err(e) => {
                 report.failed.push((n, e));
-                release(graph, n, Some(n), &mut remaining, &mut blocked_by, &mut ready);
+                release(
+                    graph,
+                    n,
+                    Some(n),
+                    &mut remaining,
+                    &mut blocked_by,
+                    &mut ready,
+                );
             }
         }
     }

@@ -1,13 +1,13 @@
 //! `deploy`: a declarative provisioner and deployer for a serverless application with a
 //! Valkey cache on AWS. The binary is a thin CLI over this library.
 
-pub mod spec;
+pub mod cli;
+pub mod engine;
 pub mod graph;
 pub mod model;
-pub mod plan;
-pub mod state;
-pub mod provider;
-pub mod engine;
 pub mod ops;
+pub mod plan;
+pub mod provider;
 pub mod render;
-pub mod cli;
+pub mod spec;
+pub mod state;

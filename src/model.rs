@@ -100,9 +100,19 @@ impl Kind {
     pub fn outputs(self) -> &'static [&'static str] {
         match self {
             Kind::Vpc | Kind::Subnet | Kind::SecurityGroup => &["id", "arn"],
-            Kind::InternetGateway | Kind::NatGateway | Kind::RouteTable | Kind::SecurityGroupRule => &["id"],
+            Kind::InternetGateway
+            | Kind::NatGateway
+            | Kind::RouteTable
+            | Kind::SecurityGroupRule => &["id"],
             Kind::ElasticIp => &["id", "public_ip"],
-            Kind::ServerlessCache => &["id", "arn", "endpoint", "port", "reader_endpoint", "reader_port"],
+            Kind::ServerlessCache => &[
+                "id",
+                "arn",
+                "endpoint",
+                "port",
+                "reader_endpoint",
+                "reader_port",
+            ],
             Kind::SsmParameter => &["id", "arn", "version"],
             Kind::IamRole => &["id", "arn"],
             Kind::LambdaFunction => &["id", "arn", "version", "alias_arn"],
@@ -122,7 +132,15 @@ impl Kind {
             Kind::NatGateway => &["subnet_id", "allocation_id"],
             Kind::RouteTable => &["vpc_id"],
             Kind::SecurityGroup => &["name", "description", "vpc_id"],
-            Kind::SecurityGroupRule => &["group_id", "direction", "protocol", "from_port", "to_port", "cidr", "peer_group_id"],
+            Kind::SecurityGroupRule => &[
+                "group_id",
+                "direction",
+                "protocol",
+                "from_port",
+                "to_port",
+                "cidr",
+                "peer_group_id",
+            ],
             Kind::ServerlessCache => &["name", "engine", "subnet_ids"],
             Kind::SsmParameter => &["name", "type"],
             Kind::IamRole => &["name"],
@@ -139,9 +157,19 @@ impl Kind {
     pub fn unique_on(self) -> &'static [&'static str] {
         match self {
             Kind::Subnet => &["cidr_block"],
-            Kind::SecurityGroup | Kind::ServerlessCache | Kind::SsmParameter | Kind::IamRole => &["name"],
+            Kind::SecurityGroup | Kind::ServerlessCache | Kind::SsmParameter | Kind::IamRole => {
+                &["name"]
+            }
             Kind::LambdaFunction | Kind::ScheduleRule => &["name"],
-            Kind::SecurityGroupRule => &["group_id", "direction", "protocol", "from_port", "to_port", "cidr", "peer_group_id"],
+            Kind::SecurityGroupRule => &[
+                "group_id",
+                "direction",
+                "protocol",
+                "from_port",
+                "to_port",
+                "cidr",
+                "peer_group_id",
+            ],
             _ => &[],
         }
     }
@@ -226,7 +254,11 @@ pub fn references(v: &Value) -> Vec<Reference> {
 
 fn collect_refs(v: &Value, out: &mut Vec<Reference>) {
     match v {
-        Value::String(s) => out.extend(reference_texts(s).into_iter().filter_map(|(_, t)| split_reference(t))),
+        Value::String(s) => out.extend(
+            reference_texts(s)
+                .into_iter()
+                .filter_map(|(_, t)| split_reference(t)),
+        ),
         Value::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
         Value::Object(o) => o.values().for_each(|x| collect_refs(x, out)),
         _ => {}
@@ -259,7 +291,11 @@ pub fn substitute(v: &Value, lookup: &dyn Fn(&Reference) -> Option<Value>) -> Op
             out.push_str(&s[last..]);
             Value::String(out)
         }
-        Value::Array(a) => Value::Array(a.iter().map(|x| substitute(x, lookup)).collect::<Option<_>>()?),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| substitute(x, lookup))
+                .collect::<Option<_>>()?,
+        ),
         Value::Object(o) => Value::Object(
             o.iter()
                 .map(|(k, x)| substitute(x, lookup).map(|x| (k.clone(), x)))
@@ -296,7 +332,10 @@ impl Action {
     }
 
     pub fn is_replace(self) -> bool {
-        matches!(self, Action::DeleteBeforeCreate | Action::CreateBeforeDelete)
+        matches!(
+            self,
+            Action::DeleteBeforeCreate | Action::CreateBeforeDelete
+        )
     }
 
     /// Verb for human output: "created", "updated", …

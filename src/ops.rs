@@ -49,7 +49,13 @@ pub async fn plan(
         (Some(_), None) => Some(plan::Actual::new()),
         (None, _) => None,
     };
-    let plan = plan::plan(plan::Inputs { desired, state: state.as_ref(), actual: actual.as_ref(), targets }).map_err(OpsError::Plan)?;
+    let plan = plan::plan(plan::Inputs {
+        desired,
+        state: state.as_ref(),
+        actual: actual.as_ref(),
+        targets,
+    })
+    .map_err(OpsError::Plan)?;
     Ok(Planned { plan, state })
 }
 
@@ -69,8 +75,17 @@ pub async fn plan_destroy(
         (Some(_), None) => Some(plan::Actual::new()),
         (None, _) => None,
     };
-    let project = state.as_ref().map(|s| s.project.clone()).unwrap_or_default();
-    let plan = plan::plan_destroy(&project, environment, region, state.as_ref(), actual.as_ref());
+    let project = state
+        .as_ref()
+        .map(|s| s.project.clone())
+        .unwrap_or_default();
+    let plan = plan::plan_destroy(
+        &project,
+        environment,
+        region,
+        state.as_ref(),
+        actual.as_ref(),
+    );
     Ok(Planned { plan, state })
 }
 
@@ -103,18 +118,27 @@ pub async fn apply(
     if !refusals.is_empty() {
         return Err(OpsError::Refused(refusals.join("\n")));
     }
-    let lock = backend.lock(&plan.environment, match plan.operation {
-        Operation::Apply => "apply",
-        Operation::Destroy => "destroy",
-    })?;
+    let lock = backend.lock(
+        &plan.environment,
+        match plan.operation {
+            Operation::Apply => "apply",
+            Operation::Destroy => "destroy",
+        },
+    )?;
     let state = backend.read(&plan.environment)?;
-    let (lineage, serial) = state.as_ref().map(|s| (Some(s.lineage), s.serial)).unwrap_or((None, 0));
+    let (lineage, serial) = state
+        .as_ref()
+        .map(|s| (Some(s.lineage), s.serial))
+        .unwrap_or((None, 0));
     if lineage != plan.state_lineage || serial != plan.state_serial {
         let was = match plan.state_lineage {
             Some(_) => format!("serial {} when planned, {serial} now", plan.state_serial),
             None => "it had no state when planned".into(),
         };
-        return Err(OpsError::StalePlan { environment: plan.environment.clone(), was });
+        return Err(OpsError::StalePlan {
+            environment: plan.environment.clone(),
+            was,
+        });
     }
     let state = state.unwrap_or_else(|| State::new(&plan.project, &plan.environment));
     let persist = persister(backend.clone(), lock);
@@ -131,10 +155,17 @@ fn persister(backend: LocalBackend, mut lock: LockGuard) -> engine::Persist {
 
 /// Reads a saved plan file.
 pub fn read_plan(path: &Path) -> Result<Plan, OpsError> {
-    let text = std::fs::read_to_string(path).map_err(|e| OpsError::Plan(format!("cannot read the plan file {}: {e}", path.display())))?;
-    let plan: Plan = serde_json::from_str(&text).map_err(|e| OpsError::Plan(format!("{} is not a saved plan: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        OpsError::Plan(format!("cannot read the plan file {}: {e}", path.display()))
+    })?;
+    let plan: Plan = serde_json::from_str(&text)
+        .map_err(|e| OpsError::Plan(format!("{} is not a saved plan: {e}", path.display())))?;
     if plan.format != plan::diff::PLAN_FORMAT {
-        return Err(OpsError::Plan(format!("{} was saved by another version of deploy (plan format {})", path.display(), plan.format)));
+        return Err(OpsError::Plan(format!(
+            "{} was saved by another version of deploy (plan format {})",
+            path.display(),
+            plan.format
+        )));
     }
     Ok(plan)
 }

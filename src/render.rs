@@ -40,8 +40,16 @@ fn action_style(a: Action) -> Style {
 pub fn summary_line(plan: &Plan) -> String {
     let s = &plan.summary;
     if !plan.has_changes() {
-        let what = if plan.operation == Operation::Destroy { "Nothing to destroy" } else { "No changes" };
-        return format!("{}. {} resources match the spec.", paint(BOLD, what), s.unchanged);
+        let what = if plan.operation == Operation::Destroy {
+            "Nothing to destroy"
+        } else {
+            "No changes"
+        };
+        return format!(
+            "{}. {} resources match the spec.",
+            paint(BOLD, what),
+            s.unchanged
+        );
     }
     format!(
         "{} {} to create, {} to update, {} to replace, {} to delete.",
@@ -68,22 +76,40 @@ pub fn plan(plan: &Plan, allow_data_loss: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", summary_line(plan));
     if plan.summary.drifted > 0 {
-        let _ = writeln!(out, "{} {} resource(s) changed outside deploy (shown as drift below).", paint(YELLOW, "Drift:"), plan.summary.drifted);
+        let _ = writeln!(
+            out,
+            "{} {} resource(s) changed outside deploy (shown as drift below).",
+            paint(YELLOW, "Drift:"),
+            plan.summary.drifted
+        );
     }
     if !plan.refreshed {
         let _ = writeln!(out, "{}", paint(DIM, "Planned from recorded state only (no refresh): changes made outside deploy are not shown."));
     }
     if !plan.targets.is_empty() {
         let t: Vec<&str> = plan.targets.iter().map(|a| a.as_str()).collect();
-        let _ = writeln!(out, "{} limited to {} and what it depends on.", paint(YELLOW, "Targeted:"), t.join(", "));
+        let _ = writeln!(
+            out,
+            "{} limited to {} and what it depends on.",
+            paint(YELLOW, "Targeted:"),
+            t.join(", ")
+        );
     }
-    for c in plan.changes.iter().filter(|c| c.action != Action::NoOp || !c.drift.is_empty()) {
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp || !c.drift.is_empty())
+    {
         out.push('\n');
         change(&mut out, c);
     }
     let refusals = crate::ops::refusal_lines(plan, allow_data_loss);
     if !refusals.is_empty() {
-        let _ = writeln!(out, "\n{}", paint(RED.bold(), "This plan cannot be applied as it stands:"));
+        let _ = writeln!(
+            out,
+            "\n{}",
+            paint(RED.bold(), "This plan cannot be applied as it stands:")
+        );
         for r in refusals {
             let _ = writeln!(out, "  {} {r}", paint(RED, "✗"));
         }
@@ -93,7 +119,12 @@ pub fn plan(plan: &Plan, allow_data_loss: bool) -> String {
 
 fn change(out: &mut String, c: &Change) {
     let style = action_style(c.action);
-    let mut head = format!("{} {} {}", paint(style.bold(), format!("{:>3}", c.action.symbol())), paint(BOLD, &c.address), paint(DIM, format!("({})", c.kind)));
+    let mut head = format!(
+        "{} {} {}",
+        paint(style.bold(), format!("{:>3}", c.action.symbol())),
+        paint(BOLD, &c.address),
+        paint(DIM, format!("({})", c.kind))
+    );
     if let Some(reason) = &c.reason {
         let _ = write!(head, " — {reason}");
     }
@@ -111,7 +142,12 @@ fn change(out: &mut String, c: &Change) {
         Action::Create => {
             let width = c.attributes.iter().map(|a| a.path.len()).max().unwrap_or(0);
             for a in &c.attributes {
-                let _ = writeln!(out, "      {:<width$} = {}", a.path, value(&a.after, a.known_after_apply));
+                let _ = writeln!(
+                    out,
+                    "      {:<width$} = {}",
+                    a.path,
+                    value(&a.after, a.known_after_apply)
+                );
             }
         }
         Action::Update | Action::DeleteBeforeCreate | Action::CreateBeforeDelete => {
@@ -122,26 +158,58 @@ fn change(out: &mut String, c: &Change) {
         _ => {}
     }
     for d in &c.drift {
-        let _ = writeln!(out, "      {} {}: {} → {} {}", paint(YELLOW, "drift"), d.path, value(&d.before, false), value(&d.after, false), paint(DIM, "(changed outside deploy)"));
+        let _ = writeln!(
+            out,
+            "      {} {}: {} → {} {}",
+            paint(YELLOW, "drift"),
+            d.path,
+            value(&d.before, false),
+            value(&d.after, false),
+            paint(DIM, "(changed outside deploy)")
+        );
     }
 }
 
 fn attr_change(out: &mut String, a: &AttrChange) {
-    let forces = if a.forces_replacement { format!(" {}", paint(MAGENTA, "# forces replacement")) } else { String::new() };
-    let _ = writeln!(out, "      {} {}: {} → {}{forces}", paint(YELLOW, "~"), a.path, value(&a.before, false), value(&a.after, a.known_after_apply));
+    let forces = if a.forces_replacement {
+        format!(" {}", paint(MAGENTA, "# forces replacement"))
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "      {} {}: {} → {}{forces}",
+        paint(YELLOW, "~"),
+        a.path,
+        value(&a.before, false),
+        value(&a.after, a.known_after_apply)
+    );
 }
 
 /// Diagnostics, one per problem, then a count.
 pub fn diagnostics(d: &Diagnostics) -> String {
     let mut out = String::new();
     for x in &d.0 {
-        let _ = writeln!(out, "{}: {} {}", paint(BOLD, &x.pos), paint(RED.bold(), "error:"), x.message);
+        let _ = writeln!(
+            out,
+            "{}: {} {}",
+            paint(BOLD, &x.pos),
+            paint(RED.bold(), "error:"),
+            x.message
+        );
         if let Some(h) = &x.hint {
             let _ = writeln!(out, "  {} {h}", paint(CYAN, "hint:"));
         }
     }
     let n = d.len();
-    let _ = writeln!(out, "{}", paint(RED, format!("{n} problem{} found", if n == 1 { "" } else { "s" })));
+    let _ = writeln!(
+        out,
+        "{}",
+        paint(
+            RED,
+            format!("{n} problem{} found", if n == 1 { "" } else { "s" })
+        )
+    );
     out
 }
 
@@ -167,16 +235,59 @@ fn verb(op: StepOp) -> (&'static str, &'static str) {
 pub fn event(e: &Event, verbose: bool) -> Option<String> {
     Some(match e {
         Event::Started { address, op } => format!("{}: {}…", paint(BOLD, address), verb(*op).0),
-        Event::Finished { address, op, elapsed } => format!("{}: {} {}", paint(BOLD, address), paint(GREEN, verb(*op).1), paint(DIM, format!("({})", short(*elapsed)))),
-        Event::Failed { address, op, error } => format!("{}: {} to {}: {error}", paint(BOLD, address), paint(RED.bold(), "failed"), op.as_str()),
-        Event::Skipped { address, op, because } => format!("{}: {} ({} not attempted because {because} failed)", paint(BOLD, address), paint(YELLOW, "skipped"), op.as_str()),
-        Event::Retrying { address, attempt, delay, error } if verbose => {
-            format!("{}: retrying in {} (attempt {attempt}): {error}", paint(BOLD, address), short(*delay))
+        Event::Finished {
+            address,
+            op,
+            elapsed,
+        } => format!(
+            "{}: {} {}",
+            paint(BOLD, address),
+            paint(GREEN, verb(*op).1),
+            paint(DIM, format!("({})", short(*elapsed)))
+        ),
+        Event::Failed { address, op, error } => format!(
+            "{}: {} to {}: {error}",
+            paint(BOLD, address),
+            paint(RED.bold(), "failed"),
+            op.as_str()
+        ),
+        Event::Skipped {
+            address,
+            op,
+            because,
+        } => format!(
+            "{}: {} ({} not attempted because {because} failed)",
+            paint(BOLD, address),
+            paint(YELLOW, "skipped"),
+            op.as_str()
+        ),
+        Event::Retrying {
+            address,
+            attempt,
+            delay,
+            error,
+        } if verbose => {
+            format!(
+                "{}: retrying in {} (attempt {attempt}): {error}",
+                paint(BOLD, address),
+                short(*delay)
+            )
         }
-        Event::Waiting { address, status, elapsed } => {
-            format!("{}: still {status}… ({} elapsed)", paint(BOLD, address), short(*elapsed))
+        Event::Waiting {
+            address,
+            status,
+            elapsed,
+        } => {
+            format!(
+                "{}: still {status}… ({} elapsed)",
+                paint(BOLD, address),
+                short(*elapsed)
+            )
         }
-        Event::Adopted { address, id } => format!("{}: found {id} from an interrupted run; adopting it instead of creating another", paint(BOLD, address)),
+        Event::Adopted { address, id } => format!(
+            "{}: found {id} from an interrupted run; adopting it instead of creating another",
+            paint(BOLD, address)
+        ),
         Event::Refreshed { .. } | Event::Retrying { .. } => return None,
     })
 }
@@ -187,10 +298,21 @@ pub fn report(r: &Report, operation: Operation) -> String {
     for (_, op) in &r.completed {
         *counts.entry(verb(*op).1).or_default() += 1;
     }
-    let done: Vec<String> = ["created", "updated", "deleted"].iter().map(|v| format!("{} {v}", counts.get(v).copied().unwrap_or(0))).collect();
-    let what = if operation == Operation::Destroy { "Destroy" } else { "Apply" };
+    let done: Vec<String> = ["created", "updated", "deleted"]
+        .iter()
+        .map(|v| format!("{} {v}", counts.get(v).copied().unwrap_or(0)))
+        .collect();
+    let what = if operation == Operation::Destroy {
+        "Destroy"
+    } else {
+        "Apply"
+    };
     if r.ok() {
-        format!("{} {}.", paint(GREEN.bold(), format!("{what} complete:")), done.join(", "))
+        format!(
+            "{} {}.",
+            paint(GREEN.bold(), format!("{what} complete:")),
+            done.join(", ")
+        )
     } else {
         let mut out = format!(
             "{} {}; {} failed, {} skipped.",

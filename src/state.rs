@@ -94,7 +94,10 @@ pub enum StateError {
     #[error("{path} was written by a newer deploy (state format {found}, this build reads {FORMAT_VERSION})")]
     TooNew { path: PathBuf, found: u32 },
     #[error("{}", held_message(.environment, .info))]
-    Locked { environment: String, info: LockInfo },
+    Locked {
+        environment: String,
+        info: Box<LockInfo>,
+    },
 }
 
 fn held_message(environment: &str, info: &LockInfo) -> String {
@@ -189,19 +192,32 @@ impl LocalBackend {
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StateError::Io { action: "read", path, source }),
+            Err(source) => {
+                return Err(StateError::Io {
+                    action: "read",
+                    path,
+                    source,
+                })
+            }
         };
-        let probe: serde_json::Value = serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let found = probe.get("version").and_then(serde_json::Value::as_u64).unwrap_or(0) as u32;
+        let probe: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        let found = probe
+            .get("version")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0) as u32;
         if found > FORMAT_VERSION {
             return Err(StateError::TooNew { path, found });
         }
         serde_json::from_value(probe)
             .map(Some)
-            .map_err(|e| StateError::Corrupt { path, reason: e.to_string() })
+            .map_err(|e| StateError::Corrupt {
+                path,
+                reason: e.to_string(),
+            })
     }
 
     /// Writes `state` with its serial bumped: temp file, fsync, rename, fsync the
@@ -215,7 +231,11 @@ impl LocalBackend {
             source,
         };
         fs::create_dir_all(&self.dir).map_err(|e| io("create the directory for", e))?;
-        let tmp = self.dir.join(format!(".{}.json.tmp-{}", state.environment, std::process::id()));
+        let tmp = self.dir.join(format!(
+            ".{}.json.tmp-{}",
+            state.environment,
+            std::process::id()
+        ));
         let body = serde_json::to_vec_pretty(state).expect("state serializes");
         {
             let mut f = File::create(&tmp).map_err(|e| io("write", e))?;
@@ -253,20 +273,32 @@ impl LocalBackend {
                 let body = serde_json::to_vec_pretty(&info).expect("lock serializes");
                 f.write_all(&body)
                     .and_then(|_| f.sync_all())
-                    .map_err(|source| StateError::Io { action: "write", path: path.clone(), source })?;
+                    .map_err(|source| StateError::Io {
+                        action: "write",
+                        path: path.clone(),
+                        source,
+                    })?;
                 Ok(LockGuard { path, info })
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let held = self.lock_info(environment)?.ok_or_else(|| StateError::Corrupt {
-                    path: path.clone(),
-                    reason: "the lock file is empty or unreadable; remove it with `deploy unlock`".into(),
-                })?;
+                let held = self
+                    .lock_info(environment)?
+                    .ok_or_else(|| StateError::Corrupt {
+                        path: path.clone(),
+                        reason:
+                            "the lock file is empty or unreadable; remove it with `deploy unlock`"
+                                .into(),
+                    })?;
                 Err(StateError::Locked {
                     environment: environment.into(),
-                    info: held,
+                    info: Box::new(held),
                 })
             }
-            Err(source) => Err(StateError::Io { action: "create", path, source }),
+            Err(source) => Err(StateError::Io {
+                action: "create",
+                path,
+                source,
+            }),
         }
     }
 
@@ -275,7 +307,11 @@ impl LocalBackend {
         match fs::read_to_string(&path) {
             Ok(t) => Ok(serde_json::from_str(&t).ok()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StateError::Io { action: "read", path, source }),
+            Err(source) => Err(StateError::Io {
+                action: "read",
+                path,
+                source,
+            }),
         }
     }
 
@@ -286,7 +322,11 @@ impl LocalBackend {
         match fs::remove_file(&path) {
             Ok(()) => Ok(info),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StateError::Io { action: "remove", path, source }),
+            Err(source) => Err(StateError::Io {
+                action: "remove",
+                path,
+                source,
+            }),
         }
     }
 }
@@ -352,7 +392,10 @@ mod tests {
         let g = b.lock("dev", "apply").unwrap();
         let err = b.lock("dev", "plan").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("locked by") && msg.contains("deploy unlock -e dev"), "{msg}");
+        assert!(
+            msg.contains("locked by") && msg.contains("deploy unlock -e dev"),
+            "{msg}"
+        );
         drop(g);
         b.lock("dev", "plan").unwrap();
     }
@@ -374,7 +417,10 @@ mod tests {
         b.unlock("dev").unwrap();
         let _new = b.lock("dev", "apply").unwrap();
         drop(old);
-        assert!(b.lock("dev", "plan").is_err(), "the new holder keeps its lock");
+        assert!(
+            b.lock("dev", "plan").is_err(),
+            "the new holder keeps its lock"
+        );
     }
 
     #[test]
@@ -382,6 +428,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let b = LocalBackend::new(dir.path());
         std::fs::write(b.path("dev"), r#"{"version": 99}"#).unwrap();
-        assert!(matches!(b.read("dev"), Err(StateError::TooNew { found: 99, .. })));
+        assert!(matches!(
+            b.read("dev"),
+            Err(StateError::TooNew { found: 99, .. })
+        ));
     }
 }

@@ -29,7 +29,10 @@ pub struct Failure {
 
 impl Failure {
     fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), code: 1 }
+        Self {
+            message: message.into(),
+            code: 1,
+        }
     }
 }
 
@@ -50,7 +53,10 @@ type Outcome = Result<i32, Failure>;
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     let settings = Settings::from(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -84,7 +90,11 @@ async fn dispatch(command: Command, s: &Settings) -> Outcome {
         Command::Status(a) => status(s, a.json),
         Command::Unlock => unlock(s),
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&spec::model::json_schema()).expect("schema serializes"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&spec::model::json_schema())
+                    .expect("schema serializes")
+            );
             Ok(0)
         }
         Command::Completions { shell } => {
@@ -99,17 +109,28 @@ async fn dispatch(command: Command, s: &Settings) -> Outcome {
 fn spec_path(s: &Settings) -> Result<PathBuf, Failure> {
     let known = spec::list_environments(&s.environments_dir);
     let Some(env) = &s.env else {
-        let list = if known.is_empty() { String::new() } else { format!(" (one of: {})", known.join(", ")) };
-        return Err(Failure::new(format!("no environment given\n  hint: pass -e ENV{list}, or a path to a spec file")));
+        let list = if known.is_empty() {
+            String::new()
+        } else {
+            format!(" (one of: {})", known.join(", "))
+        };
+        return Err(Failure::new(format!(
+            "no environment given\n  hint: pass -e ENV{list}, or a path to a spec file"
+        )));
     };
     let path = spec::resolve(env, &s.environments_dir);
     if !path.exists() {
         let hint = match spec::diag::did_you_mean(env, known.iter().map(String::as_str)) {
             Some(m) => format!("did you mean `{m}`?"),
-            None if known.is_empty() => format!("no environments found in {}/", s.environments_dir.display()),
+            None if known.is_empty() => {
+                format!("no environments found in {}/", s.environments_dir.display())
+            }
             None => format!("known environments: {}", known.join(", ")),
         };
-        return Err(Failure::new(format!("no spec for environment `{env}`: {} does not exist\n  hint: {hint}", path.display())));
+        return Err(Failure::new(format!(
+            "no spec for environment `{env}`: {} does not exist\n  hint: {hint}",
+            path.display()
+        )));
     }
     Ok(path)
 }
@@ -122,7 +143,10 @@ fn env_name(s: &Settings) -> Result<String, Failure> {
             return Ok(loaded.spec.environment);
         }
     }
-    Ok(path.file_stem().map(|x| x.to_string_lossy().into_owned()).unwrap_or_default())
+    Ok(path
+        .file_stem()
+        .map(|x| x.to_string_lossy().into_owned())
+        .unwrap_or_default())
 }
 
 fn load(s: &Settings) -> Result<Desired, Failure> {
@@ -131,7 +155,10 @@ fn load(s: &Settings) -> Result<Desired, Failure> {
         Ok((_, d)) => Ok(d),
         Err(d) => {
             eprint!("{}", render::diagnostics(&d));
-            Err(Failure { message: String::new(), code: 1 })
+            Err(Failure {
+                message: String::new(),
+                code: 1,
+            })
         }
     }
 }
@@ -149,15 +176,26 @@ fn validate(s: &Settings, as_json: bool) -> Outcome {
     match crate::plan::load_desired(&path) {
         Ok((_, d)) => {
             if as_json {
-                println!("{}", json!({"valid": true, "file": path, "environment": d.environment, "resources": d.resources.len()}));
+                println!(
+                    "{}",
+                    json!({"valid": true, "file": path, "environment": d.environment, "resources": d.resources.len()})
+                );
             } else {
-                println!("{} is valid: {} resources in `{}`.", path.display(), d.resources.len(), d.environment);
+                println!(
+                    "{} is valid: {} resources in `{}`.",
+                    path.display(),
+                    d.resources.len(),
+                    d.environment
+                );
             }
             Ok(0)
         }
         Err(d) => {
             if as_json {
-                println!("{}", json!({"valid": false, "file": path, "problems": diagnostics_json(&d)}));
+                println!(
+                    "{}",
+                    json!({"valid": false, "file": path, "problems": diagnostics_json(&d)})
+                );
             } else {
                 eprint!("{}", render::diagnostics(&d));
             }
@@ -183,7 +221,9 @@ fn progress(s: &Settings) -> EventSink {
         }
         if let Event::Waiting { address, .. } = e {
             let mut seen = last_wait.lock().expect("progress lock");
-            let due = seen.get(address).is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+            let due = seen
+                .get(address)
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
             if !due && !verbose {
                 return;
             }
@@ -196,7 +236,10 @@ fn progress(s: &Settings) -> EventSink {
 }
 
 fn config(parallelism: u16) -> Config {
-    Config { parallelism: parallelism as usize, ..Config::default() }
+    Config {
+        parallelism: parallelism as usize,
+        ..Config::default()
+    }
 }
 
 fn targets(raw: &[String]) -> Vec<Address> {
@@ -205,13 +248,19 @@ fn targets(raw: &[String]) -> Vec<Address> {
 
 /// Providers for refreshing: none for `--no-refresh`; an empty set when there is no
 /// state (nothing to read); otherwise the AWS providers.
-fn refresh_providers(s: &Settings, environment: &str, no_refresh: bool) -> Result<Option<Providers>, Failure> {
+fn refresh_providers(
+    s: &Settings,
+    environment: &str,
+    no_refresh: bool,
+) -> Result<Option<Providers>, Failure> {
     if no_refresh {
         return Ok(None);
     }
     let backend = LocalBackend::new(&s.state_dir);
     match backend.read(environment)? {
-        Some(state) if !state.is_empty() => aws_providers("refreshing recorded resources").map(Some),
+        Some(state) if !state.is_empty() => {
+            aws_providers("refreshing recorded resources").map(Some)
+        }
         _ => Ok(Some(Providers::new())),
     }
 }
@@ -220,25 +269,45 @@ async fn plan(s: &Settings, a: PlanArgs) -> Outcome {
     let desired = load(s)?;
     let providers = refresh_providers(s, &desired.environment, a.no_refresh)?;
     let backend = LocalBackend::new(&s.state_dir);
-    let planned = ops::plan(&backend, &desired, providers.as_ref(), &config(a.parallelism), &progress(s), &targets(&a.target)).await?;
+    let planned = ops::plan(
+        &backend,
+        &desired,
+        providers.as_ref(),
+        &config(a.parallelism),
+        &progress(s),
+        &targets(&a.target),
+    )
+    .await?;
     let plan = planned.plan;
     if let Some(out) = &a.out {
         write_plan(out, &plan)?;
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&plan).expect("plan serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).expect("plan serializes")
+        );
     } else {
         print!("{}", render::plan(&plan, false));
         if let Some(out) = &a.out {
-            println!("\nSaved the plan to {}. Apply exactly this with `deploy apply --plan {}`.", out.display(), out.display());
+            println!(
+                "\nSaved the plan to {}. Apply exactly this with `deploy apply --plan {}`.",
+                out.display(),
+                out.display()
+            );
         }
     }
-    Ok(if a.detailed_exitcode && plan.has_changes() { 2 } else { 0 })
+    Ok(if a.detailed_exitcode && plan.has_changes() {
+        2
+    } else {
+        0
+    })
 }
 
 fn write_plan(path: &Path, plan: &Plan) -> Result<(), Failure> {
     let body = serde_json::to_vec_pretty(plan).expect("plan serializes");
-    std::fs::write(path, body).map_err(|e| Failure::new(format!("cannot write the plan to {}: {e}", path.display())))
+    std::fs::write(path, body)
+        .map_err(|e| Failure::new(format!("cannot write the plan to {}: {e}", path.display())))
 }
 
 /// Asks on the terminal; refuses outright when nobody can answer.
@@ -252,7 +321,10 @@ fn confirm(s: &Settings, question: &str, yes: bool) -> Result<(), Failure> {
     eprint!("{question} Only `yes` is accepted: ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).map_err(|e| Failure::new(format!("cannot read the answer: {e}")))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::new(format!("cannot read the answer: {e}")))?;
     if answer.trim() == "yes" {
         Ok(())
     } else {
@@ -261,10 +333,19 @@ fn confirm(s: &Settings, question: &str, yes: bool) -> Result<(), Failure> {
 }
 
 fn changes_count(plan: &Plan) -> usize {
-    plan.changes.iter().filter(|c| c.action != Action::NoOp).count()
+    plan.changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .count()
 }
 
-async fn execute(s: &Settings, plan: &Plan, yes: bool, allow_data_loss: bool, parallelism: u16) -> Outcome {
+async fn execute(
+    s: &Settings,
+    plan: &Plan,
+    yes: bool,
+    allow_data_loss: bool,
+    parallelism: u16,
+) -> Outcome {
     print!("{}", render::plan(plan, allow_data_loss));
     if !plan.has_changes() {
         return Ok(0);
@@ -277,9 +358,29 @@ async fn execute(s: &Settings, plan: &Plan, yes: bool, allow_data_loss: bool, pa
         Operation::Apply => "apply",
         Operation::Destroy => "destroy",
     })?;
-    let verb = if plan.operation == Operation::Destroy { "Destroy" } else { "Apply" };
-    confirm(s, &format!("\n{verb} {} change(s) to `{}`?", changes_count(plan), plan.environment), yes)?;
-    let (_, report) = ops::apply(&LocalBackend::new(&s.state_dir), plan, providers, config(parallelism), progress(s), allow_data_loss).await?;
+    let verb = if plan.operation == Operation::Destroy {
+        "Destroy"
+    } else {
+        "Apply"
+    };
+    confirm(
+        s,
+        &format!(
+            "\n{verb} {} change(s) to `{}`?",
+            changes_count(plan),
+            plan.environment
+        ),
+        yes,
+    )?;
+    let (_, report) = ops::apply(
+        &LocalBackend::new(&s.state_dir),
+        plan,
+        providers,
+        config(parallelism),
+        progress(s),
+        allow_data_loss,
+    )
+    .await?;
     println!("{}", render::report(&report, plan.operation));
     Ok(if report.ok() { 0 } else { 1 })
 }
@@ -291,7 +392,11 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
             if let Some(env) = &s.env {
                 let name = env_name(s)?;
                 if name != plan.environment {
-                    return Err(Failure::new(format!("{} is a plan for `{}`, not `{env}`", file.display(), plan.environment)));
+                    return Err(Failure::new(format!(
+                        "{} is a plan for `{}`, not `{env}`",
+                        file.display(),
+                        plan.environment
+                    )));
                 }
             }
             plan
@@ -300,7 +405,16 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
             let desired = load(s)?;
             let providers = refresh_providers(s, &desired.environment, a.no_refresh)?;
             let backend = LocalBackend::new(&s.state_dir);
-            ops::plan(&backend, &desired, providers.as_ref(), &config(a.parallelism), &progress(s), &targets(&a.target)).await?.plan
+            ops::plan(
+                &backend,
+                &desired,
+                providers.as_ref(),
+                &config(a.parallelism),
+                &progress(s),
+                &targets(&a.target),
+            )
+            .await?
+            .plan
         }
     };
     execute(s, &plan, a.yes, a.allow_data_loss, a.parallelism).await
@@ -308,13 +422,24 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
 
 async fn destroy(s: &Settings, a: DestroyArgs) -> Outcome {
     let environment = env_name(s)?;
-    let region = spec::check(&spec_path(s)?).0.map(|l| l.spec.region).unwrap_or_default();
+    let region = spec::check(&spec_path(s)?)
+        .0
+        .map(|l| l.spec.region)
+        .unwrap_or_default();
     let backend = LocalBackend::new(&s.state_dir);
     let providers = match backend.read(&environment)? {
         Some(state) if !state.is_empty() => Some(aws_providers("destroy")?),
         _ => Some(Providers::new()),
     };
-    let planned = ops::plan_destroy(&backend, &environment, &region, providers.as_ref(), &config(a.parallelism), &progress(s)).await?;
+    let planned = ops::plan_destroy(
+        &backend,
+        &environment,
+        &region,
+        providers.as_ref(),
+        &config(a.parallelism),
+        &progress(s),
+    )
+    .await?;
     execute(s, &planned.plan, a.yes, a.allow_data_loss, a.parallelism).await
 }
 
@@ -334,8 +459,12 @@ fn output(s: &Settings, a: OutputArgs) -> Outcome {
     let (environment, outputs) = recorded_outputs(s)?;
     if let Some(name) = &a.name {
         let Some(v) = outputs.get(name) else {
-            let hint = spec::diag::did_you_mean(name, outputs.keys().map(String::as_str)).map(|m| format!("\n  hint: did you mean `{m}`?")).unwrap_or_default();
-            return Err(Failure::new(format!("`{environment}` has no output `{name}`{hint}")));
+            let hint = spec::diag::did_you_mean(name, outputs.keys().map(String::as_str))
+                .map(|m| format!("\n  hint: did you mean `{m}`?"))
+                .unwrap_or_default();
+            return Err(Failure::new(format!(
+                "`{environment}` has no output `{name}`{hint}"
+            )));
         };
         match (a.json, v) {
             (false, Value::String(text)) => println!("{text}"),
@@ -344,13 +473,21 @@ fn output(s: &Settings, a: OutputArgs) -> Outcome {
         return Ok(0);
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&outputs).expect("outputs serialize"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outputs).expect("outputs serialize")
+        );
     } else if outputs.is_empty() {
-        println!("`{environment}` has no recorded outputs; run `deploy apply -e {environment}` first.");
+        println!(
+            "`{environment}` has no recorded outputs; run `deploy apply -e {environment}` first."
+        );
     } else {
         let width = outputs.keys().map(String::len).max().unwrap_or(0);
         for (k, v) in &outputs {
-            let text = v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+            let text = v
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| v.to_string());
             println!("{k:<width$} = {text}");
         }
     }
@@ -362,10 +499,14 @@ fn status(s: &Settings, as_json: bool) -> Outcome {
     let backend = LocalBackend::new(&s.state_dir);
     let state = backend.read(&environment)?;
     let lock = backend.lock_info(&environment)?;
-    let by_kind: BTreeMap<String, usize> = state.iter().flat_map(|st| st.resources.values()).fold(BTreeMap::new(), |mut m, r| {
-        *m.entry(r.kind.to_string()).or_default() += 1;
-        m
-    });
+    let by_kind: BTreeMap<String, usize> =
+        state
+            .iter()
+            .flat_map(|st| st.resources.values())
+            .fold(BTreeMap::new(), |mut m, r| {
+                *m.entry(r.kind.to_string()).or_default() += 1;
+                m
+            });
     if as_json {
         println!(
             "{}",
@@ -386,15 +527,26 @@ fn status(s: &Settings, as_json: bool) -> Outcome {
         return Ok(0);
     }
     match &state {
-        None => println!("`{environment}` has no state at {}: never applied.", backend.path(&environment).display()),
+        None => println!(
+            "`{environment}` has no state at {}: never applied.",
+            backend.path(&environment).display()
+        ),
         Some(st) => {
-            println!("`{environment}`: {} resources recorded (state serial {}, lineage {}).", st.resources.len(), st.serial, st.lineage);
+            println!(
+                "`{environment}`: {} resources recorded (state serial {}, lineage {}).",
+                st.resources.len(),
+                st.serial,
+                st.lineage
+            );
             for (k, n) in &by_kind {
                 println!("  {k:<20} {n}");
             }
             if !st.intents.is_empty() {
                 let a: Vec<&str> = st.intents.keys().map(Address::as_str).collect();
-                println!("Interrupted creates (adopted on the next apply): {}", a.join(", "));
+                println!(
+                    "Interrupted creates (adopted on the next apply): {}",
+                    a.join(", ")
+                );
             }
             if !st.deposed.is_empty() {
                 let a: Vec<&str> = st.deposed.keys().map(Address::as_str).collect();
@@ -410,7 +562,11 @@ fn status(s: &Settings, as_json: bool) -> Outcome {
             l.pid,
             l.operation,
             humantime::format_rfc3339_seconds(l.started_at),
-            if l.holder_alive() { "" } else { "; that process is gone, so `deploy unlock` is safe" }
+            if l.holder_alive() {
+                ""
+            } else {
+                "; that process is gone, so `deploy unlock` is safe"
+            }
         ),
         None => println!("Not locked."),
     }
@@ -420,7 +576,10 @@ fn status(s: &Settings, as_json: bool) -> Outcome {
 fn unlock(s: &Settings) -> Outcome {
     let environment = env_name(s)?;
     match LocalBackend::new(&s.state_dir).unlock(&environment)? {
-        Some(l) => println!("Released the lock on `{environment}` held by {}@{} (pid {}, `{}`).", l.owner, l.host, l.pid, l.operation),
+        Some(l) => println!(
+            "Released the lock on `{environment}` held by {}@{} (pid {}, `{}`).",
+            l.owner, l.host, l.pid, l.operation
+        ),
         None => println!("`{environment}` was not locked."),
     }
     Ok(0)

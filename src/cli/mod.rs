@@ -11,13 +11,22 @@ use clap::{Args, Parser, Subcommand};
 pub use commands::run;
 
 #[derive(Debug, Parser)]
-#[command(name = "deploy", version, about = "Plan, apply and destroy a serverless app with a Valkey cache on AWS, one YAML spec per environment")]
+#[command(
+    name = "deploy",
+    version,
+    about = "Plan, apply and destroy a serverless app with a Valkey cache on AWS, one YAML spec per environment"
+)]
 pub struct Cli {
     /// Environment name (resolved in `environments/`) or a path to a spec file.
     #[arg(short = 'e', long = "env", global = true, env = "DEPLOY_ENV")]
     pub env: Option<String>,
     /// Where state files and locks live.
-    #[arg(long, global = true, env = "DEPLOY_STATE_DIR", default_value = ".deploy/state")]
+    #[arg(
+        long,
+        global = true,
+        env = "DEPLOY_STATE_DIR",
+        default_value = ".deploy/state"
+    )]
     pub state_dir: PathBuf,
     /// More output (retries, every wait).
     #[arg(short, long, global = true, conflicts_with = "quiet")]
@@ -140,7 +149,8 @@ impl Settings {
             state_dir: cli.state_dir.clone(),
             verbose: cli.verbose,
             quiet: cli.quiet,
-            interactive: std::io::stdin().is_terminal() && std::env::var_os("CI").is_none_or(|v| v.is_empty() || v == "false"),
+            interactive: std::io::stdin().is_terminal()
+                && std::env::var_os("CI").is_none_or(|v| v.is_empty() || v == "false"),
         }
     }
 }

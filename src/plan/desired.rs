@@ -51,10 +51,19 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn prefix(&self) -> String {
-        format!("{}-{}", self.loaded.spec.project, self.loaded.spec.environment)
+        format!(
+            "{}-{}",
+            self.loaded.spec.project, self.loaded.spec.environment
+        )
     }
 
-    fn add(&mut self, address: String, kind: Kind, mut inputs: Attrs, explicit: &[String]) -> Address {
+    fn add(
+        &mut self,
+        address: String,
+        kind: Kind,
+        mut inputs: Attrs,
+        explicit: &[String],
+    ) -> Address {
         let address = Address::new(address);
         let spec = &self.loaded.spec;
         let mut tags: BTreeMap<String, String> = spec.tags.clone();
@@ -64,7 +73,10 @@ impl Builder<'_> {
         if let Some(Value::String(name)) = inputs.get("name") {
             tags.insert("Name".into(), name.clone());
         } else {
-            tags.insert("Name".into(), format!("{}-{}", self.prefix(), address.as_str().replace('.', "-")));
+            tags.insert(
+                "Name".into(),
+                format!("{}-{}", self.prefix(), address.as_str().replace('.', "-")),
+            );
         }
         inputs.insert("tags".into(), json!(tags));
         let depends_on = explicit.iter().map(|a| Address::new(a.clone())).collect();
@@ -114,7 +126,10 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
             attrs(json!({"name": format!("{prefix}-vpc"), "cidr_block": net.vpc_cidr, "enable_dns_hostnames": true, "enable_dns_support": true})),
             &[],
         );
-        for (set, map, public) in [("public", &net.public_subnets, true), ("private", &net.private_subnets, false)] {
+        for (set, map, public) in [
+            ("public", &net.public_subnets, true),
+            ("private", &net.private_subnets, false),
+        ] {
             for (letter, cidr) in map {
                 b.add(
                     format!("network.subnet.{set}-{letter}"),
@@ -139,7 +154,11 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
             attrs(json!({"name": format!("{prefix}-igw"), "vpc_id": r("network.vpc", "id")})),
             &[],
         );
-        let public_ids: Vec<Value> = net.public_subnets.keys().map(|l| r(&format!("network.subnet.public-{l}"), "id")).collect();
+        let public_ids: Vec<Value> = net
+            .public_subnets
+            .keys()
+            .map(|l| r(&format!("network.subnet.public-{l}"), "id"))
+            .collect();
         b.add(
             "network.route_table.public".into(),
             Kind::RouteTable,
@@ -156,10 +175,20 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
     let nat_azs: Vec<String> = match (net.nat, has_igw) {
         (NatMode::None, _) | (_, false) => Vec::new(),
         (NatMode::Single, true) => net.public_subnets.keys().take(1).cloned().collect(),
-        (NatMode::PerAz, true) => net.private_subnets.keys().filter(|l| net.public_subnets.contains_key(*l)).cloned().collect(),
+        (NatMode::PerAz, true) => net
+            .private_subnets
+            .keys()
+            .filter(|l| net.public_subnets.contains_key(*l))
+            .cloned()
+            .collect(),
     };
     for letter in &nat_azs {
-        b.add(format!("network.eip.{letter}"), Kind::ElasticIp, attrs(json!({"name": format!("{prefix}-nat-{letter}"), "domain": "vpc"})), &[]);
+        b.add(
+            format!("network.eip.{letter}"),
+            Kind::ElasticIp,
+            attrs(json!({"name": format!("{prefix}-nat-{letter}"), "domain": "vpc"})),
+            &[],
+        );
         // The NAT gateway needs the internet gateway attached first (else it fails with
         // Gateway.NotAttached), though it does not reference it.
         b.add(
@@ -175,7 +204,11 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
     }
     if has_vpc {
         for letter in net.private_subnets.keys() {
-            let nat = if nat_azs.contains(letter) { Some(letter.clone()) } else { nat_azs.first().cloned() };
+            let nat = if nat_azs.contains(letter) {
+                Some(letter.clone())
+            } else {
+                nat_azs.first().cloned()
+            };
             let routes: Vec<Value> = nat
                 .map(|n| json!({"destination": "0.0.0.0/0", "nat_gateway_id": r(&format!("network.nat.{n}"), "id")}))
                 .into_iter()
@@ -197,7 +230,10 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
     // Security groups, then their rules as separate resources: groups whose rules
     // reference each other would otherwise form a cycle.
     for (name, sg) in &spec.security_groups {
-        let description = sg.description.clone().unwrap_or_else(|| format!("{prefix} {name}"));
+        let description = sg
+            .description
+            .clone()
+            .unwrap_or_else(|| format!("{prefix} {name}"));
         b.add(
             format!("security_group.{name}"),
             Kind::SecurityGroup,
@@ -217,13 +253,20 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
             }
         }
     }
-    let group_ids = |names: &[String]| -> Vec<Value> { names.iter().map(|g| r(&format!("security_group.{g}"), "id")).collect() };
+    let group_ids = |names: &[String]| -> Vec<Value> {
+        names
+            .iter()
+            .map(|g| r(&format!("security_group.{g}"), "id"))
+            .collect()
+    };
     let subnet_ids = |set: SubnetSet| -> Vec<Value> {
         let (label, map) = match set {
             SubnetSet::Private => ("private", &net.private_subnets),
             SubnetSet::Public => ("public", &net.public_subnets),
         };
-        map.keys().map(|l| r(&format!("network.subnet.{label}-{l}"), "id")).collect()
+        map.keys()
+            .map(|l| r(&format!("network.subnet.{label}-{l}"), "id"))
+            .collect()
     };
 
     // The cache and its SSM parameters.
@@ -300,7 +343,11 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
             let pointer = format!("{env_pointer}/{}", escape(k));
             let canonical = canonicalize(v, &pointer, &mut b.reference_sites);
             for (_, text) in reference_texts(&canonical) {
-                if let Some(p) = text.strip_prefix("ssm.").and_then(|t| t.rsplit_once('.')).map(|(p, _)| p) {
+                if let Some(p) = text
+                    .strip_prefix("ssm.")
+                    .and_then(|t| t.rsplit_once('.'))
+                    .map(|(p, _)| p)
+                {
                     ssm_reads.insert(p.to_string());
                 }
             }
@@ -308,7 +355,10 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
         }
         let mut statements = Vec::new();
         if !ssm_reads.is_empty() {
-            let arns: Vec<Value> = ssm_reads.iter().map(|p| r(&format!("ssm.{p}"), "arn")).collect();
+            let arns: Vec<Value> = ssm_reads
+                .iter()
+                .map(|p| r(&format!("ssm.{p}"), "arn"))
+                .collect();
             statements.push(json!({"Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters"], "Resource": arns}));
         }
         let managed = if f.vpc.is_some() {
@@ -369,7 +419,10 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
                 })
             })
             .collect();
-        let uses_cognito = api.routes.iter().any(|rt| rt.auth == crate::spec::model::Auth::Cognito);
+        let uses_cognito = api
+            .routes
+            .iter()
+            .any(|rt| rt.auth == crate::spec::model::Auth::Cognito);
         let cors = api.cors.as_ref().map(|c| json!({"allow_origins": c.allow_origins, "allow_headers": c.allow_headers, "max_age_s": c.max_age_s}));
         b.add(
             "api.rest_api".into(),
@@ -414,7 +467,11 @@ fn rule_resource(group: &str, direction: &str, rule: &Rule) -> (String, Attrs) {
     };
     let (peer_label, cidr, peer) = match (&rule.cidr, &rule.group) {
         (Some(c), _) => (format!("cidr-{c}"), Value::String(c.clone()), Value::Null),
-        (None, Some(g)) => (format!("sg-{g}"), Value::Null, r(&format!("security_group.{g}"), "id")),
+        (None, Some(g)) => (
+            format!("sg-{g}"),
+            Value::Null,
+            r(&format!("security_group.{g}"), "id"),
+        ),
         (None, None) => ("none".into(), Value::Null, Value::Null),
     };
     let address = format!("security_group.{group}.{direction}.{ports}-{peer_label}");
@@ -462,7 +519,10 @@ fn finish(mut b: Builder<'_>) -> Result<Desired, Diagnostics> {
     for (text, pointer) in &b.reference_sites {
         let text = text.as_str();
         let Some((addr, attr)) = text.rsplit_once('.') else {
-            diags.push(Diagnostic::new(sources.value(pointer), format!("`${{{text}}}` is not a reference of the form `${{ADDRESS.ATTRIBUTE}}`")));
+            diags.push(Diagnostic::new(
+                sources.value(pointer),
+                format!("`${{{text}}}` is not a reference of the form `${{ADDRESS.ATTRIBUTE}}`"),
+            ));
             continue;
         };
         match b.resources.get(&Address::new(addr)) {
@@ -470,15 +530,37 @@ fn finish(mut b: Builder<'_>) -> Result<Desired, Diagnostics> {
                 let hint = did_you_mean(addr, b.resources.keys().map(Address::as_str))
                     .map(|s| format!("did you mean `{s}`?"))
                     .unwrap_or_else(|| "`deploy plan --no-refresh` lists every address".into());
-                diags.push(Diagnostic::new(sources.value(pointer), format!("`${{{text}}}` refers to `{addr}`, which this spec does not define")).hint(hint));
+                diags.push(
+                    Diagnostic::new(
+                        sources.value(pointer),
+                        format!(
+                            "`${{{text}}}` refers to `{addr}`, which this spec does not define"
+                        ),
+                    )
+                    .hint(hint),
+                );
             }
             Some(res) => {
-                let known: Vec<&str> = res.kind.outputs().iter().copied().chain(res.inputs.keys().map(String::as_str)).collect();
+                let known: Vec<&str> = res
+                    .kind
+                    .outputs()
+                    .iter()
+                    .copied()
+                    .chain(res.inputs.keys().map(String::as_str))
+                    .collect();
                 if !known.contains(&attr) {
                     let hint = did_you_mean(attr, known.iter().copied())
                         .map(|s| format!("did you mean `{s}`?"))
-                        .unwrap_or_else(|| format!("`{addr}` has: {}", res.kind.outputs().join(", ")));
-                    diags.push(Diagnostic::new(sources.value(pointer), format!("`{addr}` has no attribute `{attr}`")).hint(hint));
+                        .unwrap_or_else(|| {
+                            format!("`{addr}` has: {}", res.kind.outputs().join(", "))
+                        });
+                    diags.push(
+                        Diagnostic::new(
+                            sources.value(pointer),
+                            format!("`{addr}` has no attribute `{attr}`"),
+                        )
+                        .hint(hint),
+                    );
                 }
             }
         }
@@ -490,13 +572,15 @@ fn finish(mut b: Builder<'_>) -> Result<Desired, Diagnostics> {
     // Edges: explicit ones plus one per reference.
     let addresses: Vec<Address> = b.resources.keys().cloned().collect();
     for res in b.resources.values_mut() {
-        let refs = crate::model::references(&Value::Object(res.inputs.clone().into_iter().collect()));
+        let refs =
+            crate::model::references(&Value::Object(res.inputs.clone().into_iter().collect()));
         for rf in refs {
             if rf.address != res.address {
                 res.depends_on.insert(rf.address);
             }
         }
-        res.depends_on.retain(|d| addresses.binary_search(d).is_ok());
+        res.depends_on
+            .retain(|d| addresses.binary_search(d).is_ok());
     }
     let (graph, ids) = graph_of(&b.resources);
     let order = match graph.topological() {
@@ -507,13 +591,19 @@ fn finish(mut b: Builder<'_>) -> Result<Desired, Diagnostics> {
             let pointer = b
                 .reference_sites
                 .iter()
-                .find(|(t, _)| t.as_str().starts_with(&format!("{}.", graph.node(cycle[1]))))
+                .find(|(t, _)| {
+                    t.as_str()
+                        .starts_with(&format!("{}.", graph.node(cycle[1])))
+                })
                 .map(|(_, p)| p.clone())
                 .unwrap_or_else(|| pointer_of(first));
             let _ = ids;
             diags.push(
-                Diagnostic::new(sources.value(&pointer), format!("dependency cycle: {}", path.join(" → ")))
-                    .hint("a resource cannot depend on itself through references; remove one of them"),
+                Diagnostic::new(
+                    sources.value(&pointer),
+                    format!("dependency cycle: {}", path.join(" → ")),
+                )
+                .hint("a resource cannot depend on itself through references; remove one of them"),
             );
             return Err(diags);
         }
@@ -539,9 +629,14 @@ fn pointer_of(a: &Address) -> String {
 }
 
 /// A graph of the resources by their `depends_on` edges.
-pub fn graph_of(resources: &BTreeMap<Address, Resource>) -> (Graph<Address>, BTreeMap<Address, usize>) {
+pub fn graph_of(
+    resources: &BTreeMap<Address, Resource>,
+) -> (Graph<Address>, BTreeMap<Address, usize>) {
     let mut g = Graph::new();
-    let ids: BTreeMap<Address, usize> = resources.keys().map(|a| (a.clone(), g.add(a.clone()))).collect();
+    let ids: BTreeMap<Address, usize> = resources
+        .keys()
+        .map(|a| (a.clone(), g.add(a.clone())))
+        .collect();
     for res in resources.values() {
         for d in &res.depends_on {
             if let Some(&to) = ids.get(d) {

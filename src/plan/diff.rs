@@ -169,7 +169,8 @@ pub fn plan(inp: Inputs<'_>) -> Result<Plan, String> {
         }
         let res = &desired.resources[address];
         let recorded = state.resources.get(address);
-        let (current, drift, gone_reason) = current_view(recorded, inp.actual.map(|a| a.get(address)));
+        let (current, drift, gone_reason) =
+            current_view(recorded, inp.actual.map(|a| a.get(address)));
         let resolved = resolve_inputs(res, desired, &decided, state, inp.actual);
         let mut change = Change {
             address: address.clone(),
@@ -209,7 +210,8 @@ pub fn plan(inp: Inputs<'_>) -> Result<Plan, String> {
             Some(cur) => {
                 for (k, v) in &resolved {
                     let before = cur.get(k).cloned();
-                    let same = matches!((&before, v), (Some(b), Some(a)) if b == a) || (before.is_none() && v == &Some(Value::Null));
+                    let same = matches!((&before, v), (Some(b), Some(a)) if b == a)
+                        || (before.is_none() && v == &Some(Value::Null));
                     if same {
                         continue;
                     }
@@ -226,7 +228,10 @@ pub fn plan(inp: Inputs<'_>) -> Result<Plan, String> {
                     }
                 }
                 change.action = if !change.replace_because.is_empty() {
-                    let keeps_unique = res.kind.unique_on().iter().any(|u| res.inputs.contains_key(*u) && !change.replace_because.iter().any(|r| r == u));
+                    let keeps_unique = res.kind.unique_on().iter().any(|u| {
+                        res.inputs.contains_key(*u)
+                            && !change.replace_because.iter().any(|r| r == u)
+                    });
                     if keeps_unique {
                         Action::DeleteBeforeCreate
                     } else {
@@ -239,12 +244,16 @@ pub fn plan(inp: Inputs<'_>) -> Result<Plan, String> {
                 };
                 if change.action.is_replace() {
                     change.data_loss = res.kind.stateful();
-                    change.reason = Some(format!("{} cannot change in place", change.replace_because.join(", ")));
+                    change.reason = Some(format!(
+                        "{} cannot change in place",
+                        change.replace_because.join(", ")
+                    ));
                 } else if change.action == Action::Update && !change.drift.is_empty() {
                     change.reason = Some("repairs drift".into());
                 } else if change.action == Action::NoOp && recorded.is_some_and(|r| r.pending) {
                     change.action = Action::Update;
-                    change.reason = Some("an earlier run stopped before it was ready; wait for it".into());
+                    change.reason =
+                        Some("an earlier run stopped before it was ready; wait for it".into());
                 }
             }
         }
@@ -260,9 +269,19 @@ pub fn plan(inp: Inputs<'_>) -> Result<Plan, String> {
         .filter(|(a, _)| inp.targets.is_empty() || inp.targets.contains(a))
         .map(|(a, r)| (a.clone(), r.clone()))
         .collect();
-    changes.extend(delete_changes(&doomed, inp.actual, false, "removed from the spec"));
+    changes.extend(delete_changes(
+        &doomed,
+        inp.actual,
+        false,
+        "removed from the spec",
+    ));
     let deposed: BTreeMap<Address, ResourceState> = state.deposed.clone();
-    changes.extend(delete_changes(&deposed, inp.actual, true, "old object left by an interrupted replacement"));
+    changes.extend(delete_changes(
+        &deposed,
+        inp.actual,
+        true,
+        "old object left by an interrupted replacement",
+    ));
 
     let mut plan = Plan {
         format: PLAN_FORMAT,
@@ -282,11 +301,27 @@ pub fn plan(inp: Inputs<'_>) -> Result<Plan, String> {
 }
 
 /// The plan that deletes everything recorded, dependents first.
-pub fn plan_destroy(project: &str, environment: &str, region: &str, state: Option<&State>, actual: Option<&Actual>) -> Plan {
+pub fn plan_destroy(
+    project: &str,
+    environment: &str,
+    region: &str,
+    state: Option<&State>,
+    actual: Option<&Actual>,
+) -> Plan {
     let mut changes = Vec::new();
     if let Some(s) = state {
-        changes.extend(delete_changes(&s.resources, actual, false, "destroying the environment"));
-        changes.extend(delete_changes(&s.deposed, actual, true, "old object left by an interrupted replacement"));
+        changes.extend(delete_changes(
+            &s.resources,
+            actual,
+            false,
+            "destroying the environment",
+        ));
+        changes.extend(delete_changes(
+            &s.deposed,
+            actual,
+            true,
+            "old object left by an interrupted replacement",
+        ));
     }
     let mut plan = Plan {
         format: PLAN_FORMAT,
@@ -305,7 +340,12 @@ pub fn plan_destroy(project: &str, environment: &str, region: &str, state: Optio
     plan
 }
 
-fn delete_changes(resources: &BTreeMap<Address, ResourceState>, actual: Option<&Actual>, deposed: bool, reason: &str) -> Vec<Change> {
+fn delete_changes(
+    resources: &BTreeMap<Address, ResourceState>,
+    actual: Option<&Actual>,
+    deposed: bool,
+    reason: &str,
+) -> Vec<Change> {
     // Reverse dependency order among the doomed.
     let as_desired: BTreeMap<Address, Resource> = resources
         .iter()
@@ -337,7 +377,11 @@ fn delete_changes(resources: &BTreeMap<Address, ResourceState>, actual: Option<&
                 address: a.clone(),
                 kind: r.kind,
                 action: Action::Delete,
-                reason: Some(if gone { "already deleted outside deploy; only the record goes".into() } else { reason.to_string() }),
+                reason: Some(if gone {
+                    "already deleted outside deploy; only the record goes".into()
+                } else {
+                    reason.to_string()
+                }),
                 attributes: Vec::new(),
                 replace_because: Vec::new(),
                 drift: Vec::new(),
@@ -353,7 +397,10 @@ fn delete_changes(resources: &BTreeMap<Address, ResourceState>, actual: Option<&
 
 /// The resource as it is now (actual if refreshed, else recorded), its drift, and why
 /// it is missing when it is.
-fn current_view(recorded: Option<&ResourceState>, actual: Option<Option<&Option<Observed>>>) -> (Option<Attrs>, Vec<AttrChange>, Option<String>) {
+fn current_view(
+    recorded: Option<&ResourceState>,
+    actual: Option<Option<&Option<Observed>>>,
+) -> (Option<Attrs>, Vec<AttrChange>, Option<String>) {
     match (recorded, actual) {
         (None, _) => (None, Vec::new(), None),
         (Some(r), None) => (Some(r.inputs.clone()), Vec::new(), None),
@@ -387,7 +434,12 @@ fn current_view(recorded: Option<&ResourceState>, actual: Option<Option<&Option<
             // Compare the desired state against what is really there, falling back to
             // the record for attributes the provider does not report.
             let mut cur = r.inputs.clone();
-            cur.extend(obs.inputs.iter().filter(|(k, _)| r.inputs.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())));
+            cur.extend(
+                obs.inputs
+                    .iter()
+                    .filter(|(k, _)| r.inputs.contains_key(*k))
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
             (Some(cur), drift, None)
         }
     }
@@ -410,23 +462,41 @@ fn resolve_inputs(
             if decision.is_some_and(|(a, _)| !matches!(a, Action::NoOp | Action::Update)) {
                 return None;
             }
-            let observed = actual.and_then(|a| a.get(&r.address)).and_then(Option::as_ref);
+            let observed = actual
+                .and_then(|a| a.get(&r.address))
+                .and_then(Option::as_ref);
             match observed {
                 Some(o) => o.outputs.get(&r.attribute).cloned(),
-                None => state.resources.get(&r.address)?.outputs.get(&r.attribute).cloned(),
+                None => state
+                    .resources
+                    .get(&r.address)?
+                    .outputs
+                    .get(&r.attribute)
+                    .cloned(),
             }
         } else {
             match decision {
                 Some((_, resolved)) => resolved.get(&r.attribute).cloned().flatten(),
-                None => state.resources.get(&r.address)?.inputs.get(&r.attribute).cloned(),
+                None => state
+                    .resources
+                    .get(&r.address)?
+                    .inputs
+                    .get(&r.attribute)
+                    .cloned(),
             }
         }
     };
-    res.inputs.iter().map(|(k, v)| (k.clone(), substitute(v, &lookup))).collect()
+    res.inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), substitute(v, &lookup)))
+        .collect()
 }
 
 /// With `--target`, the targeted resources and everything they depend on.
-fn target_scope(desired: &Desired, targets: &[Address]) -> Result<Option<BTreeSet<Address>>, String> {
+fn target_scope(
+    desired: &Desired,
+    targets: &[Address],
+) -> Result<Option<BTreeSet<Address>>, String> {
     if targets.is_empty() {
         return Ok(None);
     }
@@ -440,12 +510,22 @@ fn target_scope(desired: &Desired, targets: &[Address]) -> Result<Option<BTreeSe
             .map(|(_, &i)| i)
             .collect();
         if matched.is_empty() {
-            let hint = crate::spec::diag::did_you_mean(t.as_str(), desired.resources.keys().map(Address::as_str))
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            return Err(format!("--target `{t}` matches no resource of this environment{hint}"));
+            let hint = crate::spec::diag::did_you_mean(
+                t.as_str(),
+                desired.resources.keys().map(Address::as_str),
+            )
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+            return Err(format!(
+                "--target `{t}` matches no resource of this environment{hint}"
+            ));
         }
         roots.extend(matched);
     }
-    Ok(Some(g.closure(roots).into_iter().map(|i| g.node(i).clone()).collect()))
+    Ok(Some(
+        g.closure(roots)
+            .into_iter()
+            .map(|i| g.node(i).clone())
+            .collect(),
+    ))
 }

@@ -13,7 +13,9 @@ use crate::spec::{Diagnostics, LoadedSpec};
 /// found along the way (schema, semantics, references, cycles) at once.
 pub fn load_desired(path: &Path) -> Result<(LoadedSpec, desired::Desired), Diagnostics> {
     let (loaded, mut diags) = crate::spec::check(path);
-    let Some(loaded) = loaded else { return Err(diags) };
+    let Some(loaded) = loaded else {
+        return Err(diags);
+    };
     match desired::expand(&loaded) {
         Ok(d) if diags.is_empty() => Ok((loaded, d)),
         Ok(_) => Err(diags),

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{Deletion, ErrorClass, Observed, Provider, ProviderError, Providers, Readiness, Target};
+use super::{
+    Deletion, ErrorClass, Observed, Provider, ProviderError, Providers, Readiness, Target,
+};
 use crate::model::{Attrs, Kind};
 
 /// One call into the cloud, as the fault closure sees it.
@@ -97,7 +99,13 @@ impl MemoryCloud {
     pub fn providers(self: &Arc<Self>) -> Providers {
         let mut p = Providers::new();
         for kind in Kind::ALL {
-            p.insert(kind, Arc::new(MemoryProvider { kind, cloud: self.clone() }));
+            p.insert(
+                kind,
+                Arc::new(MemoryProvider {
+                    kind,
+                    cloud: self.clone(),
+                }),
+            );
         }
         p
     }
@@ -127,7 +135,12 @@ impl MemoryCloud {
 
     /// Number of live objects of `kind`.
     pub fn count(&self, kind: Kind) -> usize {
-        self.objects.lock().unwrap().values().filter(|o| o.kind == kind).count()
+        self.objects
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|o| o.kind == kind)
+            .count()
     }
 
     /// Every live object as (address tag, kind, id).
@@ -143,16 +156,27 @@ impl MemoryCloud {
     /// Changes an input behind the tool's back, as a console user would.
     pub fn tamper(&self, address: &str, key: &str, value: serde_json::Value) {
         let mut objects = self.objects.lock().unwrap();
-        let o = objects.values_mut().find(|o| o.address == address).expect("tampered object exists");
+        let o = objects
+            .values_mut()
+            .find(|o| o.address == address)
+            .expect("tampered object exists");
         o.inputs.insert(key.into(), value);
     }
 
     /// Deletes an object behind the tool's back.
     pub fn remove_out_of_band(&self, address: &str) {
-        self.objects.lock().unwrap().retain(|_, o| o.address != address);
+        self.objects
+            .lock()
+            .unwrap()
+            .retain(|_, o| o.address != address);
     }
 
-    async fn enter(&self, op: Op, kind: Kind, address: Option<String>) -> Result<bool, ProviderError> {
+    async fn enter(
+        &self,
+        op: Op,
+        kind: Kind,
+        address: Option<String>,
+    ) -> Result<bool, ProviderError> {
         let call = Call { op, kind, address };
         self.calls.lock().unwrap().push(call.clone());
         let f = self.fault.lock().unwrap().clone();
@@ -172,7 +196,11 @@ impl MemoryCloud {
     }
 
     fn address_of(&self, id: &str) -> Option<String> {
-        self.objects.lock().unwrap().get(id).map(|o| o.address.clone())
+        self.objects
+            .lock()
+            .unwrap()
+            .get(id)
+            .map(|o| o.address.clone())
     }
 }
 
@@ -180,7 +208,10 @@ fn outputs_for(kind: Kind, id: &str, inputs: &Attrs) -> Attrs {
     let mut out = Attrs::new();
     out.insert("id".into(), id.into());
     let name = inputs.get("name").and_then(|v| v.as_str()).unwrap_or(id);
-    let arn = format!("arn:aws:memory:us-east-1:000000000000:{}/{name}", kind.as_str());
+    let arn = format!(
+        "arn:aws:memory:us-east-1:000000000000:{}/{name}",
+        kind.as_str()
+    );
     for key in kind.outputs() {
         let v = match *key {
             "id" => continue,
@@ -210,7 +241,10 @@ pub struct MemoryProvider {
 impl MemoryProvider {
     fn observed(&self, id: &str, o: &Object) -> Observed {
         let mut inputs = o.inputs.clone();
-        inputs.insert("tags".into(), serde_json::to_value(&o.tags).expect("tags serialize"));
+        inputs.insert(
+            "tags".into(),
+            serde_json::to_value(&o.tags).expect("tags serialize"),
+        );
         Observed {
             id: id.into(),
             inputs,
@@ -222,39 +256,79 @@ impl MemoryProvider {
 #[async_trait]
 impl Provider for MemoryProvider {
     async fn read(&self, id: &str) -> Result<Option<Observed>, ProviderError> {
-        self.cloud.enter(Op::Read, self.kind, self.cloud.address_of(id)).await?;
+        self.cloud
+            .enter(Op::Read, self.kind, self.cloud.address_of(id))
+            .await?;
         let objects = self.cloud.objects.lock().unwrap();
-        Ok(objects.get(id).filter(|o| o.kind == self.kind).map(|o| self.observed(id, o)))
+        Ok(objects
+            .get(id)
+            .filter(|o| o.kind == self.kind)
+            .map(|o| self.observed(id, o)))
     }
 
     async fn find(&self, target: &Target<'_>) -> Result<Option<Observed>, ProviderError> {
-        self.cloud.enter(Op::Find, self.kind, Some(target.address.to_string())).await?;
+        self.cloud
+            .enter(Op::Find, self.kind, Some(target.address.to_string()))
+            .await?;
         let objects = self.cloud.objects.lock().unwrap();
         Ok(objects
             .iter()
-            .find(|(_, o)| o.kind == self.kind && o.tags.get("deploy:address").map(String::as_str) == Some(target.address.as_str()))
+            .find(|(_, o)| {
+                o.kind == self.kind
+                    && o.tags.get("deploy:address").map(String::as_str)
+                        == Some(target.address.as_str())
+            })
             .map(|(id, o)| self.observed(id, o)))
     }
 
-    async fn create(&self, target: &Target<'_>, inputs: &Attrs, client_token: &str) -> Result<Observed, ProviderError> {
-        let crash = self.cloud.enter(Op::Create, self.kind, Some(target.address.to_string())).await?;
+    async fn create(
+        &self,
+        target: &Target<'_>,
+        inputs: &Attrs,
+        client_token: &str,
+    ) -> Result<Observed, ProviderError> {
+        let crash = self
+            .cloud
+            .enter(Op::Create, self.kind, Some(target.address.to_string()))
+            .await?;
         let observed = {
             // A repeated client token returns the first create's resource, as
             // CreateNatGateway does; most AWS create calls take no token.
             let honours_token = self.kind == Kind::NatGateway;
-            if let Some(id) = self.cloud.client_tokens.lock().unwrap().get(client_token).cloned().filter(|_| honours_token) {
+            if let Some(id) = self
+                .cloud
+                .client_tokens
+                .lock()
+                .unwrap()
+                .get(client_token)
+                .cloned()
+                .filter(|_| honours_token)
+            {
                 let objects = self.cloud.objects.lock().unwrap();
                 if let Some(o) = objects.get(&id) {
                     return Ok(self.observed(&id, o));
                 }
             }
             let mut objects = self.cloud.objects.lock().unwrap();
-            if let Some(name) = inputs.get("name").filter(|_| !self.kind.unique_on().is_empty() && self.kind.unique_on().contains(&"name")) {
-                if objects.values().any(|o| o.kind == self.kind && o.inputs.get("name") == Some(name)) {
-                    return Err(ProviderError::new(ErrorClass::Fatal, format!("a {} named {name} already exists", self.kind)).with_code("AlreadyExists"));
+            if let Some(name) = inputs.get("name").filter(|_| {
+                !self.kind.unique_on().is_empty() && self.kind.unique_on().contains(&"name")
+            }) {
+                if objects
+                    .values()
+                    .any(|o| o.kind == self.kind && o.inputs.get("name") == Some(name))
+                {
+                    return Err(ProviderError::new(
+                        ErrorClass::Fatal,
+                        format!("a {} named {name} already exists", self.kind),
+                    )
+                    .with_code("AlreadyExists"));
                 }
             }
-            let id = format!("{}-{:04}", self.kind.as_str(), self.cloud.next_id.fetch_add(1, Ordering::SeqCst));
+            let id = format!(
+                "{}-{:04}",
+                self.kind.as_str(),
+                self.cloud.next_id.fetch_add(1, Ordering::SeqCst)
+            );
             let mut clean = inputs.clone();
             clean.remove("tags");
             let o = Object {
@@ -267,7 +341,11 @@ impl Provider for MemoryProvider {
             };
             let observed = self.observed(&id, &o);
             objects.insert(id.clone(), o);
-            self.cloud.client_tokens.lock().unwrap().insert(client_token.into(), id);
+            self.cloud
+                .client_tokens
+                .lock()
+                .unwrap()
+                .insert(client_token.into(), id);
             observed
         };
         if crash {
@@ -276,14 +354,22 @@ impl Provider for MemoryProvider {
         Ok(observed)
     }
 
-    async fn update(&self, id: &str, _before: &Attrs, after: &Attrs) -> Result<Observed, ProviderError> {
-        let crash = self.cloud.enter(Op::Update, self.kind, self.cloud.address_of(id)).await?;
+    async fn update(
+        &self,
+        id: &str,
+        _before: &Attrs,
+        after: &Attrs,
+    ) -> Result<Observed, ProviderError> {
+        let crash = self
+            .cloud
+            .enter(Op::Update, self.kind, self.cloud.address_of(id))
+            .await?;
         let observed = {
             let mut objects = self.cloud.objects.lock().unwrap();
             let lag = (self.cloud.lag.lock().unwrap())(self.kind);
-            let o = objects
-                .get_mut(id)
-                .ok_or_else(|| ProviderError::not_found(format!("{} {id} does not exist", self.kind)))?;
+            let o = objects.get_mut(id).ok_or_else(|| {
+                ProviderError::not_found(format!("{} {id} does not exist", self.kind))
+            })?;
             let mut clean = after.clone();
             if let Some(tags) = clean.remove("tags") {
                 o.tags = serde_json::from_value(tags).unwrap_or_default();
@@ -299,7 +385,10 @@ impl Provider for MemoryProvider {
     }
 
     async fn delete(&self, id: &str, _inputs: &Attrs) -> Result<Deletion, ProviderError> {
-        let crash = self.cloud.enter(Op::Delete, self.kind, self.cloud.address_of(id)).await?;
+        let crash = self
+            .cloud
+            .enter(Op::Delete, self.kind, self.cloud.address_of(id))
+            .await?;
         let existed = self.cloud.objects.lock().unwrap().remove(id).is_some();
         if crash {
             self.cloud.crash().await;
@@ -307,16 +396,21 @@ impl Provider for MemoryProvider {
         if existed {
             Ok(Deletion::Done)
         } else {
-            Err(ProviderError::not_found(format!("{} {id} does not exist", self.kind)))
+            Err(ProviderError::not_found(format!(
+                "{} {id} does not exist",
+                self.kind
+            )))
         }
     }
 
     async fn wait(&self, id: &str) -> Result<Readiness, ProviderError> {
-        self.cloud.enter(Op::Wait, self.kind, self.cloud.address_of(id)).await?;
+        self.cloud
+            .enter(Op::Wait, self.kind, self.cloud.address_of(id))
+            .await?;
         let mut objects = self.cloud.objects.lock().unwrap();
-        let o = objects
-            .get_mut(id)
-            .ok_or_else(|| ProviderError::not_found(format!("{} {id} does not exist", self.kind)))?;
+        let o = objects.get_mut(id).ok_or_else(|| {
+            ProviderError::not_found(format!("{} {id} does not exist", self.kind))
+        })?;
         if o.pending_polls > 0 {
             o.pending_polls -= 1;
             return Ok(Readiness::Pending("creating".into()));

@@ -68,7 +68,10 @@ impl ProviderError {
     }
 
     pub fn is_retryable(&self) -> bool {
-        matches!(self.class, ErrorClass::Throttled | ErrorClass::Retryable | ErrorClass::Conflict)
+        matches!(
+            self.class,
+            ErrorClass::Throttled | ErrorClass::Retryable | ErrorClass::Conflict
+        )
     }
 }
 
@@ -116,9 +119,19 @@ pub trait Provider: Send + Sync {
     /// Looks a resource up by its `deploy:address` tag (adoption after a crash).
     async fn find(&self, target: &Target<'_>) -> Result<Option<Observed>, ProviderError>;
     /// Starts creating; `client_token` makes a retried create idempotent.
-    async fn create(&self, target: &Target<'_>, inputs: &Attrs, client_token: &str) -> Result<Observed, ProviderError>;
+    async fn create(
+        &self,
+        target: &Target<'_>,
+        inputs: &Attrs,
+        client_token: &str,
+    ) -> Result<Observed, ProviderError>;
     /// Changes what can change in place, from `before` to `after`.
-    async fn update(&self, id: &str, before: &Attrs, after: &Attrs) -> Result<Observed, ProviderError>;
+    async fn update(
+        &self,
+        id: &str,
+        before: &Attrs,
+        after: &Attrs,
+    ) -> Result<Observed, ProviderError>;
     async fn delete(&self, id: &str, inputs: &Attrs) -> Result<Deletion, ProviderError>;
     /// Polled after create and update until ready or failed.
     async fn wait(&self, id: &str) -> Result<Readiness, ProviderError>;
@@ -140,9 +153,10 @@ impl Providers {
     }
 
     pub fn get(&self, kind: Kind) -> Result<Arc<dyn Provider>, ProviderError> {
-        self.by_kind
-            .get(&kind)
-            .cloned()
-            .ok_or_else(|| ProviderError::fatal(format!("no provider for {kind} resources is available in this build")))
+        self.by_kind.get(&kind).cloned().ok_or_else(|| {
+            ProviderError::fatal(format!(
+                "no provider for {kind} resources is available in this build"
+            ))
+        })
     }
 }

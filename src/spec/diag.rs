@@ -73,7 +73,8 @@ impl Diagnostics {
     /// Sorts by position and drops exact repeats (one mistake can be seen twice, e.g.
     /// by the schema and by a semantic rule).
     pub fn finish(mut self) -> Self {
-        self.0.sort_by(|a, b| a.pos.cmp(&b.pos).then(a.message.cmp(&b.message)));
+        self.0
+            .sort_by(|a, b| a.pos.cmp(&b.pos).then(a.message.cmp(&b.message)));
         self.0.dedup();
         self
     }
@@ -92,7 +93,10 @@ impl std::error::Error for Diagnostics {}
 
 /// The closest candidate to a misspelt name, if one is close enough to suggest: a few
 /// edits away (transpositions count as one), or sharing most of its prefix.
-pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let allowed_edits = (input.chars().count() / 3).max(1);
     candidates
         .into_iter()
@@ -112,8 +116,14 @@ mod tests {
     #[test]
     fn suggests_close_names_only() {
         assert_eq!(did_you_mean("dve", ["dev", "prod"]), Some("dev"));
-        assert_eq!(did_you_mean("vpc_cird", ["vpc_cidr", "nat"]), Some("vpc_cidr"));
-        assert_eq!(did_you_mean("max_storage", ["max_storage_gb", "protect"]), Some("max_storage_gb"));
+        assert_eq!(
+            did_you_mean("vpc_cird", ["vpc_cidr", "nat"]),
+            Some("vpc_cidr")
+        );
+        assert_eq!(
+            did_you_mean("max_storage", ["max_storage_gb", "protect"]),
+            Some("max_storage_gb")
+        );
         assert_eq!(did_you_mean("banana", ["dev", "prod"]), None);
     }
 }

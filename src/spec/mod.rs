@@ -42,12 +42,17 @@ pub fn resolve(env: &str, environments_dir: &Path) -> PathBuf {
 /// Names of the environments defined in `dir` (files that set `environment`, so
 /// shared bases such as `base.yaml` are left out).
 pub fn list_environments(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.lines().any(|l| l.starts_with("environment:"))))
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .is_ok_and(|t| t.lines().any(|l| l.starts_with("environment:")))
+        })
         .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .collect();
     names.sort();
@@ -62,29 +67,28 @@ pub fn load(path: &Path) -> Result<LoadedSpec, Diagnostics> {
     }
 }
 
-/// Like [`load`], but also returns the spec when it has problems, if it could still
-/// be read (values of the wrong type dropped), so later checks can report theirs too.
+/// Like [`load`], but also returns the spec when only later checks (semantics) found
+/// problems, so references and cycles can be checked too. Schema problems stop here:
+/// checking a spec with values of the wrong shape would only report their echoes.
 pub fn check(path: &Path) -> (Option<LoadedSpec>, Diagnostics) {
-    let mut doc = match yaml::load(path) {
+    let doc = match yaml::load(path) {
         Ok(d) => d,
         Err(d) => return (None, d),
     };
     let schema = model::json_schema();
     let mut diags = Diagnostics::default();
-    let offending = validate::against_schema(&schema, &doc.value, &doc.sources, &mut diags);
-    // Drop deepest first so removing a child never invalidates a parent's pointer.
-    let mut offending = offending;
-    offending.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
-    for p in &offending {
-        remove_pointer(&mut doc.value, p);
+    validate::against_schema(&schema, &doc.value, &doc.sources, &mut diags);
+    if !diags.is_empty() {
+        return (None, diags.finish());
     }
     let spec: Spec = match serde_json::from_value(doc.value) {
         Ok(s) => s,
         Err(e) => {
-            if diags.is_empty() {
-                diags.push(Diagnostic::new(doc.sources.value(""), format!("the spec does not match its model: {e}")));
-            }
-            return (None, diags.finish());
+            diags.push(Diagnostic::new(
+                doc.sources.value(""),
+                format!("the spec does not match its model: {e}"),
+            ));
+            return (None, diags);
         }
     };
     validate::semantics(&spec, &doc.sources, &mut diags);
@@ -94,22 +98,4 @@ pub fn check(path: &Path) -> (Option<LoadedSpec>, Diagnostics) {
         path: path.to_path_buf(),
     };
     (Some(loaded), diags.finish())
-}
-
-fn remove_pointer(value: &mut serde_json::Value, pointer: &str) {
-    let Some((parent, last)) = pointer.rsplit_once('/') else { return };
-    let key = last.replace("~1", "/").replace("~0", "~");
-    match value.pointer_mut(parent) {
-        Some(serde_json::Value::Object(m)) => {
-            m.remove(&key);
-        }
-        Some(serde_json::Value::Array(a)) => {
-            if let Ok(i) = key.parse::<usize>() {
-                if i < a.len() {
-                    a[i] = serde_json::Value::Null;
-                }
-            }
-        }
-        _ => {}
-    }
 }

@@ -13,28 +13,30 @@ use super::model::{NatMode, Rule, Spec, SubnetSet};
 use super::yaml::{escape, SourceMap};
 
 /// Validates `value` against the spec's JSON Schema, one diagnostic per problem.
-/// Returns the pointers of the offending values, so a caller can drop them and still
-/// check the rest of the spec.
-pub fn against_schema(schema: &Value, value: &Value, sources: &SourceMap, out: &mut Diagnostics) -> Vec<String> {
+pub fn against_schema(schema: &Value, value: &Value, sources: &SourceMap, out: &mut Diagnostics) {
     let validator = jsonschema::validator_for(schema).expect("the spec schema is valid");
-    let mut offending = Vec::new();
     for err in validator.iter_errors(value) {
         let pointer = err.instance_path.as_str().to_string();
         let at = dotted(&pointer);
-        if !matches!(err.kind, ValidationErrorKind::AdditionalProperties { .. } | ValidationErrorKind::Required { .. }) {
-            offending.push(pointer.clone());
-        }
         match &err.kind {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 let known = known_keys(schema, &pointer);
                 for key in unexpected {
                     let child = format!("{pointer}/{}", escape(key));
-                    offending.push(child.clone());
-                    let place = if at.is_empty() { "at the top level".to_string() } else { format!("in `{at}`") };
-                    let mut d = Diagnostic::new(sources.key(&child), format!("unknown key `{key}` {place}"));
+                    let place = if at.is_empty() {
+                        "at the top level".to_string()
+                    } else {
+                        format!("in `{at}`")
+                    };
+                    let mut d = Diagnostic::new(
+                        sources.key(&child),
+                        format!("unknown key `{key}` {place}"),
+                    );
                     d = match did_you_mean(key, known.iter().map(String::as_str)) {
                         Some(s) => d.hint(format!("did you mean `{s}`?")),
-                        None if !known.is_empty() => d.hint(format!("known keys here: {}", known.join(", "))),
+                        None if !known.is_empty() => {
+                            d.hint(format!("known keys here: {}", known.join(", ")))
+                        }
                         None => d,
                     };
                     out.push(d);
@@ -42,18 +44,33 @@ pub fn against_schema(schema: &Value, value: &Value, sources: &SourceMap, out: &
             }
             ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
-                let place = if at.is_empty() { "at the top level".to_string() } else { format!("in `{at}`") };
-                out.push(Diagnostic::new(sources.value(&pointer), format!("missing required key `{name}` {place}")));
+                let place = if at.is_empty() {
+                    "at the top level".to_string()
+                } else {
+                    format!("in `{at}`")
+                };
+                out.push(Diagnostic::new(
+                    sources.value(&pointer),
+                    format!("missing required key `{name}` {place}"),
+                ));
             }
             ValidationErrorKind::Type { kind } => {
                 let expected = match kind {
-                    TypeKind::Single(t) => article(&t.to_string()),
-                    TypeKind::Multiple(ts) => ts.iter().map(|t| article(&t.to_string())).collect::<Vec<_>>().join(" or "),
+                    TypeKind::Single(t) => article(yaml_word(&t.to_string())),
+                    TypeKind::Multiple(ts) => ts
+                        .iter()
+                        .map(|t| article(yaml_word(&t.to_string())))
+                        .collect::<Vec<_>>()
+                        .join(" or "),
                 };
                 out.push(
                     Diagnostic::new(
                         sources.value(&pointer),
-                        format!("`{at}` must be {expected}, found {} {}", article(type_name(&err.instance)), short(&err.instance)),
+                        format!(
+                            "`{at}` must be {expected}, found {} {}",
+                            article(type_name(&err.instance)),
+                            short(&err.instance)
+                        ),
                     )
                     .hint(type_hint(&err.instance)),
                 );
@@ -61,12 +78,27 @@ pub fn against_schema(schema: &Value, value: &Value, sources: &SourceMap, out: &
             ValidationErrorKind::Enum { options } => {
                 let choices: Vec<String> = options
                     .as_array()
-                    .map(|a| a.iter().map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string())).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|v| {
+                                v.as_str()
+                                    .map(String::from)
+                                    .unwrap_or_else(|| v.to_string())
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default();
-                let found = err.instance.as_str().map(String::from).unwrap_or_else(|| err.instance.to_string());
+                let found = err
+                    .instance
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| err.instance.to_string());
                 let mut d = Diagnostic::new(
                     sources.value(&pointer),
-                    format!("`{at}` must be one of {}, found `{found}`", choices.join(", ")),
+                    format!(
+                        "`{at}` must be one of {}, found `{found}`",
+                        choices.join(", ")
+                    ),
                 );
                 if let Some(s) = did_you_mean(&found, choices.iter().map(String::as_str)) {
                     d = d.hint(format!("did you mean `{s}`?"));
@@ -77,10 +109,17 @@ pub fn against_schema(schema: &Value, value: &Value, sources: &SourceMap, out: &
                 if !choices_at(schema, &pointer).is_empty() =>
             {
                 let choices = choices_at(schema, &pointer);
-                let found = err.instance.as_str().map(String::from).unwrap_or_else(|| err.instance.to_string());
+                let found = err
+                    .instance
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| err.instance.to_string());
                 let mut d = Diagnostic::new(
                     sources.value(&pointer),
-                    format!("`{at}` must be one of {}, found `{found}`", choices.join(", ")),
+                    format!(
+                        "`{at}` must be one of {}, found `{found}`",
+                        choices.join(", ")
+                    ),
                 );
                 if let Some(s) = did_you_mean(&found, choices.iter().map(String::as_str)) {
                     d = d.hint(format!("did you mean `{s}`?"));
@@ -95,10 +134,23 @@ pub fn against_schema(schema: &Value, value: &Value, sources: &SourceMap, out: &
                 sources.value(&pointer),
                 format!("`{at}` must be at most {limit}, found {}", err.instance),
             )),
-            _ => out.push(Diagnostic::new(sources.value(&pointer), format!("`{at}`: {err}"))),
+            _ => out.push(Diagnostic::new(
+                sources.value(&pointer),
+                format!("`{at}`: {err}"),
+            )),
         }
     }
-    offending
+}
+
+/// JSON Schema's type names in the words a YAML author uses.
+fn yaml_word(json_type: &str) -> &str {
+    match json_type {
+        "object" => "mapping",
+        "array" => "list",
+        "null" => "empty value",
+        "boolean" => "boolean (true or false)",
+        other => other,
+    }
 }
 
 fn article(word: &str) -> String {
@@ -133,7 +185,9 @@ fn short(v: &Value) -> String {
 fn type_hint(v: &Value) -> String {
     match v {
         Value::Null => "the key has no value; give one or remove the key".into(),
-        Value::String(s) if s.parse::<f64>().is_ok() => "remove the quotes to write a number".into(),
+        Value::String(s) if s.parse::<f64>().is_ok() => {
+            "remove the quotes to write a number".into()
+        }
         Value::Number(_) | Value::Bool(_) => "quote the value to write a string".into(),
         _ => "see `deploy schema` for the expected shape".into(),
     }
@@ -152,15 +206,26 @@ pub fn dotted(pointer: &str) -> String {
 /// The property names the schema allows at `pointer`, for "did you mean".
 fn known_keys(schema: &Value, pointer: &str) -> Vec<String> {
     schema_at(schema, pointer)
-        .and_then(|s| s.get("properties").and_then(Value::as_object).map(|p| p.keys().cloned().collect()))
+        .and_then(|s| {
+            s.get("properties")
+                .and_then(Value::as_object)
+                .map(|p| p.keys().cloned().collect())
+        })
         .unwrap_or_default()
 }
 
 /// The fixed values an enum-like schema at `pointer` allows (`enum`, or `oneOf` consts).
 fn choices_at(schema: &Value, pointer: &str) -> Vec<String> {
-    let Some(s) = schema_at(schema, pointer) else { return Vec::new() };
+    let Some(s) = schema_at(schema, pointer) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
-    let branches = s.get("oneOf").or_else(|| s.get("anyOf")).and_then(Value::as_array).cloned().unwrap_or_else(|| vec![s.clone()]);
+    let branches = s
+        .get("oneOf")
+        .or_else(|| s.get("anyOf"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_else(|| vec![s.clone()]);
     for b in branches {
         let b = resolve_ref(schema, &b);
         if let Some(c) = b.get("const").and_then(Value::as_str) {
@@ -266,12 +331,14 @@ const RESERVED_ENV: &[&str] = &[
 
 impl Checker<'_> {
     fn err(&mut self, pointer: &str, message: impl Into<String>) -> Added<'_> {
-        self.out.push(Diagnostic::new(self.sources.value(pointer), message));
+        self.out
+            .push(Diagnostic::new(self.sources.value(pointer), message));
         Added(self.out.0.last_mut().expect("just pushed"))
     }
 
     fn key_err(&mut self, pointer: &str, message: impl Into<String>) -> Added<'_> {
-        self.out.push(Diagnostic::new(self.sources.key(pointer), message));
+        self.out
+            .push(Diagnostic::new(self.sources.key(pointer), message));
         Added(self.out.0.last_mut().expect("just pushed"))
     }
 
@@ -280,10 +347,15 @@ impl Checker<'_> {
     }
 
     fn identity(&mut self) {
-        for (key, value) in [("project", &self.spec.project), ("environment", &self.spec.environment)] {
+        for (key, value) in [
+            ("project", &self.spec.project),
+            ("environment", &self.spec.environment),
+        ] {
             if value.is_empty() {
                 self.err("", format!("missing required key `{key}`"))
-                    .hint(format!("add `{key}: NAME` (lowercase letters, digits and hyphens)"));
+                    .hint(format!(
+                        "add `{key}: NAME` (lowercase letters, digits and hyphens)"
+                    ));
             } else if !is_slug(value) {
                 self.err(&format!("/{key}"), format!("`{key}` must be lowercase letters, digits and single hyphens, starting with a letter; found `{value}`"))
                     .hint("AWS resource names are built from it, and several services accept only this form");
@@ -291,16 +363,22 @@ impl Checker<'_> {
         }
         let region = &self.spec.region;
         if region.is_empty() {
-            self.err("", "missing required key `region`").hint("add `region: us-east-1` (or your region)");
+            self.err("", "missing required key `region`")
+                .hint("add `region: us-east-1` (or your region)");
         } else if !is_region(region) {
-            self.err("/region", format!("`{region}` is not an AWS region name")).hint("for example `us-east-1` or `eu-west-2`");
+            self.err("/region", format!("`{region}` is not an AWS region name"))
+                .hint("for example `us-east-1` or `eu-west-2`");
         }
         for (k, val) in &self.spec.tags {
             let p = format!("/tags/{}", escape(k));
             if k.starts_with("aws:") || k.starts_with("deploy:") {
-                self.key_err(&p, format!("tag key `{k}` uses a reserved prefix")).hint("`aws:` belongs to AWS and `deploy:` to this tool");
+                self.key_err(&p, format!("tag key `{k}` uses a reserved prefix"))
+                    .hint("`aws:` belongs to AWS and `deploy:` to this tool");
             } else if k.is_empty() || k.len() > 128 || val.len() > 256 {
-                self.key_err(&p, "tag keys must be 1–128 characters and values at most 256");
+                self.key_err(
+                    &p,
+                    "tag keys must be 1–128 characters and values at most 256",
+                );
             }
         }
     }
@@ -308,37 +386,73 @@ impl Checker<'_> {
     fn network(&mut self) -> Subnets {
         let net = &self.spec.network;
         let mut found = Subnets::default();
-        let needs_network = !net.public_subnets.is_empty() || !net.private_subnets.is_empty() || self.spec.valkey.is_some();
+        let needs_network = !net.public_subnets.is_empty()
+            || !net.private_subnets.is_empty()
+            || self.spec.valkey.is_some();
         if net.vpc_cidr.is_empty() {
             if needs_network {
-                self.err("/network", "missing `network.vpc_cidr`").hint("for example `vpc_cidr: 10.0.0.0/16`");
+                self.err("/network", "missing `network.vpc_cidr`")
+                    .hint("for example `vpc_cidr: 10.0.0.0/16`");
             }
             return found;
         }
         let vpc = match parse_cidr(&net.vpc_cidr) {
             Ok(c) => c,
             Err(why) => {
-                self.err("/network/vpc_cidr", format!("`{}` is not a valid IPv4 CIDR block: {why}", net.vpc_cidr))
-                    .hint("for example `10.0.0.0/16`");
+                self.err(
+                    "/network/vpc_cidr",
+                    format!("`{}` is not a valid IPv4 CIDR block: {why}", net.vpc_cidr),
+                )
+                .hint("for example `10.0.0.0/16`");
                 return found;
             }
         };
         if !(16..=28).contains(&vpc.prefix_len()) {
-            self.err("/network/vpc_cidr", format!("a VPC block must be between /16 and /28, found /{}", vpc.prefix_len()));
+            self.err(
+                "/network/vpc_cidr",
+                format!(
+                    "a VPC block must be between /16 and /28, found /{}",
+                    vpc.prefix_len()
+                ),
+            );
         }
         let mut seen: Vec<(String, Ipv4Net, String)> = Vec::new();
-        for (set, map) in [("public_subnets", &net.public_subnets), ("private_subnets", &net.private_subnets)] {
+        for (set, map) in [
+            ("public_subnets", &net.public_subnets),
+            ("private_subnets", &net.private_subnets),
+        ] {
             for (az, cidr) in map {
                 let p = format!("/network/{set}/{}", escape(az));
+                // Counted even when its block is wrong, so later checks do not echo it.
+                if set == "public_subnets" {
+                    found.public.insert(az.clone());
+                } else {
+                    found.private.insert(az.clone());
+                }
                 if !(az.len() == 1 && az.chars().all(|c| c.is_ascii_lowercase())) {
-                    let example = format!("`a` means {}a", if self.spec.region.is_empty() { "us-east-1" } else { &self.spec.region });
-                    self.key_err(&p, format!("subnet key `{az}` must be an availability-zone letter")).hint(example);
+                    let example = format!(
+                        "`a` means {}a",
+                        if self.spec.region.is_empty() {
+                            "us-east-1"
+                        } else {
+                            &self.spec.region
+                        }
+                    );
+                    self.key_err(
+                        &p,
+                        format!("subnet key `{az}` must be an availability-zone letter"),
+                    )
+                    .hint(example);
                     continue;
                 }
                 let net4 = match parse_cidr(cidr) {
                     Ok(c) => c,
                     Err(why) => {
-                        self.err(&p, format!("`{cidr}` is not a valid IPv4 CIDR block: {why}")).hint("for example `10.0.1.0/24`");
+                        self.err(
+                            &p,
+                            format!("`{cidr}` is not a valid IPv4 CIDR block: {why}"),
+                        )
+                        .hint("for example `10.0.1.0/24`");
                         continue;
                     }
                 };
@@ -348,29 +462,46 @@ impl Checker<'_> {
                     continue;
                 }
                 if !(16..=28).contains(&net4.prefix_len()) {
-                    self.err(&p, format!("a subnet block must be between /16 and /28, found /{}", net4.prefix_len()));
+                    self.err(
+                        &p,
+                        format!(
+                            "a subnet block must be between /16 and /28, found /{}",
+                            net4.prefix_len()
+                        ),
+                    );
                 }
-                if let Some((other_p, other, _)) = seen.iter().find(|(_, o, _)| o.contains(&net4.network()) || net4.contains(&o.network())) {
+                if let Some((other_p, other, _)) = seen
+                    .iter()
+                    .find(|(_, o, _)| o.contains(&net4.network()) || net4.contains(&o.network()))
+                {
                     let other_at = self.sources.value(other_p);
-                    self.err(&p, format!("subnet {cidr} overlaps {other} ({}:{})", other_at.line, other_at.col))
-                        .hint("subnets of one VPC must not share addresses");
+                    self.err(
+                        &p,
+                        format!(
+                            "subnet {cidr} overlaps {other} ({}:{})",
+                            other_at.line, other_at.col
+                        ),
+                    )
+                    .hint("subnets of one VPC must not share addresses");
                     continue;
                 }
                 seen.push((p, net4, az.clone()));
-                if set == "public_subnets" {
-                    found.public.insert(az.clone());
-                } else {
-                    found.private.insert(az.clone());
-                }
             }
         }
         match net.nat {
             NatMode::Single if !net.private_subnets.is_empty() && net.public_subnets.is_empty() => {
-                self.err("/network/nat", "a NAT gateway needs a public subnet to live in")
-                    .hint("add `public_subnets`, or set `nat: none`");
+                self.err(
+                    "/network/nat",
+                    "a NAT gateway needs a public subnet to live in",
+                )
+                .hint("add `public_subnets`, or set `nat: none`");
             }
             NatMode::PerAz => {
-                for az in net.private_subnets.keys().filter(|az| !net.public_subnets.contains_key(*az)) {
+                for az in net
+                    .private_subnets
+                    .keys()
+                    .filter(|az| !net.public_subnets.contains_key(*az))
+                {
                     self.err("/network/nat", format!("`nat: per_az` needs a public subnet in every AZ with a private subnet; AZ `{az}` has none"))
                         .hint(format!("add `public_subnets.{az}`, or use `nat: single`"));
                 }
@@ -386,7 +517,11 @@ impl Checker<'_> {
                 let hint = did_you_mean(g, self.spec.security_groups.keys().map(String::as_str))
                     .map(|s| format!("did you mean `{s}`?"))
                     .unwrap_or_else(|| "define it under `security_groups`".into());
-                self.err(&format!("{pointer}/{i}"), format!("unknown security group `{g}`")).hint(hint);
+                self.err(
+                    &format!("{pointer}/{i}"),
+                    format!("unknown security group `{g}`"),
+                )
+                .hint(hint);
             }
         }
     }
@@ -404,7 +539,8 @@ impl Checker<'_> {
                     let p = format!("{base}/{dir}/{i}");
                     self.rule(&p, rule);
                     if !rules_seen.insert((dir, rule_id(rule))) {
-                        self.err(&p, format!("duplicate {dir} rule")).hint("remove one of them");
+                        self.err(&p, format!("duplicate {dir} rule"))
+                            .hint("remove one of them");
                     }
                 }
             }
@@ -413,18 +549,24 @@ impl Checker<'_> {
 
     fn rule(&mut self, p: &str, rule: &Rule) {
         if let Err(why) = parse_ports(&rule.ports) {
-            self.err(&format!("{p}/ports"), why).hint("a port `443` or a range `\"6379-6380\"`");
+            self.err(&format!("{p}/ports"), why)
+                .hint("a port `443` or a range `\"6379-6380\"`");
         }
         match (&rule.cidr, &rule.group) {
             (Some(_), Some(_)) => {
-                self.err(p, "a rule names either a `cidr` or a `group`, not both").hint("split it into two rules");
+                self.err(p, "a rule names either a `cidr` or a `group`, not both")
+                    .hint("split it into two rules");
             }
             (None, None) => {
-                self.err(p, "a rule needs a peer: `cidr` or `group`").hint("for example `cidr: 0.0.0.0/0` or `group: lambda`");
+                self.err(p, "a rule needs a peer: `cidr` or `group`")
+                    .hint("for example `cidr: 0.0.0.0/0` or `group: lambda`");
             }
             (Some(c), None) => {
                 if let Err(why) = parse_cidr(c) {
-                    self.err(&format!("{p}/cidr"), format!("`{c}` is not a valid IPv4 CIDR block: {why}"));
+                    self.err(
+                        &format!("{p}/cidr"),
+                        format!("`{c}` is not a valid IPv4 CIDR block: {why}"),
+                    );
                 }
             }
             (None, Some(g)) => self.check_groups(p, std::slice::from_ref(g)),
@@ -432,46 +574,91 @@ impl Checker<'_> {
     }
 
     fn valkey(&mut self, subnets: &Subnets) {
-        let Some(cache) = &self.spec.valkey else { return };
+        let Some(cache) = &self.spec.valkey else {
+            return;
+        };
         let name = format!("{}-cache", self.prefix());
         if name.len() > 40 {
-            self.err("/valkey", format!("the cache name `{name}` is {} characters; ElastiCache allows at most 40", name.len()))
-                .hint("shorten `project` or `environment`");
+            self.err(
+                "/project",
+                format!(
+                    "the cache name `{name}` is {} characters; ElastiCache allows at most 40",
+                    name.len()
+                ),
+            )
+            .hint("shorten `project` or `environment`");
         }
         if name.contains("--") {
-            self.err("/valkey", format!("the cache name `{name}` contains `--`, which ElastiCache refuses"));
+            self.err(
+                "/valkey",
+                format!("the cache name `{name}` contains `--`, which ElastiCache refuses"),
+            );
         }
         let chosen = match cache.subnets {
             SubnetSet::Private => &subnets.private,
             SubnetSet::Public => &subnets.public,
         };
         if chosen.len() < 2 && !self.spec.network.vpc_cidr.is_empty() {
-            let set = if cache.subnets == SubnetSet::Private { "private" } else { "public" };
-            self.err("/valkey/subnets", format!("the cache needs at least two {set} subnets in distinct AZs; the spec has {}", chosen.len()))
-                .hint(format!("add another entry under `network.{set}_subnets`, e.g. `b: 10.0.3.0/24`"));
+            let set = if cache.subnets == SubnetSet::Private {
+                "private"
+            } else {
+                "public"
+            };
+            self.err(
+                "/valkey/subnets",
+                format!(
+                    "the cache needs at least two {set} subnets in distinct AZs; the spec has {}",
+                    chosen.len()
+                ),
+            )
+            .hint(format!(
+                "add another entry under `network.{set}_subnets`, e.g. `b: 10.0.3.0/24`"
+            ));
         }
         if let Some(min) = cache.min_storage_gb {
             if min > cache.max_storage_gb {
-                self.err("/valkey/min_storage_gb", format!("minimum storage {min} GB is above the maximum {} GB", cache.max_storage_gb));
+                self.err(
+                    "/valkey/min_storage_gb",
+                    format!(
+                        "minimum storage {min} GB is above the maximum {} GB",
+                        cache.max_storage_gb
+                    ),
+                );
             }
         }
         if let Some(min) = cache.min_ecpu_per_second {
             if min > cache.max_ecpu_per_second {
-                self.err("/valkey/min_ecpu_per_second", format!("minimum ECPU/s {min} is above the maximum {}", cache.max_ecpu_per_second));
+                self.err(
+                    "/valkey/min_ecpu_per_second",
+                    format!(
+                        "minimum ECPU/s {min} is above the maximum {}",
+                        cache.max_ecpu_per_second
+                    ),
+                );
             }
         }
         if !is_hh_mm(&cache.daily_snapshot_time) {
-            self.err("/valkey/daily_snapshot_time", format!("`{}` is not a time of day as HH:MM (UTC)", cache.daily_snapshot_time))
-                .hint("for example `03:00`");
+            self.err(
+                "/valkey/daily_snapshot_time",
+                format!(
+                    "`{}` is not a time of day as HH:MM (UTC)",
+                    cache.daily_snapshot_time
+                ),
+            )
+            .hint("for example `03:00`");
         }
         self.check_groups("/valkey/security_groups", &cache.security_groups);
         if cache.security_groups.is_empty() {
-            self.err("/valkey", "the cache has no `security_groups`; AWS would put it in the VPC's default group")
-                .hint("name a group whose ingress admits your functions on 6379-6380");
+            self.err(
+                "/valkey",
+                "the cache has no `security_groups`; AWS would put it in the VPC's default group",
+            )
+            .hint("name a group whose ingress admits your functions on 6379-6380");
         }
         if let Some(path) = &cache.publish_to_ssm {
             if let Err(why) = ssm_path(path) {
-                self.err("/valkey/publish_to_ssm", why).hint("for example `/trivia-dev/valkey`");
+                self.err("/valkey/publish_to_ssm", why)
+                    .hint("for example `/trivia-dev/valkey`");
             }
         }
     }
@@ -480,13 +667,19 @@ impl Checker<'_> {
         let Some(c) = &self.spec.cognito else { return };
         for name in c.clients.keys() {
             if !is_slug(name) {
-                self.key_err(&format!("/cognito/clients/{}", escape(name)), format!("client name `{name}` must be lowercase letters, digits and hyphens"));
+                self.key_err(
+                    &format!("/cognito/clients/{}", escape(name)),
+                    format!("client name `{name}` must be lowercase letters, digits and hyphens"),
+                );
             }
         }
         for (name, client) in &c.clients {
             if client.auth_flows.is_empty() {
-                self.err(&format!("/cognito/clients/{}", escape(name)), "a client needs at least one auth flow")
-                    .hint("for example `auth_flows: [user_password, refresh_token]`");
+                self.err(
+                    &format!("/cognito/clients/{}", escape(name)),
+                    "a client needs at least one auth flow",
+                )
+                .hint("for example `auth_flows: [user_password, refresh_token]`");
             }
         }
     }
@@ -496,7 +689,10 @@ impl Checker<'_> {
             let base = format!("/functions/{}", escape(name));
             let physical = format!("{}-{name}", self.prefix());
             if !is_slug(name) {
-                self.key_err(&base, format!("function name `{name}` must be lowercase letters, digits and hyphens"));
+                self.key_err(
+                    &base,
+                    format!("function name `{name}` must be lowercase letters, digits and hyphens"),
+                );
             } else if physical.len() > 64 {
                 self.key_err(&base, format!("the function and role name `{physical}` is {} characters; AWS allows at most 64", physical.len()))
                     .hint("use a shorter function name");
@@ -508,10 +704,16 @@ impl Checker<'_> {
                     SubnetSet::Public => &subnets.public,
                 };
                 if set.is_empty() && !self.spec.network.vpc_cidr.is_empty() {
-                    self.err(&format!("{base}/vpc/subnets"), "the function is placed in the VPC but the spec has no such subnets");
+                    self.err(
+                        &format!("{base}/vpc/subnets"),
+                        "the function is placed in the VPC but the spec has no such subnets",
+                    );
                 }
                 if vpc.security_groups.is_empty() {
-                    self.err(&format!("{base}/vpc"), "a VPC function needs at least one security group");
+                    self.err(
+                        &format!("{base}/vpc"),
+                        "a VPC function needs at least one security group",
+                    );
                 }
             }
             for key in f.env.keys() {
@@ -519,8 +721,11 @@ impl Checker<'_> {
                 let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
                     && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
-                    self.key_err(&p, format!("`{key}` is not a valid environment variable name"))
-                        .hint("letters, digits and underscores, starting with a letter");
+                    self.key_err(
+                        &p,
+                        format!("`{key}` is not a valid environment variable name"),
+                    )
+                    .hint("letters, digits and underscores, starting with a letter");
                 } else if RESERVED_ENV.contains(&key.as_str()) {
                     self.key_err(&p, format!("`{key}` is reserved by the Lambda runtime"));
                 }
@@ -532,16 +737,30 @@ impl Checker<'_> {
         let hint = did_you_mean(name, self.spec.functions.keys().map(String::as_str))
             .map(|s| format!("did you mean `{s}`?"))
             .unwrap_or_else(|| "define it under `functions`".into());
-        self.err(pointer, format!("unknown function `{name}`")).hint(hint);
+        self.err(pointer, format!("unknown function `{name}`"))
+            .hint(hint);
     }
 
     fn api(&mut self) {
         let Some(api) = &self.spec.api else { return };
-        if api.stage.is_empty() || !api.stage.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || api.stage.len() > 128 {
-            self.err("/api/stage", format!("stage name `{}` may hold only letters, digits, `-` and `_`", api.stage));
+        if api.stage.is_empty()
+            || !api
+                .stage
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            || api.stage.len() > 128
+        {
+            self.err(
+                "/api/stage",
+                format!(
+                    "stage name `{}` may hold only letters, digits, `-` and `_`",
+                    api.stage
+                ),
+            );
         }
         if api.routes.is_empty() {
-            self.err("/api/routes", "the API has no routes").hint("add at least one `{ method, path, function }`");
+            self.err("/api/routes", "the API has no routes")
+                .hint("add at least one `{ method, path, function }`");
         }
         let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
         for (i, r) in api.routes.iter().enumerate() {
@@ -553,12 +772,23 @@ impl Checker<'_> {
                 self.err(&format!("{p}/path"), why);
             }
             if r.auth == super::model::Auth::Cognito && self.spec.cognito.is_none() {
-                self.err(&format!("{p}/auth"), "the route requires Cognito sign-in but the spec has no `cognito` section")
-                    .hint("add `cognito:` or set `auth: none`");
+                self.err(
+                    &format!("{p}/auth"),
+                    "the route requires Cognito sign-in but the spec has no `cognito` section",
+                )
+                .hint("add `cognito:` or set `auth: none`");
             }
             if let Some(first) = seen.insert((r.method.as_str().to_string(), r.path.clone()), i) {
                 let at = self.sources.value(&format!("/api/routes/{first}"));
-                self.err(&p, format!("duplicate route {} {} (also on line {})", r.method.as_str(), r.path, at.line));
+                self.err(
+                    &p,
+                    format!(
+                        "duplicate route {} {} (also on line {})",
+                        r.method.as_str(),
+                        r.path,
+                        at.line
+                    ),
+                );
             }
         }
     }
@@ -568,7 +798,10 @@ impl Checker<'_> {
             let base = format!("/schedules/{}", escape(name));
             let physical = format!("{}-{name}", self.prefix());
             if !is_slug(name) {
-                self.key_err(&base, format!("schedule name `{name}` must be lowercase letters, digits and hyphens"));
+                self.key_err(
+                    &base,
+                    format!("schedule name `{name}` must be lowercase letters, digits and hyphens"),
+                );
             } else if physical.len() > 64 {
                 self.key_err(&base, format!("the rule name `{physical}` is {} characters; EventBridge allows at most 64", physical.len()));
             }
@@ -583,14 +816,21 @@ impl Checker<'_> {
 }
 
 fn rule_id(r: &Rule) -> String {
-    format!("{}:{}:{:?}:{:?}", r.protocol.as_str(), r.ports, r.cidr, r.group)
+    format!(
+        "{}:{}:{:?}:{:?}",
+        r.protocol.as_str(),
+        r.ports,
+        r.cidr,
+        r.group
+    )
 }
 
 /// Lowercase letters, digits and single hyphens, starting with a letter, no trailing hyphen.
 pub fn is_slug(s: &str) -> bool {
     !s.is_empty()
         && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.ends_with('-')
         && !s.contains("--")
 }
@@ -599,14 +839,19 @@ fn is_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3
         && parts[0].len() == 2
-        && parts[..parts.len() - 1].iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
         && parts[parts.len() - 1].parse::<u8>().is_ok()
 }
 
 fn is_hh_mm(s: &str) -> bool {
     match s.split_once(':') {
         Some((h, m)) => {
-            h.len() == 2 && m.len() == 2 && h.parse::<u8>().is_ok_and(|h| h < 24) && m.parse::<u8>().is_ok_and(|m| m < 60)
+            h.len() == 2
+                && m.len() == 2
+                && h.parse::<u8>().is_ok_and(|h| h < 24)
+                && m.parse::<u8>().is_ok_and(|m| m < 60)
         }
         None => false,
     }
@@ -614,9 +859,14 @@ fn is_hh_mm(s: &str) -> bool {
 
 /// Parses an IPv4 CIDR block, insisting the address is the block's network address.
 pub fn parse_cidr(s: &str) -> Result<Ipv4Net, String> {
-    let net: Ipv4Net = s.parse().map_err(|_| "expected ADDRESS/PREFIX such as 10.0.1.0/24".to_string())?;
+    let net: Ipv4Net = s
+        .parse()
+        .map_err(|_| "expected ADDRESS/PREFIX such as 10.0.1.0/24".to_string())?;
     if net.network() != net.addr() {
-        return Err(format!("host bits are set; the block starting there is {}", net.trunc()));
+        return Err(format!(
+            "host bits are set; the block starting there is {}",
+            net.trunc()
+        ));
     }
     Ok(net)
 }
@@ -632,10 +882,17 @@ pub fn parse_ports(v: &Value) -> Result<(u16, u16), String> {
         _ => None,
     };
     match range {
-        Some((a, b)) if (1..=65535).contains(&a) && (1..=65535).contains(&b) && a <= b => Ok((a as u16, b as u16)),
+        Some((a, b)) if (1..=65535).contains(&a) && (1..=65535).contains(&b) && a <= b => {
+            Ok((a as u16, b as u16))
+        }
         Some((a, b)) if a > b => Err(format!("port range {a}-{b} runs backwards")),
         Some(_) => Err("ports must be between 1 and 65535".into()),
-        None => Err(format!("`{}` is not a port or a port range", v.as_str().map(String::from).unwrap_or_else(|| v.to_string()))),
+        None => Err(format!(
+            "`{}` is not a port or a port range",
+            v.as_str()
+                .map(String::from)
+                .unwrap_or_else(|| v.to_string())
+        )),
     }
 }
 
@@ -646,12 +903,24 @@ fn ssm_path(p: &str) -> Result<(), String> {
     if p.ends_with('/') {
         return Err(format!("SSM path `{p}` must not end with `/`"));
     }
-    let first = p.trim_start_matches('/').split('/').next().unwrap_or("").to_ascii_lowercase();
+    let first = p
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if first.starts_with("aws") || first.starts_with("ssm") {
-        return Err(format!("SSM names may not begin with `aws` or `ssm` (found `{p}`)"));
+        return Err(format!(
+            "SSM names may not begin with `aws` or `ssm` (found `{p}`)"
+        ));
     }
-    if let Some(c) = p.chars().find(|c| !(c.is_ascii_alphanumeric() || "_.-/".contains(*c))) {
-        return Err(format!("SSM path `{p}` contains `{c}`; allowed are letters, digits and `_ . - /`"));
+    if let Some(c) = p
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.-/".contains(*c)))
+    {
+        return Err(format!(
+            "SSM path `{p}` contains `{c}`; allowed are letters, digits and `_ . - /`"
+        ));
     }
     if p.len() > 1000 {
         return Err("SSM names are at most 1011 characters".into());
@@ -668,8 +937,13 @@ fn route_path(p: &str) -> Result<(), String> {
     }
     for seg in p.split('/').skip(1).filter(|s| !s.is_empty()) {
         let inner = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
-        let name = inner.map(|s| s.strip_suffix('+').unwrap_or(s)).unwrap_or(seg);
-        let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        let name = inner
+            .map(|s| s.strip_suffix('+').unwrap_or(s))
+            .unwrap_or(seg);
+        let ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !ok {
             return Err(format!("route path segment `{seg}` is not valid; use letters, digits, `-_.` or `{{param}}`"));
         }
@@ -682,23 +956,42 @@ pub fn schedule_expression(e: &str) -> Result<(), (String, String)> {
     if let Some(inner) = e.strip_prefix("rate(").and_then(|s| s.strip_suffix(')')) {
         let mut parts = inner.split_whitespace();
         let (Some(n), Some(unit), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err((format!("`{e}` is not `rate(VALUE UNIT)`"), "for example `rate(6 hours)`".into()));
+            return Err((
+                format!("`{e}` is not `rate(VALUE UNIT)`"),
+                "for example `rate(6 hours)`".into(),
+            ));
         };
         let Ok(n) = n.parse::<u32>() else {
-            return Err((format!("`{n}` in `{e}` is not a whole number"), "for example `rate(6 hours)`".into()));
+            return Err((
+                format!("`{n}` in `{e}` is not a whole number"),
+                "for example `rate(6 hours)`".into(),
+            ));
         };
         if n == 0 {
-            return Err((format!("`{e}` has a rate of zero"), "use a positive value".into()));
+            return Err((
+                format!("`{e}` has a rate of zero"),
+                "use a positive value".into(),
+            ));
         }
         let singular = ["minute", "hour", "day"];
         let plural = ["minutes", "hours", "days"];
         if n == 1 && !singular.contains(&unit) {
             let fix = unit.trim_end_matches('s');
-            return Err((format!("`{e}`: a rate of 1 takes a singular unit"), format!("write `rate(1 {fix})`")));
+            return Err((
+                format!("`{e}`: a rate of 1 takes a singular unit"),
+                format!("write `rate(1 {fix})`"),
+            ));
         }
         if n > 1 && !plural.contains(&unit) {
-            let fix = if singular.contains(&unit) { format!("{unit}s") } else { "hours".into() };
-            return Err((format!("`{e}`: a rate above 1 takes a plural unit (minutes, hours, days)"), format!("write `rate({n} {fix})`")));
+            let fix = if singular.contains(&unit) {
+                format!("{unit}s")
+            } else {
+                "hours".into()
+            };
+            return Err((
+                format!("`{e}`: a rate above 1 takes a plural unit (minutes, hours, days)"),
+                format!("write `rate({n} {fix})`"),
+            ));
         }
         return Ok(());
     }
@@ -710,12 +1003,26 @@ pub fn schedule_expression(e: &str) -> Result<(), (String, String)> {
                 "for example `cron(0 3 * * ? *)`".into(),
             ));
         }
-        let allowed = |f: &str| f.chars().all(|c| c.is_ascii_alphanumeric() || ",-*/?#".contains(c));
+        let allowed = |f: &str| {
+            f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ",-*/?#".contains(c))
+        };
         if let Some(bad) = fields.iter().find(|f| !allowed(f)) {
-            return Err((format!("cron field `{bad}` in `{e}` has characters cron does not accept"), "use digits, names and `, - * / ? L W #`".into()));
+            return Err((
+                format!("cron field `{bad}` in `{e}` has characters cron does not accept"),
+                "use digits, names and `, - * / ? L W #`".into(),
+            ));
         }
-        if fields[..2].iter().chain(&fields[3..4]).chain(&fields[5..]).any(|f| f.contains('?')) {
-            return Err((format!("`{e}`: `?` is allowed only in day-of-month or day-of-week"), "for example `cron(0 3 * * ? *)`".into()));
+        if fields[..2]
+            .iter()
+            .chain(&fields[3..4])
+            .chain(&fields[5..])
+            .any(|f| f.contains('?'))
+        {
+            return Err((
+                format!("`{e}`: `?` is allowed only in day-of-month or day-of-week"),
+                "for example `cron(0 3 * * ? *)`".into(),
+            ));
         }
         if (fields[2] == "?") == (fields[4] == "?") {
             return Err((
@@ -724,12 +1031,22 @@ pub fn schedule_expression(e: &str) -> Result<(), (String, String)> {
             ));
         }
         let numeric_in = |f: &str, lo: u32, hi: u32| {
-            f.split([',', '-', '/']).filter(|p| !p.is_empty() && *p != "*").all(|p| p.parse::<u32>().is_ok_and(|n| n >= lo && n <= hi) || p.parse::<u32>().is_err())
+            f.split([',', '-', '/'])
+                .filter(|p| !p.is_empty() && *p != "*")
+                .all(|p| {
+                    p.parse::<u32>().is_ok_and(|n| n >= lo && n <= hi) || p.parse::<u32>().is_err()
+                })
         };
         if !numeric_in(fields[0], 0, 59) || !numeric_in(fields[1], 0, 23) {
-            return Err((format!("`{e}`: minutes are 0–59 and hours 0–23"), "times are in UTC".into()));
+            return Err((
+                format!("`{e}`: minutes are 0–59 and hours 0–23"),
+                "times are in UTC".into(),
+            ));
         }
         return Ok(());
     }
-    Err((format!("`{e}` is not a schedule expression"), "use `rate(6 hours)` or `cron(0 3 * * ? *)`".into()))
+    Err((
+        format!("`{e}` is not a schedule expression"),
+        "use `rate(6 hours)` or `cron(0 3 * * ? *)`".into(),
+    ))
 }

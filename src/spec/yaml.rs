@@ -97,11 +97,17 @@ pub fn load(path: &Path) -> Result<Document, Diagnostics> {
             .iter()
             .position(|f| f.canonicalize().unwrap_or_else(|_| f.clone()) == canonical)
         {
-            let mut cycle: Vec<String> = files[first..].iter().map(|f| f.display().to_string()).collect();
+            let mut cycle: Vec<String> = files[first..]
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
             cycle.push(file.display().to_string());
             let pos = referenced_at.unwrap_or_else(|| start_of(&file));
-            return Err(one(Diagnostic::new(pos, format!("`extends` forms a loop: {}", cycle.join(" → ")))
-                .hint("remove `extends` from one of these files")));
+            return Err(one(Diagnostic::new(
+                pos,
+                format!("`extends` forms a loop: {}", cycle.join(" → ")),
+            )
+            .hint("remove `extends` from one of these files")));
         }
         files.push(file.clone());
         let text = match std::fs::read_to_string(&file) {
@@ -111,8 +117,13 @@ pub fn load(path: &Path) -> Result<Document, Diagnostics> {
                     Some(p) => (p, "the file named by `extends`"),
                     None => (start_of(&file), "the spec file"),
                 };
-                return Err(one(Diagnostic::new(pos, format!("cannot read {what} {}: {}", file.display(), io_reason(&e)))
-                    .hint("check the path; `extends` is relative to the file that contains it")));
+                return Err(one(Diagnostic::new(
+                    pos,
+                    format!("cannot read {what} {}: {}", file.display(), io_reason(&e)),
+                )
+                .hint(
+                    "check the path; `extends` is relative to the file that contains it",
+                )));
             }
         };
         let node = parse(idx, &file, &text)?;
@@ -122,11 +133,14 @@ pub fn load(path: &Path) -> Result<Document, Diagnostics> {
             match ext.as_scalar() {
                 Some(s) if !s.as_str().trim().is_empty() => {
                     let dir = file.parent().unwrap_or(Path::new("."));
-                    next = Some((dir.join(s.as_str()), Some(ext_pos)));
+                    next = Some((normalize(&dir.join(s.as_str())), Some(ext_pos)));
                 }
                 _ => {
-                    return Err(one(Diagnostic::new(ext_pos, "`extends` must be a file name")
-                        .hint("for example `extends: base.yaml`")))
+                    return Err(one(Diagnostic::new(
+                        ext_pos,
+                        "`extends` must be a file name",
+                    )
+                    .hint("for example `extends: base.yaml`")))
                 }
             }
         }
@@ -148,6 +162,27 @@ pub fn load(path: &Path) -> Result<Document, Diagnostics> {
     };
     let value = to_json(&merged, String::new(), &mut sources);
     Ok(Document { value, sources })
+}
+
+/// Removes `.` and folds `dir/..` without touching the file system, so messages name
+/// `environments/base.yaml` rather than `tests/../environments/base.yaml`.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
+    }
 }
 
 fn one(d: Diagnostic) -> Diagnostics {
@@ -187,9 +222,13 @@ fn parse(idx: usize, file: &Path, text: &str) -> Result<Node, Diagnostics> {
         .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#') && l.trim() != "---");
     if !meaningful {
         return Err(one(Diagnostic::new(start_of(file), "the file is empty")
-            .hint("a spec needs at least `project`, `environment`, `region` and `network`")));
+            .hint(
+                "a spec needs at least `project`, `environment`, `region` and `network`",
+            )));
     }
-    let options = LoaderOptions::default().error_on_duplicate_keys(true).prevent_coercion(true);
+    let options = LoaderOptions::default()
+        .error_on_duplicate_keys(true)
+        .prevent_coercion(true);
     marked_yaml::parse_yaml_with_options(idx, text, options).map_err(|e| one(load_error(file, e)))
 }
 
@@ -200,13 +239,25 @@ fn load_error(file: &Path, e: LoadError) -> Diagnostic {
         col: m.column(),
     };
     match e {
-        LoadError::TopLevelMustBeMapping(m) => Diagnostic::new(at(&m), "the top level of a spec must be a mapping of keys to values")
-            .hint("start with `project: NAME`"),
-        LoadError::TopLevelMustBeSequence(m) => Diagnostic::new(at(&m), "unexpected sequence at the top level"),
-        LoadError::UnexpectedAnchor(m) => Diagnostic::new(at(&m), "YAML anchors and aliases are not supported in specs")
-            .hint("use `extends:` to share settings between environments"),
-        LoadError::MappingKeyMustBeScalar(m) => Diagnostic::new(at(&m), "mapping keys must be plain names"),
-        LoadError::UnexpectedTag(m) => Diagnostic::new(at(&m), "YAML tags (`!name`) are not supported in specs"),
+        LoadError::TopLevelMustBeMapping(m) => Diagnostic::new(
+            at(&m),
+            "the top level of a spec must be a mapping of keys to values",
+        )
+        .hint("start with `project: NAME`"),
+        LoadError::TopLevelMustBeSequence(m) => {
+            Diagnostic::new(at(&m), "unexpected sequence at the top level")
+        }
+        LoadError::UnexpectedAnchor(m) => Diagnostic::new(
+            at(&m),
+            "YAML anchors and aliases are not supported in specs",
+        )
+        .hint("use `extends:` to share settings between environments"),
+        LoadError::MappingKeyMustBeScalar(m) => {
+            Diagnostic::new(at(&m), "mapping keys must be plain names")
+        }
+        LoadError::UnexpectedTag(m) => {
+            Diagnostic::new(at(&m), "YAML tags (`!name`) are not supported in specs")
+        }
         LoadError::ScanError(m, err) => {
             #[allow(deprecated)]
             let reason = std::error::Error::description(&err).to_string();
@@ -214,15 +265,26 @@ fn load_error(file: &Path, e: LoadError) -> Diagnostic {
                 .hint("check indentation, quotes and `key: value` spacing around this line")
         }
         LoadError::DuplicateKey(inner) => {
-            let pos = inner.key.span().start().map(at).unwrap_or_else(|| start_of(file));
+            let pos = inner
+                .key
+                .span()
+                .start()
+                .map(at)
+                .unwrap_or_else(|| start_of(file));
             let first = inner
                 .prev_key
                 .span()
                 .start()
                 .map(|m| format!("line {}", m.line()))
                 .unwrap_or_else(|| "earlier".into());
-            Diagnostic::new(pos, format!("duplicate key `{}` (first defined on {first})", inner.key.as_str()))
-                .hint("remove one of them")
+            Diagnostic::new(
+                pos,
+                format!(
+                    "duplicate key `{}` (first defined on {first})",
+                    inner.key.as_str()
+                ),
+            )
+            .hint("remove one of them")
         }
     }
 }
@@ -240,7 +302,10 @@ fn merge(base: Node, child: Node) -> Node {
                 };
                 b.insert(k.clone(), merged);
             }
-            let mut m = MarkedMappingNode::new(span, b.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+            let mut m = MarkedMappingNode::new(
+                span,
+                b.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            );
             *m.span_mut() = span;
             Node::Mapping(m)
         }
@@ -301,7 +366,9 @@ fn scalar(s: &marked_yaml::types::MarkedScalarNode) -> Value {
         }
     }
     let looks_float = digits.bytes().any(|b| b.is_ascii_digit())
-        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'-' || b == b'+');
+        && digits.bytes().all(|b| {
+            b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'-' || b == b'+'
+        });
     if looks_float {
         if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
             return Value::Number(n);

@@ -30,7 +30,11 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("base.yaml"), BASE).unwrap();
         std::fs::write(dir.path().join("dev.yaml"), DEV).unwrap();
-        Self { dir, cloud: MemoryCloud::new(), events: Arc::default() }
+        Self {
+            dir,
+            cloud: MemoryCloud::new(),
+            events: Arc::default(),
+        }
     }
 
     fn spec(&self) -> PathBuf {
@@ -59,7 +63,12 @@ impl Harness {
     fn config() -> Config {
         Config {
             parallelism: 10,
-            retry: RetryPolicy { base: Duration::from_millis(1), max_delay: Duration::from_millis(5), max_attempts: 50, max_elapsed: Duration::from_secs(30) },
+            retry: RetryPolicy {
+                base: Duration::from_millis(1),
+                max_delay: Duration::from_millis(5),
+                max_attempts: 50,
+                max_elapsed: Duration::from_secs(30),
+            },
             wait_scale: 0.0005,
         }
     }
@@ -70,13 +79,33 @@ impl Harness {
     }
 
     async fn plan(&self) -> Plan {
-        let (_, desired) = deploy::plan::load_desired(&self.spec()).unwrap_or_else(|d| panic!("{d}"));
+        let (_, desired) =
+            deploy::plan::load_desired(&self.spec()).unwrap_or_else(|d| panic!("{d}"));
         let providers = self.cloud.providers();
-        ops::plan(&self.backend(), &desired, Some(&providers), &Self::config(), &self.sink(), &[]).await.unwrap().plan
+        ops::plan(
+            &self.backend(),
+            &desired,
+            Some(&providers),
+            &Self::config(),
+            &self.sink(),
+            &[],
+        )
+        .await
+        .unwrap()
+        .plan
     }
 
     async fn apply_plan(&self, plan: &Plan, allow_data_loss: bool) -> Result<Report, OpsError> {
-        ops::apply(&self.backend(), plan, self.cloud.providers(), Self::config(), self.sink(), allow_data_loss).await.map(|(_, r)| r)
+        ops::apply(
+            &self.backend(),
+            plan,
+            self.cloud.providers(),
+            Self::config(),
+            self.sink(),
+            allow_data_loss,
+        )
+        .await
+        .map(|(_, r)| r)
     }
 
     async fn apply(&self) -> Report {
@@ -89,12 +118,26 @@ impl Harness {
     async fn destroy(&self) -> Report {
         let (_, desired) = deploy::plan::load_desired(&self.spec()).unwrap();
         let providers = self.cloud.providers();
-        let plan = ops::plan_destroy(&self.backend(), &desired.environment, &desired.region, Some(&providers), &Self::config(), &self.sink()).await.unwrap().plan;
+        let plan = ops::plan_destroy(
+            &self.backend(),
+            &desired.environment,
+            &desired.region,
+            Some(&providers),
+            &Self::config(),
+            &self.sink(),
+        )
+        .await
+        .unwrap()
+        .plan;
         self.apply_plan(&plan, true).await.unwrap()
     }
 
     fn desired_count(&self) -> usize {
-        deploy::plan::load_desired(&self.spec()).unwrap().1.resources.len()
+        deploy::plan::load_desired(&self.spec())
+            .unwrap()
+            .1
+            .resources
+            .len()
     }
 
     /// Live objects per kind must equal desired resources per kind: no duplicates.
@@ -113,11 +156,19 @@ impl Harness {
 }
 
 fn action_of(plan: &Plan, address: &str) -> Action {
-    plan.changes.iter().find(|c| c.address.as_str() == address).unwrap_or_else(|| panic!("{address} not in plan")).action
+    plan.changes
+        .iter()
+        .find(|c| c.address.as_str() == address)
+        .unwrap_or_else(|| panic!("{address} not in plan"))
+        .action
 }
 
 fn changed(plan: &Plan) -> Vec<(String, Action)> {
-    plan.changes.iter().filter(|c| c.action != Action::NoOp).map(|c| (c.address.to_string(), c.action)).collect()
+    plan.changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .map(|c| (c.address.to_string(), c.action))
+        .collect()
 }
 
 /// Index of the first call matching, in the cloud's call log.
@@ -138,15 +189,31 @@ async fn create_from_scratch_then_second_plan_is_empty() {
     h.assert_no_duplicates();
 
     let again = h.plan().await;
-    assert!(!again.has_changes(), "second plan not empty: {:?}", changed(&again));
+    assert!(
+        !again.has_changes(),
+        "second plan not empty: {:?}",
+        changed(&again)
+    );
     assert_eq!(again.summary.unchanged, h.desired_count());
 
     // Dependencies were created before their dependents.
     let calls = h.cloud.calls();
-    assert!(call_index(&calls, Op::Create, "network.vpc") < call_index(&calls, Op::Create, "network.subnet.private-a"));
-    assert!(call_index(&calls, Op::Create, "network.igw") < call_index(&calls, Op::Create, "network.nat.a"));
-    assert!(call_index(&calls, Op::Create, "iam.role.api") < call_index(&calls, Op::Create, "function.api"));
-    assert!(call_index(&calls, Op::Create, "valkey.cache") < call_index(&calls, Op::Create, "ssm.valkey-endpoint"));
+    assert!(
+        call_index(&calls, Op::Create, "network.vpc")
+            < call_index(&calls, Op::Create, "network.subnet.private-a")
+    );
+    assert!(
+        call_index(&calls, Op::Create, "network.igw")
+            < call_index(&calls, Op::Create, "network.nat.a")
+    );
+    assert!(
+        call_index(&calls, Op::Create, "iam.role.api")
+            < call_index(&calls, Op::Create, "function.api")
+    );
+    assert!(
+        call_index(&calls, Op::Create, "valkey.cache")
+            < call_index(&calls, Op::Create, "ssm.valkey-endpoint")
+    );
 }
 
 #[tokio::test]
@@ -156,9 +223,18 @@ async fn references_resolve_to_real_values_in_state() {
     let state = h.backend().read("dev").unwrap().unwrap();
     let f = &state.resources[&Address::new("function.api")];
     let cache = &state.resources[&Address::new("valkey.cache")];
-    assert_eq!(f.inputs["environment"]["VALKEY_ENDPOINT"], cache.outputs["endpoint"]);
-    assert_eq!(f.inputs["environment"]["VALKEY_PORT"], serde_json::json!(6379));
-    assert_eq!(f.inputs["role_arn"], state.resources[&Address::new("iam.role.api")].outputs["arn"]);
+    assert_eq!(
+        f.inputs["environment"]["VALKEY_ENDPOINT"],
+        cache.outputs["endpoint"]
+    );
+    assert_eq!(
+        f.inputs["environment"]["VALKEY_PORT"],
+        serde_json::json!(6379)
+    );
+    assert_eq!(
+        f.inputs["role_arn"],
+        state.resources[&Address::new("iam.role.api")].outputs["arn"]
+    );
     assert_eq!(f.inputs["tags"]["deploy:address"], "function.api");
     assert_eq!(f.inputs["tags"]["deploy:environment"], "dev");
 }
@@ -169,8 +245,16 @@ async fn changing_memory_updates_only_that_function() {
     h.apply().await;
     h.replace_in("base.yaml", "memory_mb: 512", "memory_mb: 1024");
     let plan = h.plan().await;
-    assert_eq!(changed(&plan), vec![("function.api".to_string(), Action::Update)]);
-    let attr = &plan.changes.iter().find(|c| c.address.as_str() == "function.api").unwrap().attributes;
+    assert_eq!(
+        changed(&plan),
+        vec![("function.api".to_string(), Action::Update)]
+    );
+    let attr = &plan
+        .changes
+        .iter()
+        .find(|c| c.address.as_str() == "function.api")
+        .unwrap()
+        .attributes;
     assert_eq!(attr.len(), 1);
     assert_eq!(attr[0].path, "memory_mb");
     assert_eq!(attr[0].before, Some(serde_json::json!(512)));
@@ -186,16 +270,26 @@ async fn subnet_change_replaces_in_the_right_order_and_needs_the_data_loss_flag(
     h.replace_in("base.yaml", "a: 10.0.2.0/24", "a: 10.0.5.0/24");
     let plan = h.plan().await;
     // The subnet's CIDR is its unique key and it changes: create the new one first.
-    assert_eq!(action_of(&plan, "network.subnet.private-a"), Action::CreateBeforeDelete);
+    assert_eq!(
+        action_of(&plan, "network.subnet.private-a"),
+        Action::CreateBeforeDelete
+    );
     // The cache keeps its name, which must stay unique: delete first, then create.
-    let cache = plan.changes.iter().find(|c| c.address.as_str() == "valkey.cache").unwrap();
+    let cache = plan
+        .changes
+        .iter()
+        .find(|c| c.address.as_str() == "valkey.cache")
+        .unwrap();
     assert_eq!(cache.action, Action::DeleteBeforeCreate);
     assert_eq!(cache.replace_because, vec!["subnet_ids"]);
     assert!(cache.data_loss);
 
     h.cloud.clear_calls();
     let refused = h.apply_plan(&plan, false).await.unwrap_err();
-    assert!(matches!(refused, OpsError::Refused(ref m) if m.contains("valkey.cache") && m.contains("--allow-data-loss")), "{refused}");
+    assert!(
+        matches!(refused, OpsError::Refused(ref m) if m.contains("valkey.cache") && m.contains("--allow-data-loss")),
+        "{refused}"
+    );
     assert!(h.cloud.calls().is_empty(), "a refused apply makes no call");
 
     h.cloud.clear_calls();
@@ -206,9 +300,18 @@ async fn subnet_change_replaces_in_the_right_order_and_needs_the_data_loss_flag(
     let old_subnet_gone = call_index(&calls, Op::Delete, "network.subnet.private-a");
     let cache_gone = call_index(&calls, Op::Delete, "valkey.cache");
     let cache_back = call_index(&calls, Op::Create, "valkey.cache");
-    assert!(new_subnet < old_subnet_gone, "create-before-delete for the subnet");
-    assert!(cache_gone < cache_back, "delete-before-create for the cache");
-    assert!(cache_back < old_subnet_gone, "the old subnet goes only after the cache moved off it");
+    assert!(
+        new_subnet < old_subnet_gone,
+        "create-before-delete for the subnet"
+    );
+    assert!(
+        cache_gone < cache_back,
+        "delete-before-create for the cache"
+    );
+    assert!(
+        cache_back < old_subnet_gone,
+        "the old subnet goes only after the cache moved off it"
+    );
     assert!(h.backend().read("dev").unwrap().unwrap().deposed.is_empty());
     h.assert_no_duplicates();
     assert!(!h.plan().await.has_changes());
@@ -221,7 +324,11 @@ async fn protected_cache_is_never_replaced_even_with_the_flag() {
     h.apply().await;
     h.replace_in("base.yaml", "b: 10.0.3.0/24", "b: 10.0.6.0/24");
     let plan = h.plan().await;
-    let cache = plan.changes.iter().find(|c| c.address.as_str() == "valkey.cache").unwrap();
+    let cache = plan
+        .changes
+        .iter()
+        .find(|c| c.address.as_str() == "valkey.cache")
+        .unwrap();
     assert!(cache.protected && cache.action.is_replace());
     h.cloud.clear_calls();
     let err = h.apply_plan(&plan, true).await.unwrap_err();
@@ -238,16 +345,37 @@ async fn removing_a_function_deletes_it_and_its_role_after_its_dependents() {
     let text = std::fs::read_to_string(h.dir.path().join("base.yaml")).unwrap();
     let start = text.find("  preloader:\n").unwrap();
     let end = text[start..].find("\napi:").unwrap() + start;
-    std::fs::write(h.dir.path().join("base.yaml"), format!("{}{}", &text[..start], &text[end + 1..])).unwrap();
+    std::fs::write(
+        h.dir.path().join("base.yaml"),
+        format!("{}{}", &text[..start], &text[end + 1..]),
+    )
+    .unwrap();
     let plan = h.plan().await;
-    let mut deleted: Vec<_> = changed(&plan).into_iter().filter(|(_, a)| *a == Action::Delete).map(|(a, _)| a).collect();
+    let mut deleted: Vec<_> = changed(&plan)
+        .into_iter()
+        .filter(|(_, a)| *a == Action::Delete)
+        .map(|(a, _)| a)
+        .collect();
     deleted.sort();
-    assert_eq!(deleted, vec!["function.preloader", "iam.role.preloader", "schedule.preload-questions"]);
+    assert_eq!(
+        deleted,
+        vec![
+            "function.preloader",
+            "iam.role.preloader",
+            "schedule.preload-questions"
+        ]
+    );
     h.cloud.clear_calls();
     h.apply_plan(&plan, false).await.unwrap();
     let calls = h.cloud.calls();
-    assert!(call_index(&calls, Op::Delete, "schedule.preload-questions") < call_index(&calls, Op::Delete, "function.preloader"));
-    assert!(call_index(&calls, Op::Delete, "function.preloader") < call_index(&calls, Op::Delete, "iam.role.preloader"));
+    assert!(
+        call_index(&calls, Op::Delete, "schedule.preload-questions")
+            < call_index(&calls, Op::Delete, "function.preloader")
+    );
+    assert!(
+        call_index(&calls, Op::Delete, "function.preloader")
+            < call_index(&calls, Op::Delete, "iam.role.preloader")
+    );
     h.assert_no_duplicates();
 }
 
@@ -258,7 +386,11 @@ async fn destroy_walks_the_graph_in_reverse_and_leaves_nothing() {
     h.cloud.clear_calls();
     let report = h.destroy().await;
     assert!(report.ok(), "{report:?}");
-    assert!(h.cloud.inventory().is_empty(), "left behind: {:?}", h.cloud.inventory());
+    assert!(
+        h.cloud.inventory().is_empty(),
+        "left behind: {:?}",
+        h.cloud.inventory()
+    );
     let calls = h.cloud.calls();
     let del = |a| call_index(&calls, Op::Delete, a);
     assert!(del("function.api") < del("iam.role.api"));
@@ -287,7 +419,10 @@ async fn a_failed_branch_skips_its_dependents_and_independent_branches_finish() 
     let h = Harness::new();
     h.cloud.set_fault(|c: &Call| {
         if c.op == Op::Create && c.address.as_deref() == Some("iam.role.api") {
-            Fault::Fail(ProviderError::fatal("MalformedPolicyDocument: nope").with_code("MalformedPolicyDocument"))
+            Fault::Fail(
+                ProviderError::fatal("MalformedPolicyDocument: nope")
+                    .with_code("MalformedPolicyDocument"),
+            )
         } else {
             Fault::None
         }
@@ -297,17 +432,37 @@ async fn a_failed_branch_skips_its_dependents_and_independent_branches_finish() 
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.failed[0].0.as_str(), "iam.role.api");
     let skipped: Vec<&str> = report.skipped.iter().map(|(a, _, _)| a.as_str()).collect();
-    assert!(skipped.contains(&"function.api") && skipped.contains(&"api.rest_api"), "{skipped:?}");
-    assert!(report.skipped.iter().all(|(_, _, cause)| cause.as_str() == "iam.role.api"));
+    assert!(
+        skipped.contains(&"function.api") && skipped.contains(&"api.rest_api"),
+        "{skipped:?}"
+    );
+    assert!(report
+        .skipped
+        .iter()
+        .all(|(_, _, cause)| cause.as_str() == "iam.role.api"));
     // Independent branches completed.
-    for done in ["valkey.cache", "function.preloader", "cognito.user_pool", "ssm.valkey-endpoint"] {
-        assert!(report.completed.iter().any(|(a, _)| a.as_str() == done), "{done} should have finished");
+    for done in [
+        "valkey.cache",
+        "function.preloader",
+        "cognito.user_pool",
+        "ssm.valkey-endpoint",
+    ] {
+        assert!(
+            report.completed.iter().any(|(a, _)| a.as_str() == done),
+            "{done} should have finished"
+        );
     }
     // Each skipped resource is reported exactly once.
-    let events = h.events.lock().unwrap();
-    let skipped_events = events.iter().filter(|e| matches!(e, Event::Skipped { address, .. } if address.as_str() == "function.api")).count();
+    let skipped_events = h
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(
+            |e| matches!(e, Event::Skipped { address, .. } if address.as_str() == "function.api"),
+        )
+        .count();
     assert_eq!(skipped_events, 1);
-    drop(events);
 
     h.cloud.set_fault(|_: &Call| Fault::None);
     h.apply().await;
@@ -320,7 +475,12 @@ async fn a_crash_after_any_step_then_a_rerun_converges_without_duplicates() {
     // Count the mutating calls of a clean run.
     let probe = Harness::new();
     probe.apply().await;
-    let total = probe.cloud.calls().iter().filter(|c| c.op.mutates()).count();
+    let total = probe
+        .cloud
+        .calls()
+        .iter()
+        .filter(|c| c.op.mutates())
+        .count();
     assert!(total >= probe.desired_count());
 
     let mut adopted_runs = 0;
@@ -349,14 +509,26 @@ async fn a_crash_after_any_step_then_a_rerun_converges_without_duplicates() {
         h.apply().await;
         h.assert_no_duplicates();
         let after = h.plan().await;
-        assert!(!after.has_changes(), "crash at {crash_at}: {:?}", changed(&after));
-        if h.events.lock().unwrap().iter().any(|e| matches!(e, Event::Adopted { .. })) {
+        assert!(
+            !after.has_changes(),
+            "crash at {crash_at}: {:?}",
+            changed(&after)
+        );
+        if h.events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::Adopted { .. }))
+        {
             adopted_runs += 1;
         }
     }
     // Every crash right after a create leaves an intent that the rerun resolves by
     // adopting the resource (creates are most of the mutating calls).
-    assert!(adopted_runs >= probe.desired_count(), "adopted in {adopted_runs} of {total} runs");
+    assert!(
+        adopted_runs >= probe.desired_count(),
+        "adopted in {adopted_runs} of {total} runs"
+    );
 }
 
 #[tokio::test]
@@ -367,8 +539,14 @@ async fn a_throttling_lagging_cloud_still_converges() {
     h.cloud.set_fault(move |c: &Call| {
         let i = n2.fetch_add(1, Ordering::SeqCst);
         match i % 7 {
-            0 => Fault::Fail(ProviderError::new(ErrorClass::Throttled, "Rate exceeded").with_code("RequestLimitExceeded")),
-            3 if c.op != Op::Read => Fault::Fail(ProviderError::new(ErrorClass::Retryable, "Service unavailable").with_code("ServiceUnavailable")),
+            0 => Fault::Fail(
+                ProviderError::new(ErrorClass::Throttled, "Rate exceeded")
+                    .with_code("RequestLimitExceeded"),
+            ),
+            3 if c.op != Op::Read => Fault::Fail(
+                ProviderError::new(ErrorClass::Retryable, "Service unavailable")
+                    .with_code("ServiceUnavailable"),
+            ),
             _ => Fault::None,
         }
     });
@@ -382,16 +560,23 @@ async fn a_throttling_lagging_cloud_still_converges() {
     assert!(!h.plan().await.has_changes());
     let events = h.events.lock().unwrap();
     assert!(events.iter().any(|e| matches!(e, Event::Retrying { .. })));
-    assert!(events.iter().any(|e| matches!(e, Event::Waiting { address, .. } if address.as_str() == "valkey.cache")));
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Waiting { address, .. } if address.as_str() == "valkey.cache")
+    ));
 }
 
 #[tokio::test]
 async fn drift_is_shown_and_repaired() {
     let h = Harness::new();
     h.apply().await;
-    h.cloud.tamper("function.api", "memory_mb", serde_json::json!(128));
+    h.cloud
+        .tamper("function.api", "memory_mb", serde_json::json!(128));
     let plan = h.plan().await;
-    let c = plan.changes.iter().find(|c| c.address.as_str() == "function.api").unwrap();
+    let c = plan
+        .changes
+        .iter()
+        .find(|c| c.address.as_str() == "function.api")
+        .unwrap();
     assert_eq!(c.action, Action::Update);
     assert_eq!(c.drift.len(), 1);
     assert_eq!(c.drift[0].path, "memory_mb");
@@ -407,7 +592,11 @@ async fn a_resource_deleted_out_of_band_is_recreated() {
     h.apply().await;
     h.cloud.remove_out_of_band("schedule.preload-questions");
     let plan = h.plan().await;
-    let c = plan.changes.iter().find(|c| c.address.as_str() == "schedule.preload-questions").unwrap();
+    let c = plan
+        .changes
+        .iter()
+        .find(|c| c.address.as_str() == "schedule.preload-questions")
+        .unwrap();
     assert_eq!(c.action, Action::Create);
     assert_eq!(c.reason.as_deref(), Some("deleted outside deploy"));
     h.apply_plan(&plan, false).await.unwrap();
@@ -428,11 +617,77 @@ async fn a_saved_plan_is_refused_once_the_state_moved() {
 async fn target_limits_the_plan_to_a_resource_and_its_dependencies() {
     let h = Harness::new();
     let (_, desired) = deploy::plan::load_desired(&h.spec()).unwrap();
-    let planned = ops::plan(&h.backend(), &desired, None, &Harness::config(), &h.sink(), &[Address::new("ssm.valkey-endpoint")]).await.unwrap();
-    let mut addrs: Vec<&str> = planned.plan.changes.iter().map(|c| c.address.as_str()).collect();
+    let planned = ops::plan(
+        &h.backend(),
+        &desired,
+        None,
+        &Harness::config(),
+        &h.sink(),
+        &[Address::new("ssm.valkey-endpoint")],
+    )
+    .await
+    .unwrap();
+    let mut addrs: Vec<&str> = planned
+        .plan
+        .changes
+        .iter()
+        .map(|c| c.address.as_str())
+        .collect();
     addrs.sort();
-    assert!(addrs.contains(&"ssm.valkey-endpoint") && addrs.contains(&"valkey.cache") && addrs.contains(&"network.vpc"));
-    assert!(!addrs.contains(&"function.api") && !addrs.contains(&"ssm.valkey-port"), "{addrs:?}");
-    let bad = ops::plan(&h.backend(), &desired, None, &Harness::config(), &h.sink(), &[Address::new("ssm.valkey-endpont")]).await;
-    assert!(matches!(bad, Err(OpsError::Plan(ref m)) if m.contains("did you mean `ssm.valkey-endpoint`")));
+    assert!(
+        addrs.contains(&"ssm.valkey-endpoint")
+            && addrs.contains(&"valkey.cache")
+            && addrs.contains(&"network.vpc")
+    );
+    assert!(
+        !addrs.contains(&"function.api") && !addrs.contains(&"ssm.valkey-port"),
+        "{addrs:?}"
+    );
+    let bad = ops::plan(
+        &h.backend(),
+        &desired,
+        None,
+        &Harness::config(),
+        &h.sink(),
+        &[Address::new("ssm.valkey-endpont")],
+    )
+    .await;
+    assert!(
+        matches!(bad, Err(OpsError::Plan(ref m)) if m.contains("did you mean `ssm.valkey-endpoint`"))
+    );
+}
+
+/// Applies the dev spec into `state_dir` against a fresh in-memory cloud, one step at a
+/// time so ids are deterministic.
+pub fn apply_dev_into(state_dir: &std::path::Path) {
+    let h = Harness::new();
+    let (_, desired) = deploy::plan::load_desired(
+        &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("environments/dev.yaml"),
+    )
+    .unwrap();
+    let backend = LocalBackend::new(state_dir);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let providers = h.cloud.providers();
+        let mut config = Harness::config();
+        config.parallelism = 1;
+        let plan = ops::plan(
+            &backend,
+            &desired,
+            Some(&providers),
+            &config,
+            &h.sink(),
+            &[],
+        )
+        .await
+        .unwrap()
+        .plan;
+        let (_, report) = ops::apply(&backend, &plan, providers, config, h.sink(), false)
+            .await
+            .unwrap();
+        assert!(report.ok());
+    });
 }

@@ -1,3 +1,4 @@
 //! Integration tests, compiled into one binary.
 
+mod cli;
 mod lifecycle;

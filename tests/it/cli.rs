@@ -1,0 +1,295 @@
+//! The `deploy` binary as a user runs it: exit codes, stdout and stderr.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `deploy` from the repository root with colours off and no terminal.
+pub fn deploy(args: &[&str], state_dir: Option<&Path>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deploy"));
+    cmd.current_dir(repo())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("DEPLOY_ENV")
+        .stdin(Stdio::null());
+    match state_dir {
+        Some(d) => cmd.env("DEPLOY_STATE_DIR", d),
+        None => cmd.env(
+            "DEPLOY_STATE_DIR",
+            std::env::temp_dir().join(format!("deploy-cli-{}", std::process::id())),
+        ),
+    };
+    cmd.output().expect("deploy runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn every_shipped_environment_validates() {
+    for env in ["dev", "staging", "prod"] {
+        let out = deploy(&["validate", "-e", env], None);
+        assert_eq!(out.status.code(), Some(0), "{env}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("is valid"));
+    }
+}
+
+#[test]
+fn every_malformed_spec_fails_with_a_position_and_a_message() {
+    let dir = repo().join("tests/specs/bad");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 25, "the corpus has {} specs", files.len());
+    for file in files {
+        let body = std::fs::read_to_string(&file).unwrap();
+        let expect = body
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} lacks `# expect:`", file.display()));
+        let rel = file
+            .strip_prefix(repo())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let out = deploy(&["validate", "-e", &rel], None);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{rel}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{rel} panicked: {stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(expect))
+            .unwrap_or_else(|| panic!("{rel}: expected `{expect}` in:\n{stderr}"));
+        // FILE:LINE:COL: error: …
+        let mut parts = line.splitn(4, ':');
+        let (file_part, l, c) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        assert!(file_part.ends_with(".yaml"), "{rel}: no file in `{line}`");
+        assert!(
+            l.parse::<usize>().is_ok_and(|n| n > 0) && c.parse::<usize>().is_ok_and(|n| n > 0),
+            "{rel}: no line:col in `{line}`"
+        );
+        assert!(stderr.contains("problem"), "{rel}: no count");
+    }
+}
+
+#[test]
+fn every_problem_of_a_spec_is_reported_at_once() {
+    let out = deploy(
+        &["validate", "-e", "tests/specs/multi/many-problems.yaml"],
+        None,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    for expected in [
+        "many-problems.yaml:9:8: error: subnet 10.5.9.0/24 is outside",
+        "rate(1 hours)",
+        "unknown function `preloadr`",
+        "`valkey.cache` has no attribute `endpont`",
+        "did you mean `endpoint`?",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("4 problems found"), "{stderr}");
+}
+
+#[test]
+fn validate_json_lists_problems_with_positions() {
+    let out = deploy(
+        &[
+            "validate",
+            "-e",
+            "tests/specs/bad/unknown-key-network.yaml",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["problems"][0]["line"], 5);
+    assert_eq!(v["problems"][0]["column"], 3);
+    assert_eq!(v["problems"][0]["hint"], "did you mean `vpc_cidr`?");
+}
+
+#[test]
+fn plan_without_refresh_on_empty_state_creates_everything_summary_first() {
+    let out = deploy(&["plan", "-e", "dev", "--no-refresh"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("Plan: 26 to create, 0 to update, 0 to replace, 0 to delete."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("+ valkey.cache (serverless_cache)"));
+    assert!(
+        !stdout.contains('\u{1b}'),
+        "NO_COLOR output has escape codes"
+    );
+
+    let json = deploy(&["plan", "-e", "dev", "--no-refresh", "--json"], None);
+    let plan: deploy::plan::Plan = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(plan.summary.create, 26);
+    assert_eq!(plan.changes.len(), 26);
+    assert!(!plan.refreshed);
+}
+
+#[test]
+fn detailed_exitcode_is_two_when_there_are_changes() {
+    let out = deploy(
+        &["plan", "-e", "dev", "--no-refresh", "--detailed-exitcode"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_saved_plan_round_trips_and_apply_says_plainly_that_aws_is_not_available() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dev.plan.json");
+    let out = deploy(
+        &[
+            "plan",
+            "-e",
+            "dev",
+            "--no-refresh",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        Some(dir.path()),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let saved: deploy::plan::Plan = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(saved.summary.create, 26);
+    let apply = deploy(
+        &["apply", "-e", "dev", "--plan", file.to_str().unwrap()],
+        Some(dir.path()),
+    );
+    assert_eq!(apply.status.code(), Some(1));
+    assert!(
+        text(&apply.stderr).contains("no AWS providers yet"),
+        "{}",
+        text(&apply.stderr)
+    );
+    let wrong = deploy(
+        &["apply", "-e", "prod", "--plan", file.to_str().unwrap()],
+        Some(dir.path()),
+    );
+    assert!(
+        text(&wrong.stderr).contains("is a plan for `dev`, not `prod`"),
+        "{}",
+        text(&wrong.stderr)
+    );
+}
+
+#[test]
+fn missing_or_unknown_environment_gets_a_plain_message() {
+    let out = deploy(&["plan"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no environment given"));
+    let out = deploy(&["validate", "-e", "dve"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("did you mean `dev`?"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_held_lock_is_reported_and_unlock_breaks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = deploy::state::LocalBackend::new(dir.path());
+    std::mem::forget(backend.lock("dev", "apply").unwrap());
+    let out = deploy(&["plan", "-e", "dev", "--no-refresh"], Some(dir.path()));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("environment `dev` is locked by")
+            && stderr.contains("deploy unlock -e dev"),
+        "{stderr}"
+    );
+    let status = deploy(&["status", "-e", "dev"], Some(dir.path()));
+    assert!(text(&status.stdout).contains("Locked by"));
+    let unlock = deploy(&["unlock", "-e", "dev"], Some(dir.path()));
+    assert!(text(&unlock.stdout).contains("Released the lock"));
+    assert_eq!(
+        deploy(&["plan", "-e", "dev", "--no-refresh"], Some(dir.path()))
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn status_and_output_read_the_recorded_state() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::lifecycle::apply_dev_into(dir.path());
+    let status = deploy(&["status", "-e", "dev", "--json"], Some(dir.path()));
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["resources"], 26);
+    assert_eq!(v["by_kind"]["lambda_function"], 2);
+    let url = deploy(
+        &["output", "-e", "dev", "api.rest_api.invoke_url"],
+        Some(dir.path()),
+    );
+    assert_eq!(url.status.code(), Some(0), "{}", text(&url.stderr));
+    assert!(text(&url.stdout).starts_with("https://"));
+    let typo = deploy(
+        &["output", "-e", "dev", "api.rest_api.invoke_ur"],
+        Some(dir.path()),
+    );
+    assert!(text(&typo.stderr).contains("did you mean `api.rest_api.invoke_url`?"));
+    // With state recorded, a refreshing plan needs AWS and says so.
+    let plan = deploy(&["plan", "-e", "dev"], Some(dir.path()));
+    assert_eq!(plan.status.code(), Some(1));
+    assert!(text(&plan.stderr).contains("no AWS providers yet"));
+    // Without refresh, the recorded state matches the spec.
+    let plan = deploy(
+        &["plan", "-e", "dev", "--no-refresh", "--detailed-exitcode"],
+        Some(dir.path()),
+    );
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
+}
+
+#[test]
+fn schema_matches_the_committed_copy_the_editors_use() {
+    let out = deploy(&["schema"], None);
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("templates/spec.schema.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        printed, committed,
+        "run `deploy schema > templates/spec.schema.json`"
+    );
+    for env in ["base", "dev", "staging", "prod"] {
+        let body =
+            std::fs::read_to_string(repo().join(format!("environments/{env}.yaml"))).unwrap();
+        assert!(
+            body.starts_with("# yaml-language-server: $schema=../templates/spec.schema.json"),
+            "{env}.yaml lacks the modeline"
+        );
+    }
+}
+
+#[test]
+fn completions_are_generated() {
+    let out = deploy(&["completions", "bash"], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("deploy"));
+}
