@@ -1,0 +1,133 @@
+//! Snapshots of rendered plans, human and JSON.
+
+use std::sync::Arc;
+
+use deploy::engine::{Config, EventSink, RetryPolicy};
+use deploy::ops;
+use deploy::plan::Plan;
+use deploy::provider::memory::MemoryCloud;
+use deploy::state::LocalBackend;
+
+fn plain(s: &str) -> String {
+    anstream::adapter::strip_str(s).to_string()
+}
+
+fn quiet() -> EventSink {
+    Arc::new(|_: &deploy::engine::Event| {})
+}
+
+fn serial_config() -> Config {
+    Config {
+        parallelism: 1,
+        retry: RetryPolicy {
+            base: std::time::Duration::from_millis(1),
+            ..RetryPolicy::default()
+        },
+        wait_scale: 0.0,
+    }
+}
+
+#[tokio::test]
+async fn plan_of_a_new_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, desired) = deploy::plan::load_desired(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/environments/dev.yaml"
+    )))
+    .unwrap();
+    let plan = ops::plan(
+        &LocalBackend::new(dir.path()),
+        &desired,
+        None,
+        &serial_config(),
+        &quiet(),
+        &[],
+    )
+    .await
+    .unwrap()
+    .plan;
+    insta::assert_snapshot!(
+        "new_environment_human",
+        plain(&deploy::render::plan(&plan, false))
+    );
+    insta::assert_json_snapshot!("new_environment_json", plan);
+}
+
+/// Applies dev, then changes it every way a plan can show: an update, a replace in
+/// each order (one losing data), a delete, and drift.
+async fn changed_environment() -> Plan {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["base.yaml", "dev.yaml"] {
+        std::fs::copy(
+            format!("{}/environments/{f}", env!("CARGO_MANIFEST_DIR")),
+            dir.path().join(f),
+        )
+        .unwrap();
+    }
+    let spec = dir.path().join("dev.yaml");
+    let backend = LocalBackend::new(dir.path().join("state"));
+    let cloud = MemoryCloud::new();
+    let providers = cloud.providers();
+    let (_, desired) = deploy::plan::load_desired(&spec).unwrap();
+    let plan = ops::plan(
+        &backend,
+        &desired,
+        Some(&providers),
+        &serial_config(),
+        &quiet(),
+        &[],
+    )
+    .await
+    .unwrap()
+    .plan;
+    ops::apply(
+        &backend,
+        &plan,
+        providers.clone(),
+        serial_config(),
+        quiet(),
+        false,
+    )
+    .await
+    .unwrap();
+
+    let base = std::fs::read_to_string(dir.path().join("base.yaml")).unwrap();
+    let base = base
+        .replace("memory_mb: 512", "memory_mb: 1024")
+        .replace("a: 10.0.2.0/24", "a: 10.0.5.0/24")
+        .replace("schedules:\n  preload-questions:\n    expression: rate(6 hours)\n    function: preloader\n", "");
+    std::fs::write(dir.path().join("base.yaml"), base).unwrap();
+    cloud.tamper("function.preloader", "timeout_s", serde_json::json!(30));
+    let (_, desired) = deploy::plan::load_desired(&spec).unwrap();
+    let mut plan = ops::plan(
+        &backend,
+        &desired,
+        Some(&providers),
+        &serial_config(),
+        &quiet(),
+        &[],
+    )
+    .await
+    .unwrap()
+    .plan;
+    plan.state_lineage = None;
+    plan
+}
+
+#[tokio::test]
+async fn plan_with_every_kind_of_change() {
+    let plan = changed_environment().await;
+    insta::assert_snapshot!(
+        "every_change_human",
+        plain(&deploy::render::plan(&plan, false))
+    );
+    insta::assert_snapshot!(
+        "every_change_human_allowed",
+        plain(&deploy::render::plan(&plan, true))
+            .lines()
+            .next()
+            .unwrap()
+            .to_string()
+    );
+    insta::assert_json_snapshot!("every_change_json", plan);
+}
