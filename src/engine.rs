@@ -168,6 +168,7 @@ struct Shared {
     providers: Providers,
     config: Config,
     events: EventSink,
+    /// The plan's changes to current objects, by address.
     changes: BTreeMap<Address, Change>,
 }
 
@@ -337,9 +338,12 @@ pub async fn apply(
         providers,
         config: config.clone(),
         events,
+        // Creates and updates act on the current object; a deposed object's delete
+        // (same address) works from state alone.
         changes: plan
             .changes
             .iter()
+            .filter(|c| !c.deposed)
             .map(|c| (c.address.clone(), c.clone()))
             .collect(),
     });
@@ -589,7 +593,20 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
         .get(address)
         .cloned();
     let adopted = match &prior {
-        Some(_) => shared.call(address, || provider.find(&target)).await?,
+        Some(_) => {
+            let found = shared.call(address, || provider.find(&target)).await?;
+            // Objects the state already accounts for (the deposed half of a
+            // replacement carries the same address tag) are not candidates.
+            let state = shared.state.lock().expect("state lock");
+            let known = |id: &str| {
+                state
+                    .resources
+                    .values()
+                    .chain(state.deposed.values())
+                    .any(|r| r.id == id)
+            };
+            found.into_iter().find(|o| !known(&o.id))
+        }
         None => None,
     };
     let observed = match adopted {
@@ -654,26 +671,28 @@ async fn update(shared: &Shared, step: &Step) -> Result<(), StepError> {
                 "{address} is not in the state any more; plan again"
             ))
         })?;
-    let observed =
-        if current.inputs != inputs || change.attributes.iter().any(|a| !a.known_after_apply) {
-            let o = shared
-                .call(address, || {
-                    provider.update(&current.id, &current.inputs, &inputs)
-                })
-                .await?;
-            shared.save(|s| {
-                s.resources
-                    .insert(address.clone(), record(change, &inputs, &o, true));
-            })?;
-            o
-        } else {
-            Observed {
-                id: current.id.clone(),
-                inputs: current.inputs.clone(),
-                outputs: current.outputs.clone(),
-            }
-        };
-    settle(shared, change, provider.as_ref(), &inputs, &observed.id).await
+    // Drift means AWS differs from the record even when the record matches the spec.
+    if current.inputs != inputs || !change.drift.is_empty() {
+        let o = shared
+            .call(address, || {
+                provider.update(&current.id, &current.inputs, &inputs)
+            })
+            .await?;
+        shared.save(|s| {
+            s.resources
+                .insert(address.clone(), record(change, &inputs, &o, true));
+        })?;
+        return settle(shared, change, provider.as_ref(), &inputs, &o.id).await;
+    }
+    if current.pending {
+        return settle(shared, change, provider.as_ref(), &inputs, &current.id).await;
+    }
+    // Only state-side attributes (protection) changed.
+    shared.save(|s| {
+        if let Some(r) = s.resources.get_mut(address) {
+            r.protect = change.protected;
+        }
+    })
 }
 
 /// Polls until the resource is ready, then records it as settled.

@@ -254,6 +254,19 @@ pub fn plan(inp: Inputs<'_>) -> Result<Plan, String> {
                     change.action = Action::Update;
                     change.reason =
                         Some("an earlier run stopped before it was ready; wait for it".into());
+                } else if let Some(r) = recorded.filter(|r| r.protect != res.protect) {
+                    // Recorded so destroy and later plans honour it; AWS is not called.
+                    if change.action == Action::NoOp {
+                        change.action = Action::Update;
+                        change.reason = Some("protection changes (recorded in state only)".into());
+                    }
+                    change.attributes.push(AttrChange {
+                        path: "protect".into(),
+                        before: Some(Value::Bool(r.protect)),
+                        after: Some(Value::Bool(res.protect)),
+                        known_after_apply: false,
+                        forces_replacement: false,
+                    });
                 }
             }
         }

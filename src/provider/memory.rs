@@ -266,19 +266,20 @@ impl Provider for MemoryProvider {
             .map(|o| self.observed(id, o)))
     }
 
-    async fn find(&self, target: &Target<'_>) -> Result<Option<Observed>, ProviderError> {
+    async fn find(&self, target: &Target<'_>) -> Result<Vec<Observed>, ProviderError> {
         self.cloud
             .enter(Op::Find, self.kind, Some(target.address.to_string()))
             .await?;
         let objects = self.cloud.objects.lock().unwrap();
         Ok(objects
             .iter()
-            .find(|(_, o)| {
+            .filter(|(_, o)| {
                 o.kind == self.kind
                     && o.tags.get("deploy:address").map(String::as_str)
                         == Some(target.address.as_str())
             })
-            .map(|(id, o)| self.observed(id, o)))
+            .map(|(id, o)| self.observed(id, o))
+            .collect())
     }
 
     async fn create(

@@ -116,8 +116,9 @@ pub struct Target<'a> {
 pub trait Provider: Send + Sync {
     /// The resource's current attributes, or `None` if it is gone.
     async fn read(&self, id: &str) -> Result<Option<Observed>, ProviderError>;
-    /// Looks a resource up by its `deploy:address` tag (adoption after a crash).
-    async fn find(&self, target: &Target<'_>) -> Result<Option<Observed>, ProviderError>;
+    /// Every resource carrying this `deploy:address` tag (adoption after a crash). An
+    /// old object awaiting deletion carries the same tag, so this may return several.
+    async fn find(&self, target: &Target<'_>) -> Result<Vec<Observed>, ProviderError>;
     /// Starts creating; `client_token` makes a retried create idempotent.
     async fn create(
         &self,

@@ -691,3 +691,85 @@ pub fn apply_dev_into(state_dir: &std::path::Path) {
         assert!(report.ok());
     });
 }
+
+#[tokio::test]
+async fn turning_protection_off_is_recorded_without_calling_aws_and_then_destroy_works() {
+    let h = Harness::new();
+    h.edit("  protect: true\n");
+    h.apply().await;
+    let state = h.backend().read("dev").unwrap().unwrap();
+    assert!(state.resources[&Address::new("valkey.cache")].protect);
+
+    h.replace_in("dev.yaml", "  protect: true\n", "  protect: false\n");
+    let plan = h.plan().await;
+    assert_eq!(
+        changed(&plan),
+        vec![("valkey.cache".to_string(), Action::Update)]
+    );
+    h.cloud.clear_calls();
+    h.apply_plan(&plan, false).await.unwrap();
+    assert!(
+        h.cloud.calls().iter().all(|c| !c.op.mutates()),
+        "no AWS write for a state-only change"
+    );
+    assert!(
+        !h.backend().read("dev").unwrap().unwrap().resources[&Address::new("valkey.cache")].protect
+    );
+    assert!(!h.plan().await.has_changes());
+    assert!(h.destroy().await.ok());
+    assert!(h.cloud.inventory().is_empty());
+}
+
+#[tokio::test]
+async fn a_crash_at_any_point_of_a_replacement_then_a_rerun_converges() {
+    let probe = Harness::new();
+    probe.apply().await;
+    probe.replace_in("base.yaml", "a: 10.0.2.0/24", "a: 10.0.5.0/24");
+    probe.cloud.clear_calls();
+    let plan = probe.plan().await;
+    probe.apply_plan(&plan, true).await.unwrap();
+    let total = probe
+        .cloud
+        .calls()
+        .iter()
+        .filter(|c| c.op.mutates())
+        .count();
+    assert!(total >= 6, "the replacement makes {total} writes");
+
+    for crash_at in 0..total {
+        let h = Harness::new();
+        h.apply().await;
+        h.replace_in("base.yaml", "a: 10.0.2.0/24", "a: 10.0.5.0/24");
+        let seen = Arc::new(AtomicUsize::new(0));
+        let s = seen.clone();
+        h.cloud.set_fault(move |c: &Call| {
+            if c.op.mutates() && s.fetch_add(1, Ordering::SeqCst) == crash_at {
+                Fault::CrashAfter
+            } else {
+                Fault::None
+            }
+        });
+        let plan = h.plan().await;
+        tokio::select! {
+            r = h.apply_plan(&plan, true) => panic!("run {crash_at} should have crashed: {:?}", r.map(|r| r.ok())),
+            _ = h.cloud.crashed() => {}
+        }
+        h.backend().unlock("dev").unwrap();
+        h.cloud.set_fault(|_: &Call| Fault::None);
+        let plan = h.plan().await;
+        let report = h.apply_plan(&plan, true).await.unwrap();
+        assert!(report.ok(), "crash at {crash_at}: {report:?}");
+        h.assert_no_duplicates();
+        let state = h.backend().read("dev").unwrap().unwrap();
+        assert!(
+            state.deposed.is_empty() && state.intents.is_empty(),
+            "crash at {crash_at}: leftovers in state"
+        );
+        let after = h.plan().await;
+        assert!(
+            !after.has_changes(),
+            "crash at {crash_at}: {:?}",
+            changed(&after)
+        );
+    }
+}
