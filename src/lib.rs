@@ -2,6 +2,7 @@
 //! Valkey cache on AWS. The binary is a thin CLI over this library.
 
 pub mod cli;
+pub mod cost;
 pub mod engine;
 pub mod graph;
 pub mod model;

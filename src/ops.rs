@@ -169,3 +169,103 @@ pub fn read_plan(path: &Path) -> Result<Plan, OpsError> {
     }
     Ok(plan)
 }
+
+/// The project's other environments, as (name, their resources' kinds and inputs), for
+/// comparing limits in cost warnings. Specs that do not load are skipped.
+pub fn sibling_resources(
+    dir: &Path,
+    except: &str,
+) -> Vec<(String, Vec<(crate::model::Kind, crate::model::Attrs)>)> {
+    crate::spec::list_environments(dir)
+        .into_iter()
+        .filter_map(|name| {
+            let (_, d) = plan::load_desired(&dir.join(format!("{name}.yaml"))).ok()?;
+            (d.environment != except).then(|| {
+                (
+                    d.environment.clone(),
+                    d.resources
+                        .into_values()
+                        .map(|r| (r.kind, r.inputs))
+                        .collect(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Prices the environment as the spec wants it.
+pub fn estimate_desired(
+    desired: &Desired,
+    assumptions: &crate::cost::Assumptions,
+) -> crate::cost::Estimate {
+    let priced: Vec<crate::cost::Priced> = desired
+        .order
+        .iter()
+        .map(|a| {
+            let r = &desired.resources[a];
+            crate::cost::Priced {
+                address: &r.address,
+                kind: r.kind,
+                inputs: &r.inputs,
+                outputs: None,
+            }
+        })
+        .collect();
+    crate::cost::estimate(&desired.environment, &desired.region, &priced, assumptions)
+}
+
+/// Prices the environment as the state records it.
+pub fn estimate_recorded(
+    state: Option<&State>,
+    environment: &str,
+    region: &str,
+    assumptions: &crate::cost::Assumptions,
+) -> crate::cost::Estimate {
+    let priced: Vec<crate::cost::Priced> = state
+        .iter()
+        .flat_map(|s| s.resources.iter())
+        .map(|(a, r)| crate::cost::Priced {
+            address: a,
+            kind: r.kind,
+            inputs: &r.inputs,
+            outputs: Some(&r.outputs),
+        })
+        .collect();
+    crate::cost::estimate(environment, region, &priced, assumptions)
+}
+
+/// Fills in the plan's monthly estimate before and after, with warnings about the
+/// result. `desired` is `None` for a destroy (nothing is left after).
+pub fn attach_cost(
+    plan: &mut Plan,
+    desired: Option<&Desired>,
+    state: Option<&State>,
+    siblings: &[(String, Vec<(crate::model::Kind, crate::model::Attrs)>)],
+) {
+    let assumptions = desired.map(|d| d.cost_assumptions).unwrap_or_default();
+    let before = estimate_recorded(state, &plan.environment, &plan.region, &assumptions);
+    let (after, warnings) = match desired {
+        Some(d) => {
+            let priced: Vec<crate::cost::Priced> = d
+                .resources
+                .values()
+                .map(|r| crate::cost::Priced {
+                    address: &r.address,
+                    kind: r.kind,
+                    inputs: &r.inputs,
+                    outputs: None,
+                })
+                .collect();
+            (
+                estimate_desired(d, &assumptions).monthly_usd,
+                crate::cost::warnings(&d.environment, &priced, siblings),
+            )
+        }
+        None => (crate::cost::Range::default(), Vec::new()),
+    };
+    plan.cost = Some(crate::cost::Delta {
+        before: before.monthly_usd,
+        after,
+        warnings,
+    });
+}

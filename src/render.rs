@@ -103,6 +103,10 @@ pub fn plan(plan: &Plan, allow_data_loss: bool) -> String {
         out.push('\n');
         change(&mut out, c);
     }
+    if let Some(cost) = &plan.cost {
+        out.push('\n');
+        out.push_str(&cost_footer(cost));
+    }
     let refusals = crate::ops::refusal_lines(plan, allow_data_loss);
     if !refusals.is_empty() {
         let _ = writeln!(
@@ -327,4 +331,101 @@ pub fn report(r: &Report, operation: Operation) -> String {
         out.push_str("\nState records everything that finished; fix the cause and run the same command again.");
         out
     }
+}
+
+fn usd(v: f64) -> String {
+    format!("${v:.2}")
+}
+
+fn signed(v: f64) -> String {
+    if v < 0.0 {
+        format!("-${:.2}", -v)
+    } else {
+        format!("+${v:.2}")
+    }
+}
+
+/// `Monthly estimate: $41.20 → $73.10 (+$31.90)`, at the assumed load, then the idle
+/// floor and any warnings.
+pub fn cost_footer(c: &crate::cost::Delta) -> String {
+    let mut out = format!(
+        "{} {} → {} ({}) at the assumed load; idle {} → {}. `deploy cost` shows the basis.\n",
+        paint(BOLD, "Monthly estimate:"),
+        usd(c.before.high),
+        usd(c.after.high),
+        signed(c.after.high - c.before.high),
+        usd(c.before.low),
+        usd(c.after.low),
+    );
+    for w in &c.warnings {
+        let _ = writeln!(out, "  {} {w}", paint(YELLOW, "!"));
+    }
+    out
+}
+
+/// `deploy cost`: one line per billable resource, totals, assumptions, warnings.
+pub fn estimate(e: &crate::cost::Estimate, warnings: &[String]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} {} idle – {} at the assumed load",
+        paint(BOLD, format!("Monthly estimate for `{}`:", e.environment)),
+        usd(e.monthly_usd.low),
+        usd(e.monthly_usd.high)
+    );
+    let _ = writeln!(out, "{}", paint(DIM, format!("({})", e.prices)));
+    if !e.items.is_empty() {
+        let wa = e
+            .items
+            .iter()
+            .map(|i| i.address.as_str().len())
+            .max()
+            .unwrap_or(0)
+            .max("resource".len());
+        let wk = e
+            .items
+            .iter()
+            .map(|i| i.kind.as_str().len())
+            .max()
+            .unwrap_or(0)
+            .max("kind".len());
+        let _ = writeln!(
+            out,
+            "\n  {:<wa$}  {:<wk$}  {:>9}  {:>9}  basis",
+            "resource", "kind", "idle", "at load"
+        );
+        for i in &e.items {
+            let _ = writeln!(
+                out,
+                "  {:<wa$}  {:<wk$}  {:>9}  {:>9}  {}",
+                i.address.as_str(),
+                i.kind.as_str(),
+                usd(i.monthly_usd.low),
+                usd(i.monthly_usd.high),
+                paint(DIM, &i.basis)
+            );
+        }
+    }
+    let a = &e.assumptions;
+    let _ = writeln!(
+        out,
+        "\nAssumptions: {} requests/day, {} KB of cache traffic per request, {} GB/month through NAT, {} ms per invocation, {} h/month.",
+        a.requests_per_day,
+        a.kb_per_request,
+        a.nat_gb_per_month,
+        a.function_duration_ms,
+        crate::cost::HOURS_PER_MONTH
+    );
+    let _ = writeln!(
+        out,
+        "{}",
+        paint(DIM, "Not billed here: VPC, subnets, route tables, internet gateway, security groups, IAM, standard SSM parameters, EventBridge rules; Cognito is free up to 10,000 monthly active users; free tiers are not deducted.")
+    );
+    if !warnings.is_empty() {
+        let _ = writeln!(out, "\n{}", paint(YELLOW.bold(), "Worth a look:"));
+        for w in warnings {
+            let _ = writeln!(out, "  {} {w}", paint(YELLOW, "!"));
+        }
+    }
+    out
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anstream::{eprint, eprintln, print, println};
 use serde_json::{json, Value};
 
-use super::{ApplyArgs, Cli, Command, DestroyArgs, OutputArgs, PlanArgs, Settings};
+use super::{ApplyArgs, Cli, Command, CostArgs, DestroyArgs, OutputArgs, PlanArgs, Settings};
 use crate::engine::{Config, Event, EventSink};
 use crate::model::{Action, Address};
 use crate::ops::{self, OpsError};
@@ -86,6 +86,7 @@ async fn dispatch(command: Command, s: &Settings) -> Outcome {
         Command::Plan(a) => plan(s, a).await,
         Command::Apply(a) => apply(s, a).await,
         Command::Destroy(a) => destroy(s, a).await,
+        Command::Cost(a) => cost(s, a),
         Command::Output(a) => output(s, a),
         Command::Status(a) => status(s, a.json),
         Command::Unlock => unlock(s),
@@ -278,7 +279,9 @@ async fn plan(s: &Settings, a: PlanArgs) -> Outcome {
         &targets(&a.target),
     )
     .await?;
-    let plan = planned.plan;
+    let mut plan = planned.plan;
+    let siblings = siblings(s, &desired.environment);
+    ops::attach_cost(&mut plan, Some(&desired), planned.state.as_ref(), &siblings);
     if let Some(out) = &a.out {
         write_plan(out, &plan)?;
     }
@@ -405,7 +408,7 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
             let desired = load(s)?;
             let providers = refresh_providers(s, &desired.environment, a.no_refresh)?;
             let backend = LocalBackend::new(&s.state_dir);
-            ops::plan(
+            let planned = ops::plan(
                 &backend,
                 &desired,
                 providers.as_ref(),
@@ -413,8 +416,11 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
                 &progress(s),
                 &targets(&a.target),
             )
-            .await?
-            .plan
+            .await?;
+            let mut plan = planned.plan;
+            let siblings = siblings(s, &desired.environment);
+            ops::attach_cost(&mut plan, Some(&desired), planned.state.as_ref(), &siblings);
+            plan
         }
     };
     execute(s, &plan, a.yes, a.allow_data_loss, a.parallelism).await
@@ -440,7 +446,84 @@ async fn destroy(s: &Settings, a: DestroyArgs) -> Outcome {
         &progress(s),
     )
     .await?;
-    execute(s, &planned.plan, a.yes, a.allow_data_loss, a.parallelism).await
+    let mut plan = planned.plan;
+    ops::attach_cost(&mut plan, None, planned.state.as_ref(), &[]);
+    execute(s, &plan, a.yes, a.allow_data_loss, a.parallelism).await
+}
+
+/// The project's other environments, next to the one being planned.
+fn siblings(
+    s: &Settings,
+    environment: &str,
+) -> Vec<(String, Vec<(crate::model::Kind, crate::model::Attrs)>)> {
+    let dir = spec_path(s)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| s.environments_dir.clone());
+    ops::sibling_resources(&dir, environment)
+}
+
+fn cost(s: &Settings, a: CostArgs) -> Outcome {
+    let desired = load(s)?;
+    let mut assumptions = desired.cost_assumptions;
+    for (flag, value, target) in [
+        (
+            "--requests-per-day",
+            a.requests_per_day,
+            &mut assumptions.requests_per_day,
+        ),
+        (
+            "--kb-per-request",
+            a.kb_per_request,
+            &mut assumptions.kb_per_request,
+        ),
+        (
+            "--nat-gb-per-month",
+            a.nat_gb_per_month,
+            &mut assumptions.nat_gb_per_month,
+        ),
+        (
+            "--function-duration-ms",
+            a.function_duration_ms,
+            &mut assumptions.function_duration_ms,
+        ),
+    ] {
+        if let Some(v) = value {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Failure::new(format!(
+                    "{flag} must be a number of zero or more, not {v}"
+                )));
+            }
+            *target = v;
+        }
+    }
+    let estimate = ops::estimate_desired(&desired, &assumptions);
+    let priced: Vec<crate::cost::Priced> = desired
+        .resources
+        .values()
+        .map(|r| crate::cost::Priced {
+            address: &r.address,
+            kind: r.kind,
+            inputs: &r.inputs,
+            outputs: None,
+        })
+        .collect();
+    let warnings = crate::cost::warnings(
+        &desired.environment,
+        &priced,
+        &siblings(s, &desired.environment),
+    );
+    if a.json {
+        let mut v = serde_json::to_value(&estimate).expect("estimate serializes");
+        v["warnings"] = json!(warnings);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("estimate serializes")
+        );
+    } else {
+        print!("{}", render::estimate(&estimate, &warnings));
+    }
+    Ok(0)
 }
 
 fn recorded_outputs(s: &Settings) -> Result<(String, BTreeMap<String, Value>), Failure> {

@@ -48,6 +48,8 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Delete everything the environment's state records, dependents first.
     Destroy(DestroyArgs),
+    /// Estimate the environment's monthly AWS bill, resource by resource.
+    Cost(CostArgs),
     /// Print outputs recorded in state (endpoints, ARNs, the API's URL).
     Output(OutputArgs),
     /// Summarize the recorded state and its lock.
@@ -119,6 +121,24 @@ pub struct DestroyArgs {
     pub allow_data_loss: bool,
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct CostArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// API requests per day (default: the spec's `cost.requests_per_day`, else 10,000).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub requests_per_day: Option<f64>,
+    /// KB of cache traffic per request; 1 ECPU ≈ 1 KB (default 4).
+    #[arg(long, value_name = "KB", allow_negative_numbers = true)]
+    pub kb_per_request: Option<f64>,
+    /// GB a month through the NAT gateway(s) (default 5).
+    #[arg(long, value_name = "GB", allow_negative_numbers = true)]
+    pub nat_gb_per_month: Option<f64>,
+    /// Average function run time in ms (default 50).
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
+    pub function_duration_ms: Option<f64>,
 }
 
 #[derive(Debug, Args)]

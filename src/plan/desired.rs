@@ -37,6 +37,8 @@ pub struct Desired {
     pub resources: BTreeMap<Address, Resource>,
     /// Addresses with dependencies first.
     pub order: Vec<Address>,
+    /// Traffic assumed by cost estimates.
+    pub cost_assumptions: crate::cost::Assumptions,
 }
 
 /// Shorthands accepted in references, e.g. `${valkey.endpoint}`.
@@ -615,6 +617,7 @@ fn finish(mut b: Builder<'_>) -> Result<Desired, Diagnostics> {
         region: spec.region.clone(),
         resources: b.resources,
         order,
+        cost_assumptions: spec.cost.unwrap_or_default(),
     })
 }
 

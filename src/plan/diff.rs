@@ -41,6 +41,9 @@ pub struct Plan {
     pub summary: Summary,
     /// Every resource considered, dependencies first; deletes last.
     pub changes: Vec<Change>,
+    /// The environment's monthly estimate before and after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::Delta>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,6 +311,7 @@ pub fn plan(inp: Inputs<'_>) -> Result<Plan, String> {
         targets: inp.targets.to_vec(),
         summary: Summary::default(),
         changes,
+        cost: None,
     };
     plan.summarize();
     Ok(plan)
@@ -348,6 +352,7 @@ pub fn plan_destroy(
         targets: Vec::new(),
         summary: Summary::default(),
         changes,
+        cost: None,
     };
     plan.summarize();
     plan

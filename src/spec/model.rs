@@ -54,6 +54,10 @@ pub struct Spec {
     /// EventBridge schedules by logical name.
     #[serde(default)]
     pub schedules: BTreeMap<String, Schedule>,
+    /// Traffic assumed by cost estimates (`deploy cost`, the plan's footer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "crate::cost::Assumptions")]
+    pub cost: Option<crate::cost::Assumptions>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -288,8 +288,137 @@ fn schema_matches_the_committed_copy_the_editors_use() {
 }
 
 #[test]
+fn usage_errors_exit_1_so_detailed_exitcode_2_always_means_changes() {
+    let out = deploy(
+        &["plan", "-e", "dev", "--detailed-exitcode", "--no-such-flag"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--no-such-flag"));
+    assert_eq!(deploy(&["--help"], None).status.code(), Some(0));
+}
+
+#[test]
 fn completions_are_generated() {
     let out = deploy(&["completions", "bash"], None);
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("deploy"));
+}
+
+#[test]
+fn cost_json_lists_each_billable_resource_with_its_basis() {
+    let out = deploy(&["cost", "-e", "dev", "--json"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["environment"], "dev");
+    let item = |addr: &str| {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["address"] == addr)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {addr}"))
+    };
+    assert_eq!(item("network.nat.a")["monthly_usd"]["low"], 32.85);
+    assert_eq!(item("network.eip.a")["monthly_usd"]["low"], 3.65);
+    assert_eq!(item("valkey.cache")["monthly_usd"]["low"], 6.13);
+    assert_eq!(item("valkey.cache")["monthly_usd"]["high"], 61.32);
+    assert!(item("network.nat.a")["basis"]
+        .as_str()
+        .unwrap()
+        .contains("730 h × $0.045/h"));
+    assert!(
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["kind"] != "vpc" && i["kind"] != "iam_role"),
+        "free kinds are not listed"
+    );
+    let sum: f64 = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["monthly_usd"]["low"].as_f64().unwrap())
+        .sum();
+    assert!((v["monthly_usd"]["low"].as_f64().unwrap() - sum).abs() < 0.011);
+    assert_eq!(v["assumptions"]["requests_per_day"], 10000.0);
+}
+
+#[test]
+fn cost_flags_override_the_assumptions() {
+    let base = deploy(&["cost", "-e", "dev", "--json"], None);
+    let busy = deploy(
+        &[
+            "cost",
+            "-e",
+            "dev",
+            "--json",
+            "--requests-per-day",
+            "1000000",
+            "--nat-gb-per-month",
+            "100",
+        ],
+        None,
+    );
+    let high = |o: &Output| {
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["monthly_usd"]["high"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        high(&busy) > high(&base) + 100.0,
+        "{} vs {}",
+        high(&busy),
+        high(&base)
+    );
+    let bad = deploy(&["cost", "-e", "dev", "--requests-per-day", "-5"], None);
+    assert_eq!(bad.status.code(), Some(1));
+}
+
+#[test]
+fn cost_warns_about_a_nat_per_az_outside_production() {
+    let out = deploy(&["cost", "-e", "tests/specs/cost/dev-per-az.yaml"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("runs 2 NAT gateways")
+            && stdout.contains("`nat: single` would save about $36.50"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("billed even when idle"), "{stdout}");
+    // Production is expected to use a NAT gateway per AZ and the largest limits.
+    let prod = deploy(&["cost", "-e", "prod"], None);
+    assert!(
+        !text(&prod.stdout).contains("Worth a look"),
+        "{}",
+        text(&prod.stdout)
+    );
+}
+
+#[test]
+fn every_environment_prices_and_plans_end_with_the_estimate() {
+    for (env, high) in [
+        ("dev", "$99.30"),
+        ("staging", "$160.62"),
+        ("prod", "$381.31"),
+    ] {
+        let out = deploy(&["cost", "-e", env], None);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(text(&out.stdout).contains("at the assumed load"), "{env}");
+        let plan = deploy(&["plan", "-e", env, "--no-refresh"], None);
+        let stdout = text(&plan.stdout);
+        assert!(
+            stdout.contains(&format!("Monthly estimate: $0.00 → {high} (+{high})")),
+            "{env}: {stdout}"
+        );
+        let json = deploy(&["plan", "-e", env, "--no-refresh", "--json"], None);
+        let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(
+            format!("${:.2}", v["cost"]["after"]["high"].as_f64().unwrap()),
+            high
+        );
+        assert_eq!(v["cost"]["before"]["high"], 0.0);
+    }
 }

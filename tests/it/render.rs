@@ -35,7 +35,7 @@ async fn plan_of_a_new_environment() {
         "/environments/dev.yaml"
     )))
     .unwrap();
-    let plan = ops::plan(
+    let mut plan = ops::plan(
         &LocalBackend::new(dir.path()),
         &desired,
         None,
@@ -46,6 +46,7 @@ async fn plan_of_a_new_environment() {
     .await
     .unwrap()
     .plan;
+    ops::attach_cost(&mut plan, Some(&desired), None, &[]);
     insta::assert_snapshot!(
         "new_environment_human",
         plain(&deploy::render::plan(&plan, false))
@@ -99,7 +100,7 @@ async fn changed_environment() -> Plan {
     std::fs::write(dir.path().join("base.yaml"), base).unwrap();
     cloud.tamper("function.preloader", "timeout_s", serde_json::json!(30));
     let (_, desired) = deploy::plan::load_desired(&spec).unwrap();
-    let mut plan = ops::plan(
+    let planned = ops::plan(
         &backend,
         &desired,
         Some(&providers),
@@ -108,8 +109,9 @@ async fn changed_environment() -> Plan {
         &[],
     )
     .await
-    .unwrap()
-    .plan;
+    .unwrap();
+    let mut plan = planned.plan;
+    ops::attach_cost(&mut plan, Some(&desired), planned.state.as_ref(), &[]);
     plan.state_lineage = None;
     plan
 }
