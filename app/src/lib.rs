@@ -1,9 +1,331 @@
-//! The trivia game deployed by `deploy`.
-//!
-//! Placeholder: the game itself arrives with its own issue. The crate exists now so
-//! the workspace, the build step and the function specs have a real target to name.
+//! The trivia game deployed by `deploy`: a JSON API on Valkey. The same router serves
+//! API Gateway proxy events as a Lambda (`trivia-api` with `AWS_LAMBDA_RUNTIME_API`
+//! set) and plain HTTP locally.
 
-/// Version string reported by both binaries.
+pub mod config;
+pub mod error;
+pub mod game;
+pub mod identity;
+pub mod keys;
+pub mod questions;
+pub mod store;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use error::AppError;
+use game::Games;
+use identity::{Player, Verifier};
+
+/// Request bodies are tiny; anything bigger is refused.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// Version reported by `/health`.
 pub fn build_version() -> &'static str {
-    env!("CARGO_PKG_VERSION")
+    option_env!("TRIVIA_BUILD").unwrap_or(env!("CARGO_PKG_VERSION"))
+}
+
+/// How requests are tied to players.
+#[derive(Clone)]
+pub enum Auth {
+    /// API Gateway's Cognito authorizer already checked the token (Lambda mode).
+    Gateway,
+    /// Verify bearer tokens here (local mode).
+    Verify(Arc<Verifier>),
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub games: Games,
+    pub auth: Auth,
+}
+
+impl AppState {
+    /// Everything the router needs, built once per process from the configuration.
+    pub fn new(config: &config::Config) -> Self {
+        let store = store::Store::new(config.valkey.clone());
+        let source = Arc::new(questions::OpenTdb::new(&config.question_source));
+        let loader = questions::Loader::new(store.clone(), Some(source));
+        let auth = match (&config.mode, &config.cognito) {
+            (_, Some(c)) if config.mode != config::Mode::Lambda => {
+                Auth::Verify(Verifier::new(c.clone()))
+            }
+            _ => Auth::Gateway,
+        };
+        Self {
+            games: Games {
+                store,
+                loader,
+                questions_per_game: config.questions_per_game,
+            },
+            auth,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Player {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match &state.auth {
+            Auth::Gateway => parts
+                .extensions
+                .get::<lambda_http::request::RequestContext>()
+                .and_then(identity::from_lambda_context)
+                .ok_or_else(|| {
+                    AppError::Unauthorized("sign in first: this route needs a Cognito token".into())
+                }),
+            Auth::Verify(v) => {
+                v.verify(
+                    parts
+                        .headers
+                        .get(header::AUTHORIZATION)
+                        .and_then(|h| h.to_str().ok()),
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// A JSON body whose every rejection is a JSON 4xx.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::BytesRejection(_)) => Err(AppError::TooLarge(BODY_LIMIT)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::bad(
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            )),
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(AppError::bad("invalid_body", e.body_text()))
+            }
+            Err(e) => Err(AppError::bad(
+                "invalid_json",
+                format!("the body is not valid JSON: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
+/// API Gateway REST events carry the stage in the path (`/v1/games`); the routes do
+/// not. Strips it, using the stage named in the request context.
+pub fn strip_stage<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+    let Some(lambda_http::request::RequestContext::ApiGatewayV1(ctx)) =
+        req.extensions()
+            .get::<lambda_http::request::RequestContext>()
+    else {
+        return req;
+    };
+    let Some(stage) = ctx.stage.as_deref().filter(|s| !s.is_empty()) else {
+        return req;
+    };
+    let prefix = format!("/{stage}");
+    let path = req.uri().path();
+    let rest = match path.strip_prefix(&prefix) {
+        Some("") => "/".to_string(),
+        Some(r) if r.starts_with('/') => r.to_string(),
+        _ => return req,
+    };
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    if let Ok(uri) = format!("{rest}{query}").parse() {
+        *req.uri_mut() = uri;
+    }
+    req
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/categories", get(categories))
+        .route("/games", post(start))
+        .route("/games/{id}/question", get(question))
+        .route("/games/{id}/answers", post(answer))
+        .route("/games/{id}/finish", post(finish))
+        .route("/leaderboard", get(leaderboard))
+        .route("/leaderboard/me", get(leaderboard_me))
+        .route("/me", get(me))
+        .fallback(|| async { AppError::not_found("not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(tower_http::cors::Any)
+                .allow_methods([
+                    axum::http::Method::GET,
+                    axum::http::Method::POST,
+                    axum::http::Method::OPTIONS,
+                ])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+        )
+        .with_state(state)
+}
+
+async fn health(State(s): State<AppState>) -> Response {
+    match s.games.store.ping().await {
+        Ok(latency) => {
+            let mut loaded = serde_json::Map::new();
+            for c in questions::CATEGORIES {
+                loaded.insert(c.id.into(), json!(s.games.loader.count(&c).await.ok()));
+            }
+            Json(json!({
+                "status": "ok",
+                "version": build_version(),
+                "valkey": {"reachable": true, "latency_ms": (latency.as_secs_f64() * 1e5).round() / 100.0},
+                "questions_loaded": loaded,
+            }))
+            .into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "version": build_version(), "valkey": {"reachable": false, "error": e.to_string()}})),
+        )
+            .into_response(),
+    }
+}
+
+async fn categories(State(s): State<AppState>) -> Json<Value> {
+    let mut out = Vec::new();
+    for c in questions::CATEGORIES {
+        out.push(json!({"id": c.id, "name": c.name, "questions_loaded": s.games.loader.count(&c).await.ok()}));
+    }
+    Json(json!({"categories": out}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartGame {
+    category: String,
+}
+
+async fn start(
+    State(s): State<AppState>,
+    player: Player,
+    Body(b): Body<StartGame>,
+) -> Result<(StatusCode, Json<game::Started>), AppError> {
+    let cat = questions::category(&b.category).ok_or_else(|| {
+        let known: Vec<&str> = questions::CATEGORIES.iter().map(|c| c.id).collect();
+        AppError::bad(
+            "unknown_category",
+            format!(
+                "no category `{}`; choose one of {}",
+                b.category,
+                known.join(", ")
+            ),
+        )
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(s.games.start(&player, cat).await?),
+    ))
+}
+
+async fn question(
+    State(s): State<AppState>,
+    player: Player,
+    Path(id): Path<String>,
+) -> Result<Json<game::PublicQuestion>, AppError> {
+    Ok(Json(s.games.question(&player, &id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnswerBody {
+    question_id: String,
+    answer: String,
+}
+
+async fn answer(
+    State(s): State<AppState>,
+    player: Player,
+    Path(id): Path<String>,
+    Body(b): Body<AnswerBody>,
+) -> Result<Json<game::Answered>, AppError> {
+    Ok(Json(
+        s.games
+            .answer(&player, &id, &b.question_id, &b.answer)
+            .await?,
+    ))
+}
+
+async fn finish(
+    State(s): State<AppState>,
+    player: Player,
+    Path(id): Path<String>,
+) -> Result<Json<game::Finished>, AppError> {
+    Ok(Json(s.games.finish(&player, &id).await?))
+}
+
+#[derive(Deserialize)]
+struct BoardQuery {
+    week: Option<String>,
+    limit: Option<String>,
+}
+
+fn week_of(q: &BoardQuery) -> Result<String, AppError> {
+    match &q.week {
+        Some(w) => game::parse_week(w),
+        None => Ok(game::current_week()),
+    }
+}
+
+async fn leaderboard(
+    State(s): State<AppState>,
+    q: Result<Query<BoardQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    let Query(q) = q.map_err(|e| AppError::bad("invalid_query", e.body_text()))?;
+    let week = week_of(&q)?;
+    let limit = match &q.limit {
+        None => 10,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                AppError::bad(
+                    "invalid_limit",
+                    format!("limit `{l}` must be a number from 1 to 100"),
+                )
+            })?,
+    };
+    let top = s.games.leaderboard(&week, limit).await?;
+    Ok(Json(json!({"week": week, "entries": top})))
+}
+
+async fn leaderboard_me(
+    State(s): State<AppState>,
+    player: Player,
+    q: Result<Query<BoardQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    let Query(q) = q.map_err(|e| AppError::bad("invalid_query", e.body_text()))?;
+    let week = week_of(&q)?;
+    let (rank, around) = s.games.around(&player, &week).await?;
+    Ok(Json(
+        json!({"week": week, "player": player.name, "rank": rank, "around": around}),
+    ))
+}
+
+async fn me(State(s): State<AppState>, player: Player) -> Result<Json<Value>, AppError> {
+    Ok(Json(s.games.profile(&player).await?))
 }

@@ -1,0 +1,267 @@
+//! Settings from the environment, checked once at start: a missing or malformed one
+//! stops the process with a one-line message naming it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the process serves requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Behind API Gateway, as a Lambda function (`AWS_LAMBDA_RUNTIME_API` is set).
+    Lambda,
+    /// A local HTTP server on 127.0.0.1.
+    Local { port: u16 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterMode {
+    /// Ask the server (`INFO cluster`).
+    Detect,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct Valkey {
+    pub endpoint: String,
+    pub port: u16,
+    /// ElastiCache Serverless requires TLS, so it is on unless turned off.
+    pub tls: bool,
+    /// A PEM file of CAs to trust instead of the public roots (tests, private CAs).
+    pub ca_file: Option<PathBuf>,
+    pub cluster: ClusterMode,
+    pub timeout: Duration,
+}
+
+/// Where local mode checks bearer tokens.
+#[derive(Debug, Clone)]
+pub struct Cognito {
+    pub issuer: String,
+    pub client_id: String,
+    pub jwks_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub valkey: Valkey,
+    /// Required in local mode; in Lambda mode API Gateway's authorizer checks tokens.
+    pub cognito: Option<Cognito>,
+    /// The OpenTDB-compatible question source.
+    pub question_source: String,
+    pub questions_per_game: u32,
+}
+
+/// A setting that is missing or malformed, named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: {problem}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub problem: String,
+}
+
+fn bad(name: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name,
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Reads settings through `get` (the process environment in production).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let flag = |name: &'static str, default: bool| -> Result<bool, ConfigError> {
+            match non_empty(name)
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
+                None => Ok(default),
+                Some("1" | "true" | "yes" | "on") => Ok(true),
+                Some("0" | "false" | "no" | "off") => Ok(false),
+                Some(other) => Err(bad(name, format!("`{other}` is not true or false"))),
+            }
+        };
+        let number = |name: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
+            match non_empty(name) {
+                None => Ok(default),
+                Some(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if n >= 1 && n <= max => Ok(n),
+                    _ => Err(bad(
+                        name,
+                        format!("`{v}` is not a number between 1 and {max}"),
+                    )),
+                },
+            }
+        };
+
+        let mode = if non_empty("AWS_LAMBDA_RUNTIME_API").is_some() {
+            Mode::Lambda
+        } else {
+            Mode::Local {
+                port: number("PORT", 3000, 65535)? as u16,
+            }
+        };
+        let endpoint = non_empty("VALKEY_ENDPOINT")
+            .ok_or_else(|| bad("VALKEY_ENDPOINT", "is not set; give the cache's host name"))?;
+        if endpoint.contains("://") || endpoint.contains(' ') {
+            return Err(bad(
+                "VALKEY_ENDPOINT",
+                format!("`{endpoint}` should be a bare host name (the port goes in VALKEY_PORT)"),
+            ));
+        }
+        let cluster = match non_empty("VALKEY_CLUSTER")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("auto" | "detect") => ClusterMode::Detect,
+            Some("1" | "true" | "yes" | "on") => ClusterMode::On,
+            Some("0" | "false" | "no" | "off") => ClusterMode::Off,
+            Some(other) => {
+                return Err(bad(
+                    "VALKEY_CLUSTER",
+                    format!("`{other}` is not auto, true or false"),
+                ))
+            }
+        };
+        let ca_file = non_empty("VALKEY_TLS_CA").map(PathBuf::from);
+        if let Some(ca) = &ca_file {
+            if !ca.is_file() {
+                return Err(bad(
+                    "VALKEY_TLS_CA",
+                    format!("{} is not a readable file", ca.display()),
+                ));
+            }
+        }
+        let valkey = Valkey {
+            endpoint,
+            port: number("VALKEY_PORT", 6379, 65535)? as u16,
+            tls: flag("VALKEY_TLS", true)?,
+            ca_file,
+            cluster,
+            timeout: Duration::from_millis(number("VALKEY_TIMEOUT_MS", 1000, 60_000)?),
+        };
+        let cognito = match (non_empty("COGNITO_ISSUER"), non_empty("COGNITO_CLIENT_ID")) {
+            (Some(issuer), Some(client_id)) => {
+                let issuer = issuer.trim_end_matches('/').to_string();
+                if !issuer.starts_with("https://") && !issuer.starts_with("http://") {
+                    return Err(bad("COGNITO_ISSUER", format!("`{issuer}` is not a URL")));
+                }
+                let jwks_url = non_empty("COGNITO_JWKS_URL")
+                    .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
+                Some(Cognito {
+                    issuer,
+                    client_id,
+                    jwks_url,
+                })
+            }
+            (None, None) if mode == Mode::Lambda => None,
+            (None, _) => {
+                return Err(bad(
+                    "COGNITO_ISSUER",
+                    "is not set; local mode checks tokens against this user pool",
+                ))
+            }
+            (_, None) => {
+                return Err(bad(
+                    "COGNITO_CLIENT_ID",
+                    "is not set; local mode checks tokens against this app client",
+                ))
+            }
+        };
+        Ok(Config {
+            mode,
+            valkey,
+            cognito,
+            question_source: non_empty("QUESTION_SOURCE_URL")
+                .unwrap_or_else(|| "https://opentdb.com".into())
+                .trim_end_matches('/')
+                .to_string(),
+            questions_per_game: number("QUESTIONS_PER_GAME", 10, 50)? as u32,
+        })
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const LOCAL: &[(&str, &str)] = &[
+        ("VALKEY_ENDPOINT", "cache.local"),
+        (
+            "COGNITO_ISSUER",
+            "https://cognito-idp.us-east-1.amazonaws.com/pool",
+        ),
+        ("COGNITO_CLIENT_ID", "abc"),
+    ];
+
+    #[test]
+    fn defaults_follow_elasticache_serverless() {
+        let c = with(LOCAL).unwrap();
+        assert_eq!(c.valkey.port, 6379);
+        assert!(c.valkey.tls);
+        assert_eq!(c.valkey.cluster, ClusterMode::Detect);
+        assert_eq!(c.mode, Mode::Local { port: 3000 });
+        assert_eq!(
+            c.cognito.unwrap().jwks_url,
+            "https://cognito-idp.us-east-1.amazonaws.com/pool/.well-known/jwks.json"
+        );
+    }
+
+    #[test]
+    fn a_bad_setting_is_named_in_one_line() {
+        let e = with(&[LOCAL, &[("VALKEY_PORT", "six")]].concat()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "VALKEY_PORT: `six` is not a number between 1 and 65535"
+        );
+        assert_eq!(
+            with(&[("COGNITO_ISSUER", "https://x"), ("COGNITO_CLIENT_ID", "a")])
+                .unwrap_err()
+                .name,
+            "VALKEY_ENDPOINT"
+        );
+        assert_eq!(
+            with(&[LOCAL, &[("VALKEY_TLS", "maybe")]].concat())
+                .unwrap_err()
+                .name,
+            "VALKEY_TLS"
+        );
+        assert_eq!(
+            with(&[("VALKEY_ENDPOINT", "h")]).unwrap_err().name,
+            "COGNITO_ISSUER"
+        );
+        assert_eq!(
+            with(&[LOCAL, &[("VALKEY_ENDPOINT", "redis://h:6379")]].concat())
+                .unwrap_err()
+                .name,
+            "VALKEY_ENDPOINT"
+        );
+    }
+
+    #[test]
+    fn lambda_mode_needs_no_cognito_settings() {
+        let c = with(&[
+            ("VALKEY_ENDPOINT", "h"),
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ])
+        .unwrap();
+        assert_eq!(c.mode, Mode::Lambda);
+        assert!(c.cognito.is_none());
+    }
+}
