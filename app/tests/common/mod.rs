@@ -54,6 +54,7 @@ pub enum Flavor {
 pub struct Server {
     child: Option<Child>,
     pub port: u16,
+    bus_port: u16,
     pub flavor: Flavor,
     dir: tempfile::TempDir,
     pub ca_file: Option<PathBuf>,
@@ -97,6 +98,9 @@ impl Server {
                 "yes".into(),
                 "--cluster-config-file".into(),
                 format!("{d}/nodes.conf"),
+                // The bus port defaults to port + 10000, which fails above 55535.
+                "--cluster-port".into(),
+                self.bus_port.to_string(),
             ]),
             Flavor::Tls => a.extend([
                 "--port".into(),

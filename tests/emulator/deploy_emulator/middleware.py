@@ -1,0 +1,214 @@
+"""WSGI middleware in front of moto: counts calls per service and action, adds
+latency, and in hostile mode behaves like real AWS where moto is kinder — throttling,
+5xx, not-found right after create, DependencyViolation while Lambda ENIs linger, IAM
+propagation errors — each in its service's own error format."""
+
+import io
+import json
+import os
+import random
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from urllib.parse import parse_qs, unquote
+
+from . import timing
+
+QUERY_XML = {"iam", "sts", "elasticache"}
+JSON_SERVICES = {"ssm", "events", "cognito-idp"}
+REST_JSON = {"lambda", "apigateway"}
+THROTTLE = {
+    "ec2": ("RequestLimitExceeded", 503),
+    "iam": ("Throttling", 400),
+    "sts": ("Throttling", 400),
+    "elasticache": ("Throttling", 400),
+    "ssm": ("ThrottlingException", 400),
+    "events": ("ThrottlingException", 400),
+    "cognito-idp": ("TooManyRequestsException", 400),
+    "lambda": ("TooManyRequestsException", 429),
+    "apigateway": ("TooManyRequestsException", 429),
+}
+EC2_NOT_FOUND = {
+    "vpc": ("VpcId", "InvalidVpcID.NotFound"),
+    "subnet": ("SubnetId", "InvalidSubnetID.NotFound"),
+    "sg": ("GroupId", "InvalidGroup.NotFound"),
+    "igw": ("InternetGatewayId", "InvalidInternetGatewayID.NotFound"),
+    "rtb": ("RouteTableId", "InvalidRouteTableID.NotFound"),
+    "nat": ("NatGatewayId", "NatGatewayNotFound"),
+}
+LAMBDA_PATH = re.compile(r"^/2015-03-31/functions/?([^/]*)/?(.*)$")
+
+
+def _service(environ):
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    m = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request", auth)
+    return m.group(1) if m else "unknown"
+
+
+def _action(service, environ, body):
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return target.split(".")[-1]
+    if service in REST_JSON:
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        m = LAMBDA_PATH.match(path)
+        if service == "lambda" and m:
+            name, rest = m.groups()
+            if not name:
+                return {"POST": "CreateFunction", "GET": "ListFunctions"}.get(method, method)
+            if not rest:
+                return {"GET": "GetFunction", "DELETE": "DeleteFunction"}.get(method, method)
+            key = (method, rest.split("/")[0])
+            return {
+                ("PUT", "configuration"): "UpdateFunctionConfiguration",
+                ("GET", "configuration"): "GetFunctionConfiguration",
+                ("PUT", "code"): "UpdateFunctionCode",
+                ("POST", "versions"): "PublishVersion",
+                ("POST", "aliases"): "CreateAlias",
+                ("PUT", "aliases"): "UpdateAlias",
+                ("GET", "aliases"): "GetAlias",
+                ("POST", "policy"): "AddPermission",
+                ("GET", "policy"): "GetPolicy",
+                ("DELETE", "policy"): "RemovePermission",
+            }.get(key, f"{method} {rest.split('/')[0]}")
+        parts = [p for p in path.split("/") if p]
+        shape = "/".join("{}" if i % 2 else p for i, p in enumerate(parts))
+        return f"{method} /{shape}"
+    params = parse_qs(body.decode(errors="replace")) if body else {}
+    if not params:
+        params = parse_qs(environ.get("QUERY_STRING", ""))
+    return (params.get("Action") or ["Unknown"])[0]
+
+
+class Emulator:
+    def __init__(self, app, hostile=False, latency_ms=0.0, seed=None):
+        self.app = app
+        self.hostile = hostile
+        self.latency = latency_ms / 1000.0
+        self.rng = random.Random(seed)
+        self.calls = Counter()
+        self.lock = threading.Lock()
+        self.created = {}          # EC2 id -> creation time (eventual consistency)
+        self.roles = {}            # role ARN -> creation time (IAM propagation)
+        self.vpc_functions = {}    # function name -> (subnets, groups)
+        self.lingering = {}        # subnet or group id -> until (ENIs left by deleted functions)
+        self.throttle_rate = float(os.environ.get("DEPLOY_EMULATOR_THROTTLE", "0.08"))
+        self.error_rate = float(os.environ.get("DEPLOY_EMULATOR_5XX", "0.03"))
+
+    # Responses in each protocol's own error format.
+    def error(self, start_response, service, code, message, status):
+        request_id = str(uuid.uuid4())
+        if service == "ec2":
+            body = f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>'
+            headers = [("Content-Type", "text/xml")]
+        elif service in QUERY_XML:
+            kind = "Receiver" if status >= 500 else "Sender"
+            body = f'<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>'
+            headers = [("Content-Type", "text/xml")]
+        elif service in JSON_SERVICES:
+            body = json.dumps({"__type": code, "message": message})
+            headers = [("Content-Type", "application/x-amz-json-1.1")]
+        else:
+            body = json.dumps({"message": message, "Type": "User"})
+            headers = [("Content-Type", "application/json"), ("X-Amzn-ErrorType", code)]
+        headers.append(("x-amzn-RequestId", request_id))
+        reason = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "Error")
+        start_response(f"{status} {reason}", headers)
+        return [body.encode()]
+
+    def control(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path == "/_deploy/health":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
+        if path == "/_deploy/calls":
+            if environ["REQUEST_METHOD"] == "DELETE":
+                with self.lock:
+                    self.calls.clear()
+            with self.lock:
+                data = {"total": sum(self.calls.values()), "calls": dict(sorted(self.calls.items()))}
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps(data).encode()]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"unknown control path"]
+
+    def injected(self, service, action, params_text, environ, start_response):
+        now = time.monotonic()
+        if self.rng.random() < self.throttle_rate:
+            code, status = THROTTLE.get(service, ("ThrottlingException", 400))
+            return self.error(start_response, service, code, "Rate exceeded", status)
+        if self.rng.random() < self.error_rate:
+            return self.error(start_response, service, "ServiceUnavailable" if service != "ec2" else "Unavailable", "Service is temporarily unavailable", 503)
+        if service == "ec2" and action.startswith("Describe"):
+            for ident, born in list(self.created.items()):
+                if now - born < timing.seconds("consistency") and ident in params_text:
+                    prefix = ident.split("-")[0]
+                    _, code = EC2_NOT_FOUND.get(prefix, ("", "InvalidID.NotFound"))
+                    return self.error(start_response, service, code, f"The ID '{ident}' does not exist", 400)
+        if service == "ec2" and action in ("DeleteSecurityGroup", "DeleteSubnet"):
+            for ident, until in list(self.lingering.items()):
+                if now < until and ident in params_text:
+                    return self.error(start_response, service, "DependencyViolation", f"resource {ident} has a dependent object (a Lambda network interface)", 400)
+        if service == "lambda" and action == "CreateFunction":
+            for arn, born in self.roles.items():
+                if now - born < timing.seconds("iam_propagation") and arn in params_text:
+                    return self.error(start_response, service, "InvalidParameterValueException", "The role defined for the function cannot be assumed by Lambda.", 400)
+        return None
+
+    def observe(self, service, action, params_text, response_body):
+        """Remembers what the hostile rules need: fresh ids, roles, VPC functions."""
+        now = time.monotonic()
+        text = response_body.decode(errors="replace")
+        if service == "ec2" and action.startswith("Create"):
+            for ident in re.findall(r"<(?:vpcId|subnetId|groupId|internetGatewayId|routeTableId|natGatewayId)>([a-z]+-[0-9a-f]+)</", text)[:1]:
+                self.created[ident] = now
+        if service == "iam" and action == "CreateRole":
+            m = re.search(r"<Arn>([^<]+)</Arn>", text)
+            if m:
+                self.roles[m.group(1)] = now
+        if service == "lambda" and action in ("CreateFunction", "UpdateFunctionConfiguration"):
+            try:
+                cfg = json.loads(text)
+                vpc = cfg.get("VpcConfig") or {}
+                if vpc.get("SubnetIds"):
+                    self.vpc_functions[cfg["FunctionName"]] = (vpc.get("SubnetIds", []), vpc.get("SecurityGroupIds", []))
+            except (ValueError, KeyError):
+                pass
+        if service == "lambda" and action == "DeleteFunction":
+            m = LAMBDA_PATH.match(params_text.split(" ", 1)[-1])
+            name = unquote(m.group(1)).split(":")[-1] if m else ""
+            for ident in sum(map(list, self.vpc_functions.pop(name, ([], []))), []):
+                self.lingering[ident] = now + timing.seconds("eni_linger")
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "").startswith("/_deploy/"):
+            return self.control(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        service = _service(environ)
+        action = _action(service, environ, body)
+        with self.lock:
+            self.calls[f"{service}.{action}"] += 1
+        delay = self.latency + timing.seconds("call")
+        if delay:
+            time.sleep(delay)
+        params_text = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '')}?{environ.get('QUERY_STRING', '')} {unquote(body.decode(errors='replace'))}"
+        if self.hostile:
+            with self.lock:
+                refused = self.injected(service, action, params_text, environ, start_response)
+            if refused is not None:
+                return refused
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"] = status
+            return start_response(status, headers, exc_info)
+
+        chunks = list(self.app(environ, capture))
+        if self.hostile and captured.get("status", "").startswith("2"):
+            with self.lock:
+                self.observe(service, action, params_text, b"".join(chunks))
+        return chunks
