@@ -257,7 +257,8 @@ impl From<ProviderError> for StepError {
     }
 }
 
-/// Reads the actual state of every recorded resource, in parallel.
+/// Reads the actual state of every recorded resource: one batched describe per kind
+/// where the provider can, otherwise one read per resource, in parallel.
 pub async fn refresh(
     state: &State,
     providers: &Providers,
@@ -266,56 +267,76 @@ pub async fn refresh(
 ) -> Result<Actual, EngineError> {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(config.parallelism.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut by_kind: BTreeMap<crate::model::Kind, Vec<(Address, String)>> = BTreeMap::new();
     for (address, r) in &state.resources {
-        let provider = providers
-            .get(r.kind)
-            .map_err(|error| EngineError::Refresh {
-                address: address.clone(),
-                error,
-            })?;
-        let (address, id, sem, policy, events) = (
-            address.clone(),
-            r.id.clone(),
-            semaphore.clone(),
-            config.retry.clone(),
-            events.clone(),
-        );
-        tasks.spawn(async move {
-            let _permit = sem.acquire_owned().await.expect("semaphore never closes");
-            let result = retry(
-                &policy,
-                || provider.read(&id),
-                |attempt, delay, e| {
-                    events(&Event::Retrying {
-                        address: address.clone(),
-                        attempt,
-                        delay,
-                        error: e.to_string(),
-                    })
-                },
-            )
-            .await;
-            let result = match result {
-                Err(e) if e.class == ErrorClass::NotFound => Ok(None),
-                other => other,
-            };
-            if let Ok(found) = &result {
-                events(&Event::Refreshed {
-                    address: address.clone(),
-                    found: found.is_some(),
-                });
-            }
-            (address, result)
-        });
+        by_kind
+            .entry(r.kind)
+            .or_default()
+            .push((address.clone(), r.id.clone()));
+    }
+    for (kind, members) in by_kind {
+        let provider = providers.get(kind).map_err(|error| EngineError::Refresh {
+            address: members[0].0.clone(),
+            error,
+        })?;
+        // One group per batched kind, else one group per resource.
+        let groups: Vec<Vec<(Address, String)>> = if provider.batches_reads() {
+            vec![members]
+        } else {
+            members.into_iter().map(|m| vec![m]).collect()
+        };
+        for group in groups {
+            let (provider, sem, policy, events) = (
+                provider.clone(),
+                semaphore.clone(),
+                config.retry.clone(),
+                events.clone(),
+            );
+            tasks.spawn(async move {
+                let _permit = sem.acquire_owned().await.expect("semaphore never closes");
+                let ids: Vec<String> = group.iter().map(|(_, id)| id.clone()).collect();
+                let first = group[0].0.clone();
+                let result = retry(
+                    &policy,
+                    || provider.read_many(&ids),
+                    |attempt, delay, e| {
+                        events(&Event::Retrying {
+                            address: first.clone(),
+                            attempt,
+                            delay,
+                            error: e.to_string(),
+                        })
+                    },
+                )
+                .await;
+                let result = match result {
+                    Err(e) if e.class == ErrorClass::NotFound => Ok(BTreeMap::new()),
+                    other => other,
+                };
+                (group, result)
+            });
+        }
     }
     let mut actual = Actual::new();
     while let Some(joined) = tasks.join_next().await {
-        let (address, result) = joined.expect("refresh task does not panic");
+        let (group, result) = joined.expect("refresh task does not panic");
         match result {
-            Ok(found) => {
-                actual.insert(address, found);
+            Ok(mut found) => {
+                for (address, id) in group {
+                    let seen = found.remove(&id).flatten();
+                    events(&Event::Refreshed {
+                        address: address.clone(),
+                        found: seen.is_some(),
+                    });
+                    actual.insert(address, seen);
+                }
             }
-            Err(error) => return Err(EngineError::Refresh { address, error }),
+            Err(error) => {
+                return Err(EngineError::Refresh {
+                    address: group[0].0.clone(),
+                    error,
+                });
+            }
         }
     }
     Ok(actual)
@@ -525,7 +546,7 @@ fn resolved_inputs(shared: &Shared, change: &Change) -> Result<Attrs, StepError>
     after
         .iter()
         .map(|(k, v)| match substitute(v, &lookup) {
-            Some(x) => Ok((k.clone(), x)),
+            Some(x) => Ok((k.clone(), crate::model::stringify(change.kind, k, x))),
             None => Err(StepError(format!(
                 "`{k}` of {} refers to a value that does not exist yet: {}",
                 change.address,
@@ -573,6 +594,10 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
     let inputs = resolved_inputs(shared, change)?;
     let target = Target {
         address,
+        name: inputs
+            .get("name")
+            .and_then(|v| v.as_str())
+            .map(String::from),
         tags: tags_of(&inputs),
     };
 

@@ -1,6 +1,7 @@
 //! `deploy`: a declarative provisioner and deployer for a serverless application with a
 //! Valkey cache on AWS. The binary is a thin CLI over this library.
 
+pub mod aws;
 pub mod cli;
 pub mod cost;
 pub mod engine;

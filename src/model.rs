@@ -174,6 +174,15 @@ impl Kind {
         }
     }
 
+    /// Inputs the service stores as strings: references resolved into them become
+    /// strings (a port published to SSM is `"6379"`), so plans compare like with like.
+    pub fn string_inputs(self) -> &'static [&'static str] {
+        match self {
+            Kind::SsmParameter => &["value"],
+            _ => &[],
+        }
+    }
+
     /// Whether replacing or deleting it loses data (cache contents, user accounts).
     pub fn stateful(self) -> bool {
         matches!(self, Kind::ServerlessCache | Kind::UserPool)
@@ -303,6 +312,16 @@ pub fn substitute(v: &Value, lookup: &dyn Fn(&Reference) -> Option<Value>) -> Op
         ),
         other => other.clone(),
     })
+}
+
+/// Applies [`Kind::string_inputs`] to resolved inputs.
+pub fn stringify(kind: Kind, key: &str, v: Value) -> Value {
+    match v {
+        Value::Number(_) | Value::Bool(_) if kind.string_inputs().contains(&key) => {
+            Value::String(v.to_string())
+        }
+        other => other,
+    }
 }
 
 /// What the plan does to one resource.

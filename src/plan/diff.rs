@@ -506,7 +506,10 @@ fn resolve_inputs(
     };
     res.inputs
         .iter()
-        .map(|(k, v)| (k.clone(), substitute(v, &lookup)))
+        .map(|(k, v)| {
+            let resolved = substitute(v, &lookup).map(|x| crate::model::stringify(res.kind, k, x));
+            (k.clone(), resolved)
+        })
         .collect()
 }
 

@@ -107,6 +107,8 @@ pub enum Deletion {
 #[derive(Debug, Clone)]
 pub struct Target<'a> {
     pub address: &'a Address,
+    /// The physical name, for kinds whose name is their identity (roles, functions).
+    pub name: Option<String>,
     /// `deploy:*` plus spec tags, for lookup after a crash.
     pub tags: BTreeMap<String, String>,
 }
@@ -116,6 +118,23 @@ pub struct Target<'a> {
 pub trait Provider: Send + Sync {
     /// The resource's current attributes, or `None` if it is gone.
     async fn read(&self, id: &str) -> Result<Option<Observed>, ProviderError>;
+    /// Several resources of this kind at once; providers whose API can describe many
+    /// resources in one call override this (refresh calls it once per kind).
+    async fn read_many(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::BTreeMap<String, Option<Observed>>, ProviderError> {
+        let mut out = std::collections::BTreeMap::new();
+        for id in ids {
+            out.insert(id.clone(), self.read(id).await?);
+        }
+        Ok(out)
+    }
+    /// Whether `read_many` describes in one call (refresh then batches this kind
+    /// instead of reading each resource in parallel).
+    fn batches_reads(&self) -> bool {
+        false
+    }
     /// Every resource carrying this `deploy:address` tag (adoption after a crash). An
     /// old object awaiting deletion carries the same tag, so this may return several.
     async fn find(&self, target: &Target<'_>) -> Result<Vec<Observed>, ProviderError>;

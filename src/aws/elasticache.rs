@@ -1,0 +1,356 @@
+//! ElastiCache Serverless caches (engine `valkey`). Modify changes one usage-limit
+//! field per request and waits for `available` between requests; delete takes a final
+//! snapshot when the cache keeps snapshots.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_elasticache::types::{
+    CacheUsageLimits, DataStorage, DataStorageUnit, EcpuPerSecond, Tag,
+};
+use serde_json::{json, Value};
+
+use super::{classify, str_of, tags_of, Clients};
+use crate::model::Attrs;
+use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
+
+pub(super) struct ServerlessCache(pub Arc<Clients>);
+
+fn num(inputs: &Attrs, key: &str) -> Option<i32> {
+    inputs.get(key).and_then(Value::as_i64).map(|v| v as i32)
+}
+
+fn strings(inputs: &Attrs, key: &str) -> Vec<String> {
+    inputs
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn storage(inputs: &Attrs) -> DataStorage {
+    DataStorage::builder()
+        .set_maximum(num(inputs, "max_storage_gb"))
+        .set_minimum(num(inputs, "min_storage_gb"))
+        .unit(DataStorageUnit::Gb)
+        .build()
+}
+
+fn ecpu(inputs: &Attrs) -> EcpuPerSecond {
+    EcpuPerSecond::builder()
+        .set_maximum(num(inputs, "max_ecpu_per_second"))
+        .set_minimum(num(inputs, "min_ecpu_per_second"))
+        .build()
+}
+
+impl ServerlessCache {
+    async fn describe(
+        &self,
+        name: &str,
+    ) -> Result<Option<aws_sdk_elasticache::types::ServerlessCache>, ProviderError> {
+        match self
+            .0
+            .elasticache
+            .describe_serverless_caches()
+            .serverless_cache_name(name)
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(out) => Ok(out.serverless_caches().first().cloned()),
+            Err(e) if e.class == ErrorClass::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn observe(c: &aws_sdk_elasticache::types::ServerlessCache) -> Observed {
+        let name = c.serverless_cache_name().unwrap_or_default().to_string();
+        let limits = c.cache_usage_limits();
+        let data = limits.and_then(|l| l.data_storage());
+        let cpu = limits.and_then(|l| l.ecpu_per_second());
+        let mut inputs = Attrs::from([
+            ("name".into(), json!(name)),
+            ("engine".into(), json!(c.engine())),
+            (
+                "major_engine_version".into(),
+                json!(c.major_engine_version()),
+            ),
+            (
+                "max_storage_gb".into(),
+                json!(data.and_then(|d| d.maximum())),
+            ),
+            (
+                "max_ecpu_per_second".into(),
+                json!(cpu.and_then(|e| e.maximum())),
+            ),
+            (
+                "snapshot_retention_limit".into(),
+                json!(c.snapshot_retention_limit()),
+            ),
+            ("daily_snapshot_time".into(), json!(c.daily_snapshot_time())),
+            ("subnet_ids".into(), json!(c.subnet_ids())),
+            ("security_group_ids".into(), json!(c.security_group_ids())),
+        ]);
+        if let Some(m) = data.and_then(|d| d.minimum()) {
+            inputs.insert("min_storage_gb".into(), json!(m));
+        }
+        if let Some(m) = cpu.and_then(|e| e.minimum()) {
+            inputs.insert("min_ecpu_per_second".into(), json!(m));
+        }
+        let mut outputs = Attrs::from([("id".into(), json!(name)), ("arn".into(), json!(c.arn()))]);
+        if let Some(e) = c.endpoint() {
+            outputs.insert("endpoint".into(), json!(e.address()));
+            outputs.insert("port".into(), json!(e.port()));
+        }
+        if let Some(e) = c.reader_endpoint() {
+            outputs.insert("reader_endpoint".into(), json!(e.address()));
+            outputs.insert("reader_port".into(), json!(e.port()));
+        }
+        Observed {
+            id: name,
+            inputs,
+            outputs,
+        }
+    }
+
+    /// One modify request, retried while the cache is busy with the previous one.
+    async fn modify(
+        &self,
+        name: &str,
+        apply: impl Fn(aws_sdk_elasticache::operation::modify_serverless_cache::builders::ModifyServerlessCacheFluentBuilder) -> aws_sdk_elasticache::operation::modify_serverless_cache::builders::ModifyServerlessCacheFluentBuilder,
+    ) -> Result<(), ProviderError> {
+        for attempt in 0.. {
+            let call = apply(
+                self.0
+                    .elasticache
+                    .modify_serverless_cache()
+                    .serverless_cache_name(name),
+            );
+            match call.send().await.map_err(classify) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.class == ErrorClass::Conflict && attempt < 120 => {
+                    tokio::time::sleep(Duration::from_millis(250 * (attempt as u64 + 1).min(20)))
+                        .await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+}
+
+#[async_trait]
+impl Provider for ServerlessCache {
+    async fn read(&self, id: &str) -> Result<Option<Observed>, ProviderError> {
+        Ok(self
+            .describe(id)
+            .await?
+            .filter(|c| c.status() != Some("deleting"))
+            .map(|c| Self::observe(&c)))
+    }
+
+    async fn find(&self, target: &Target<'_>) -> Result<Vec<Observed>, ProviderError> {
+        let Some(name) = &target.name else {
+            return Ok(Vec::new());
+        };
+        let Some(cache) = self.describe(name).await? else {
+            return Ok(Vec::new());
+        };
+        let tags = self
+            .0
+            .elasticache
+            .list_tags_for_resource()
+            .resource_name(cache.arn().unwrap_or_default())
+            .send()
+            .await
+            .map_err(classify)?;
+        let ours = tags.tag_list().iter().any(|t| {
+            t.key() == Some("deploy:address") && t.value() == Some(target.address.as_str())
+        });
+        Ok(if ours {
+            vec![Self::observe(&cache)]
+        } else {
+            Vec::new()
+        })
+    }
+
+    async fn create(
+        &self,
+        _target: &Target<'_>,
+        inputs: &Attrs,
+        _token: &str,
+    ) -> Result<Observed, ProviderError> {
+        let name = str_of(inputs, "name")?;
+        let tags: Vec<Tag> = tags_of(inputs)
+            .into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        let out = self
+            .0
+            .elasticache
+            .create_serverless_cache()
+            .serverless_cache_name(name)
+            .engine(str_of(inputs, "engine")?)
+            .major_engine_version(str_of(inputs, "major_engine_version")?)
+            .cache_usage_limits(
+                CacheUsageLimits::builder()
+                    .data_storage(storage(inputs))
+                    .ecpu_per_second(ecpu(inputs))
+                    .build(),
+            )
+            .set_subnet_ids(Some(strings(inputs, "subnet_ids")))
+            .set_security_group_ids(Some(strings(inputs, "security_group_ids")))
+            .set_snapshot_retention_limit(num(inputs, "snapshot_retention_limit"))
+            .set_daily_snapshot_time(
+                inputs
+                    .get("daily_snapshot_time")
+                    .and_then(Value::as_str)
+                    .map(String::from),
+            )
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out
+            .serverless_cache()
+            .map(Self::observe)
+            .unwrap_or_else(|| Observed {
+                id: name.into(),
+                inputs: inputs.clone(),
+                outputs: Attrs::new(),
+            }))
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        before: &Attrs,
+        after: &Attrs,
+    ) -> Result<Observed, ProviderError> {
+        let changed = |keys: &[&str]| keys.iter().any(|k| before.get(*k) != after.get(*k));
+        // Usage limits: one field per request, or the API may refuse.
+        if changed(&["max_storage_gb", "min_storage_gb"]) {
+            let limits = CacheUsageLimits::builder()
+                .data_storage(storage(after))
+                .build();
+            self.modify(id, |m| m.cache_usage_limits(limits.clone()))
+                .await?;
+        }
+        if changed(&["max_ecpu_per_second", "min_ecpu_per_second"]) {
+            let limits = CacheUsageLimits::builder()
+                .ecpu_per_second(ecpu(after))
+                .build();
+            self.modify(id, |m| m.cache_usage_limits(limits.clone()))
+                .await?;
+        }
+        if changed(&[
+            "snapshot_retention_limit",
+            "daily_snapshot_time",
+            "security_group_ids",
+            "major_engine_version",
+        ]) {
+            let (retention, time, groups) = (
+                num(after, "snapshot_retention_limit"),
+                after
+                    .get("daily_snapshot_time")
+                    .and_then(Value::as_str)
+                    .map(String::from),
+                strings(after, "security_group_ids"),
+            );
+            let major = after
+                .get("major_engine_version")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .filter(|_| changed(&["major_engine_version"]));
+            self.modify(id, |m| {
+                m.set_snapshot_retention_limit(retention)
+                    .set_daily_snapshot_time(time.clone())
+                    .set_security_group_ids(Some(groups.clone()))
+                    .set_major_engine_version(major.clone())
+            })
+            .await?;
+        }
+        let (old, new) = (tags_of(before), tags_of(after));
+        if old != new {
+            let arn = self
+                .describe(id)
+                .await?
+                .and_then(|c| c.arn().map(String::from))
+                .ok_or_else(|| ProviderError::not_found(format!("cache {id} is gone")))?;
+            let gone: Vec<String> = old
+                .keys()
+                .filter(|k| !new.contains_key(*k))
+                .cloned()
+                .collect();
+            if !gone.is_empty() {
+                self.0
+                    .elasticache
+                    .remove_tags_from_resource()
+                    .resource_name(&arn)
+                    .set_tag_keys(Some(gone))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+            }
+            let set: Vec<Tag> = new
+                .iter()
+                .filter(|(k, v)| old.get(*k) != Some(*v))
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect();
+            if !set.is_empty() {
+                self.0
+                    .elasticache
+                    .add_tags_to_resource()
+                    .resource_name(&arn)
+                    .set_tags(Some(set))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+            }
+        }
+        Ok(Observed {
+            id: id.into(),
+            inputs: after.clone(),
+            outputs: Attrs::new(),
+        })
+    }
+
+    async fn delete(&self, id: &str, inputs: &Attrs) -> Result<Deletion, ProviderError> {
+        // A cache that keeps snapshots leaves a final one behind.
+        let keeps_snapshots = num(inputs, "snapshot_retention_limit").unwrap_or(0) > 0;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let snapshot = keeps_snapshots.then(|| format!("{id}-final-{stamp}"));
+        self.0
+            .elasticache
+            .delete_serverless_cache()
+            .serverless_cache_name(id)
+            .set_final_snapshot_name(snapshot)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(Deletion::InProgress)
+    }
+
+    async fn wait(&self, id: &str) -> Result<Readiness, ProviderError> {
+        match self.describe(id).await? {
+            None => Err(ProviderError::not_found(format!(
+                "cache {id} is not visible yet"
+            ))),
+            Some(c) => Ok(match c.status() {
+                Some("available") => Readiness::Ready(Self::observe(&c)),
+                Some("create-failed") => Readiness::Failed(
+                    "creation failed; it must be deleted and created again".into(),
+                ),
+                other => Readiness::Pending(other.unwrap_or("creating").into()),
+            }),
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! IAM execution roles: trust policy, managed policies, one inline policy (`deploy`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_iam::types::Tag;
+use serde_json::{json, Value};
+
+use super::{classify, str_of, tags_of, Clients};
+use crate::model::Attrs;
+use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
+
+pub(super) struct Role(pub Arc<Clients>);
+
+const INLINE: &str = "deploy";
+
+fn managed(inputs: &Attrs) -> Vec<String> {
+    inputs
+        .get("managed_policy_arns")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// IAM returns policy documents URL-encoded.
+fn document(raw: Option<&str>) -> Value {
+    let decoded = raw
+        .map(|r| {
+            percent_encoding::percent_decode_str(r)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    serde_json::from_str(&decoded).unwrap_or(Value::Null)
+}
+
+impl Role {
+    async fn get(&self, name: &str) -> Result<Option<Observed>, ProviderError> {
+        let role = match self
+            .0
+            .iam
+            .get_role()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(out) => out.role().cloned(),
+            Err(e) if e.class == ErrorClass::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(role) = role else { return Ok(None) };
+        let attached = self
+            .0
+            .iam
+            .list_attached_role_policies()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(classify)?;
+        let arns: Vec<&str> = attached
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn())
+            .collect();
+        let inputs = Attrs::from([
+            ("name".into(), json!(role.role_name())),
+            (
+                "assume_role_policy".into(),
+                document(role.assume_role_policy_document()),
+            ),
+            ("managed_policy_arns".into(), json!(arns)),
+        ]);
+        let outputs = Attrs::from([
+            ("id".into(), json!(name)),
+            ("arn".into(), json!(role.arn())),
+        ]);
+        Ok(Some(Observed {
+            id: name.into(),
+            inputs,
+            outputs,
+        }))
+    }
+
+    async fn set_inline(&self, name: &str, policy: Option<&Value>) -> Result<(), ProviderError> {
+        match policy.filter(|p| !p.is_null()) {
+            Some(p) => {
+                self.0
+                    .iam
+                    .put_role_policy()
+                    .role_name(name)
+                    .policy_name(INLINE)
+                    .policy_document(p.to_string())
+                    .send()
+                    .await
+                    .map_err(classify)?;
+            }
+            None => match self
+                .0
+                .iam
+                .delete_role_policy()
+                .role_name(name)
+                .policy_name(INLINE)
+                .send()
+                .await
+                .map_err(classify)
+            {
+                Ok(_) => {}
+                Err(e) if e.class == ErrorClass::NotFound => {}
+                Err(e) => return Err(e),
+            },
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Provider for Role {
+    async fn read(&self, id: &str) -> Result<Option<Observed>, ProviderError> {
+        self.get(id).await
+    }
+
+    async fn find(&self, target: &Target<'_>) -> Result<Vec<Observed>, ProviderError> {
+        let Some(name) = &target.name else {
+            return Ok(Vec::new());
+        };
+        let tags = match self
+            .0
+            .iam
+            .list_role_tags()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(t) => t,
+            Err(e) if e.class == ErrorClass::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let ours = tags
+            .tags()
+            .iter()
+            .any(|t| t.key() == "deploy:address" && t.value() == target.address.as_str());
+        Ok(if ours {
+            self.get(name).await?.into_iter().collect()
+        } else {
+            Vec::new()
+        })
+    }
+
+    async fn create(
+        &self,
+        _target: &Target<'_>,
+        inputs: &Attrs,
+        _token: &str,
+    ) -> Result<Observed, ProviderError> {
+        let name = str_of(inputs, "name")?;
+        let tags: Vec<Tag> = tags_of(inputs)
+            .into_iter()
+            .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+            .collect();
+        let trust = inputs
+            .get("assume_role_policy")
+            .cloned()
+            .unwrap_or(Value::Null)
+            .to_string();
+        let out = self
+            .0
+            .iam
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(trust)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(classify)?;
+        for arn in managed(inputs) {
+            self.0
+                .iam
+                .attach_role_policy()
+                .role_name(name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(classify)?;
+        }
+        self.set_inline(name, inputs.get("inline_policy")).await?;
+        let arn = out.role().map(|r| r.arn().to_string()).unwrap_or_default();
+        Ok(Observed {
+            id: name.into(),
+            inputs: inputs.clone(),
+            outputs: Attrs::from([("id".into(), json!(name)), ("arn".into(), json!(arn))]),
+        })
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        before: &Attrs,
+        after: &Attrs,
+    ) -> Result<Observed, ProviderError> {
+        if before.get("assume_role_policy") != after.get("assume_role_policy") {
+            let doc = after
+                .get("assume_role_policy")
+                .cloned()
+                .unwrap_or(Value::Null)
+                .to_string();
+            self.0
+                .iam
+                .update_assume_role_policy()
+                .role_name(id)
+                .policy_document(doc)
+                .send()
+                .await
+                .map_err(classify)?;
+        }
+        let (old, new) = (managed(before), managed(after));
+        for arn in new.iter().filter(|a| !old.contains(a)) {
+            self.0
+                .iam
+                .attach_role_policy()
+                .role_name(id)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(classify)?;
+        }
+        for arn in old.iter().filter(|a| !new.contains(a)) {
+            self.0
+                .iam
+                .detach_role_policy()
+                .role_name(id)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(classify)?;
+        }
+        if before.get("inline_policy") != after.get("inline_policy") {
+            self.set_inline(id, after.get("inline_policy")).await?;
+        }
+        let (old_tags, new_tags) = (tags_of(before), tags_of(after));
+        let gone: Vec<String> = old_tags
+            .keys()
+            .filter(|k| !new_tags.contains_key(*k))
+            .cloned()
+            .collect();
+        if !gone.is_empty() {
+            self.0
+                .iam
+                .untag_role()
+                .role_name(id)
+                .set_tag_keys(Some(gone))
+                .send()
+                .await
+                .map_err(classify)?;
+        }
+        let set: Vec<Tag> = new_tags
+            .iter()
+            .filter(|(k, v)| old_tags.get(*k) != Some(*v))
+            .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+            .collect();
+        if !set.is_empty() {
+            self.0
+                .iam
+                .tag_role()
+                .role_name(id)
+                .set_tags(Some(set))
+                .send()
+                .await
+                .map_err(classify)?;
+        }
+        self.get(id)
+            .await?
+            .ok_or_else(|| ProviderError::not_found(format!("role {id} is gone")))
+    }
+
+    async fn delete(&self, id: &str, _inputs: &Attrs) -> Result<Deletion, ProviderError> {
+        let attached = self
+            .0
+            .iam
+            .list_attached_role_policies()
+            .role_name(id)
+            .send()
+            .await
+            .map_err(classify)?;
+        for p in attached
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn())
+        {
+            self.0
+                .iam
+                .detach_role_policy()
+                .role_name(id)
+                .policy_arn(p)
+                .send()
+                .await
+                .map_err(classify)?;
+        }
+        self.set_inline(id, None).await?;
+        self.0
+            .iam
+            .delete_role()
+            .role_name(id)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(Deletion::Done)
+    }
+
+    async fn wait(&self, id: &str) -> Result<Readiness, ProviderError> {
+        match self.get(id).await? {
+            Some(o) => Ok(Readiness::Ready(o)),
+            None => Err(ProviderError::not_found(format!(
+                "role {id} is not visible yet"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! AWS providers through the official SDK, one module per service. They implement the
+//! [`Provider`](crate::provider::Provider) trait; ordering, retries and waiting policy
+//! stay in the engine. Credentials come from the standard chain (environment,
+//! profiles, SSO, instance metadata); `AWS_ENDPOINT_URL` and its per-service variants
+//! are honoured, which is how tests point the SDK at the emulator.
+
+mod ec2;
+mod elasticache;
+mod iam;
+mod ssm;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::config::ProvideCredentials;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+
+use crate::model::Kind;
+use crate::provider::{ErrorClass, ProviderError, Providers, Target};
+
+/// Clients for every service the providers use, built once.
+#[derive(Clone)]
+pub struct Clients {
+    pub ec2: aws_sdk_ec2::Client,
+    pub elasticache: aws_sdk_elasticache::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub apigateway: aws_sdk_apigateway::Client,
+    pub cognito: aws_sdk_cognitoidentityprovider::Client,
+    pub events: aws_sdk_eventbridge::Client,
+    pub region: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("no AWS credentials found (looked in the environment, ~/.aws profiles, SSO and instance metadata)\n  hint: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; for the local emulator, eval \"$(tests/emulator/start)\"")]
+    NoCredentials,
+    #[error("cannot reach AWS at {endpoint}: {reason}\n  hint: is the emulator running? start it with eval \"$(tests/emulator/start)\"")]
+    Unreachable { endpoint: String, reason: String },
+}
+
+/// Loads configuration and credentials, failing fast and plainly when there are none.
+pub async fn clients(region: &str) -> Result<Clients, SetupError> {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .build();
+    let config = aws_config::from_env()
+        .region(aws_config::Region::new(region.to_string()))
+        .timeout_config(timeouts)
+        .load()
+        .await;
+    let provider = config
+        .credentials_provider()
+        .ok_or(SetupError::NoCredentials)?;
+    // The chain's last resort is the instance metadata service, which can take a long
+    // time to give up off EC2: bound it.
+    match tokio::time::timeout(Duration::from_secs(3), provider.provide_credentials()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) | Err(_) => return Err(SetupError::NoCredentials),
+    }
+    Ok(Clients {
+        ec2: aws_sdk_ec2::Client::new(&config),
+        elasticache: aws_sdk_elasticache::Client::new(&config),
+        ssm: aws_sdk_ssm::Client::new(&config),
+        iam: aws_sdk_iam::Client::new(&config),
+        lambda: aws_sdk_lambda::Client::new(&config),
+        apigateway: aws_sdk_apigateway::Client::new(&config),
+        cognito: aws_sdk_cognitoidentityprovider::Client::new(&config),
+        events: aws_sdk_eventbridge::Client::new(&config),
+        region: region.to_string(),
+    })
+}
+
+/// The providers for every kind implemented so far.
+pub fn providers(c: &Clients) -> Providers {
+    let shared = Arc::new(c.clone());
+    let mut p = Providers::new();
+    ec2::register(&shared, &mut p);
+    p.insert(
+        Kind::ServerlessCache,
+        Arc::new(elasticache::ServerlessCache(shared.clone())),
+    );
+    p.insert(Kind::SsmParameter, Arc::new(ssm::Parameter(shared.clone())));
+    p.insert(Kind::IamRole, Arc::new(iam::Role(shared.clone())));
+    p
+}
+
+/// Error codes that mean "not there" across services.
+fn is_not_found(code: &str) -> bool {
+    code.ends_with(".NotFound")
+        || code.ends_with("NotFound")
+        || code.ends_with("NotFoundFault")
+        || code.ends_with("NotFoundException")
+        || matches!(
+            code,
+            "NoSuchEntity" | "ParameterNotFound" | "InvalidAllocationID.NotFound"
+        )
+}
+
+/// Maps an SDK error to the engine's classes.
+pub(crate) fn classify<E>(e: SdkError<E, HttpResponse>) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let code = e.code().map(str::to_string);
+    let message = e.message().map(str::to_string).unwrap_or_else(|| match &e {
+        SdkError::TimeoutError(_) => "the request timed out".into(),
+        SdkError::DispatchFailure(d) => format!("the request could not be sent: {d:?}"),
+        other => format!("{other}"),
+    });
+    let class = match (&e, code.as_deref()) {
+        (
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_),
+            _,
+        ) => ErrorClass::Retryable,
+        (_, Some(c)) if is_not_found(c) => ErrorClass::NotFound,
+        (
+            _,
+            Some(
+                "RequestLimitExceeded"
+                | "Throttling"
+                | "ThrottlingException"
+                | "TooManyRequestsException"
+                | "RequestThrottled"
+                | "SlowDown",
+            ),
+        ) => ErrorClass::Throttled,
+        (
+            _,
+            Some(
+                "DependencyViolation"
+                | "InvalidGroup.InUse"
+                | "ResourceConflictException"
+                | "ResourceInUseException"
+                | "InvalidServerlessCacheStateFault"
+                | "ConcurrentModificationException"
+                | "IncorrectState"
+                | "ConflictException",
+            ),
+        ) => ErrorClass::Conflict,
+        // Lambda cannot assume a role that IAM has not propagated yet.
+        (_, Some("InvalidParameterValueException"))
+            if message.contains("cannot be assumed")
+                || message.contains("CreateNetworkInterface") =>
+        {
+            ErrorClass::Retryable
+        }
+        (
+            _,
+            Some(
+                "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable"
+                | "ServiceException",
+            ),
+        ) => ErrorClass::Retryable,
+        _ if status.is_some_and(|s| s >= 500) => ErrorClass::Retryable,
+        _ => ErrorClass::Fatal,
+    };
+    ProviderError {
+        class,
+        code,
+        message,
+    }
+}
+
+/// The tags that identify a resource of this environment.
+pub(crate) fn identity_tags(target: &Target<'_>) -> Vec<(String, String)> {
+    ["deploy:project", "deploy:environment", "deploy:address"]
+        .iter()
+        .filter_map(|k| target.tags.get(*k).map(|v| (k.to_string(), v.clone())))
+        .collect()
+}
+
+/// Tags from a resource's inputs.
+pub(crate) fn tags_of(inputs: &crate::model::Attrs) -> BTreeMap<String, String> {
+    inputs
+        .get("tags")
+        .and_then(|t| serde_json::from_value(t.clone()).ok())
+        .unwrap_or_default()
+}
+
+pub(crate) fn str_of<'a>(
+    inputs: &'a crate::model::Attrs,
+    key: &str,
+) -> Result<&'a str, ProviderError> {
+    inputs
+        .get(key)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| ProviderError::fatal(format!("input `{key}` is missing or not a string")))
+}
