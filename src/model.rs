@@ -179,6 +179,7 @@ impl Kind {
     pub fn string_inputs(self) -> &'static [&'static str] {
         match self {
             Kind::SsmParameter => &["value"],
+            Kind::LambdaFunction => &["environment"],
             _ => &[],
         }
     }

@@ -7,6 +7,7 @@
 mod ec2;
 mod elasticache;
 mod iam;
+mod lambda;
 mod ssm;
 
 use std::collections::BTreeMap;
@@ -86,6 +87,7 @@ pub fn providers(c: &Clients) -> Providers {
     );
     p.insert(Kind::SsmParameter, Arc::new(ssm::Parameter(shared.clone())));
     p.insert(Kind::IamRole, Arc::new(iam::Role(shared.clone())));
+    p.insert(Kind::LambdaFunction, Arc::new(lambda::Function(shared.clone())));
     p
 }
 

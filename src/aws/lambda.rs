@@ -1,0 +1,235 @@
+//! Lambda functions with versions and a `live` alias. The provider owns Lambda's
+//! sequencing: wait until Active and the last update Successful before the next change
+//! (configuration, then code), then publish a version and move the alias. Creating a
+//! function right after its role fails until IAM propagates; that error is retryable.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime, VpcConfig};
+use serde_json::{json, Value};
+
+use super::{classify, str_of, tags_of, Clients};
+use crate::model::Attrs;
+use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
+
+pub(super) struct Function(pub Arc<Clients>);
+
+const ALIAS: &str = "live";
+
+/// A deployable zip holding `bootstrap`. Until the build step ships the app, a stand-in
+/// binary: the zip is deterministic (fixed time and mode), so its hash is stable.
+pub fn placeholder_zip() -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .last_modified_time(zip::DateTime::default())
+            .unix_permissions(0o755);
+        z.start_file("bootstrap", options).expect("zip entry");
+        z.write_all(b"#!/bin/sh\necho 'placeholder: the build step has not shipped this function yet' >&2\nexit 1\n").expect("zip write");
+        z.finish().expect("zip finish");
+    }
+    buf.into_inner()
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array).map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+fn env_of(inputs: &Attrs) -> HashMap<String, String> {
+    inputs
+        .get("environment")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map(String::from).unwrap_or_else(|| v.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+fn arch(inputs: &Attrs) -> Architecture {
+    if inputs.get("architecture").and_then(Value::as_str) == Some("arm64") {
+        Architecture::Arm64
+    } else {
+        Architecture::X8664
+    }
+}
+
+fn vpc(inputs: &Attrs) -> VpcConfig {
+    VpcConfig::builder().set_subnet_ids(Some(strings(inputs.get("subnet_ids")))).set_security_group_ids(Some(strings(inputs.get("security_group_ids")))).build()
+}
+
+fn int(inputs: &Attrs, key: &str) -> Option<i32> {
+    inputs.get(key).and_then(Value::as_i64).map(|v| v as i32)
+}
+
+impl Function {
+    /// Waits until the function accepts the next change.
+    async fn settled(&self, name: &str) -> Result<(), ProviderError> {
+        let started = Instant::now();
+        loop {
+            let cfg = self.0.lambda.get_function_configuration().function_name(name).send().await.map_err(classify)?;
+            let state = cfg.state().map(|s| s.as_str().to_string()).unwrap_or_else(|| "Active".into());
+            let update = cfg.last_update_status().map(|s| s.as_str().to_string()).unwrap_or_else(|| "Successful".into());
+            if state == "Failed" || update == "Failed" {
+                let why = cfg.state_reason().or(cfg.last_update_status_reason()).unwrap_or("no reason given");
+                return Err(ProviderError::fatal(format!("function {name} failed: {why}")));
+            }
+            if state == "Active" && update == "Successful" {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(600) {
+                return Err(ProviderError::fatal(format!("function {name} stayed {state}/{update} for 10 minutes")));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Publishes what is deployed as a version and points the alias at it.
+    async fn release(&self, name: &str) -> Result<(), ProviderError> {
+        let version = loop {
+            match self.0.lambda.publish_version().function_name(name).send().await.map_err(classify) {
+                Ok(v) => break v.version().unwrap_or("1").to_string(),
+                // An update still in progress: wait and publish again.
+                Err(e) if e.class == ErrorClass::Conflict => self.settled(name).await?,
+                Err(e) => return Err(e),
+            }
+        };
+        match self.0.lambda.update_alias().function_name(name).name(ALIAS).function_version(&version).send().await.map_err(classify) {
+            Ok(_) => Ok(()),
+            Err(e) if e.class == ErrorClass::NotFound => {
+                self.0.lambda.create_alias().function_name(name).name(ALIAS).function_version(&version).send().await.map_err(classify)?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Observed>, ProviderError> {
+        let out = match self.0.lambda.get_function().function_name(name).send().await.map_err(classify) {
+            Ok(o) => o,
+            Err(e) if e.class == ErrorClass::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(cfg) = out.configuration() else { return Ok(None) };
+        let vpc = cfg.vpc_config();
+        let env: serde_json::Map<String, Value> = cfg.environment().and_then(|e| e.variables()).map(|m| m.iter().map(|(k, v)| (k.clone(), json!(v))).collect()).unwrap_or_default();
+        let mut tags: std::collections::BTreeMap<String, String> = out.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+        tags.retain(|k, _| !k.starts_with("aws:"));
+        let inputs = Attrs::from([
+            ("name".into(), json!(cfg.function_name())),
+            ("role_arn".into(), json!(cfg.role())),
+            ("runtime".into(), json!(cfg.runtime().map(|r| r.as_str()))),
+            ("handler".into(), json!(cfg.handler())),
+            ("architecture".into(), json!(cfg.architectures().first().map(|a| a.as_str()).unwrap_or("x86_64"))),
+            ("memory_mb".into(), json!(cfg.memory_size())),
+            ("timeout_s".into(), json!(cfg.timeout())),
+            ("subnet_ids".into(), json!(vpc.map(|v| v.subnet_ids()).unwrap_or_default())),
+            ("security_group_ids".into(), json!(vpc.map(|v| v.security_group_ids()).unwrap_or_default())),
+            ("environment".into(), Value::Object(env)),
+            ("tags".into(), json!(tags)),
+        ]);
+        let arn = cfg.function_arn().unwrap_or_default().to_string();
+        let alias = match self.0.lambda.get_alias().function_name(name).name(ALIAS).send().await.map_err(classify) {
+            Ok(a) => Some(a),
+            Err(e) if e.class == ErrorClass::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let mut outputs = Attrs::from([("id".into(), json!(name)), ("arn".into(), json!(arn))]);
+        if let Some(a) = alias {
+            outputs.insert("version".into(), json!(a.function_version()));
+            outputs.insert("alias_arn".into(), json!(a.alias_arn()));
+        }
+        Ok(Some(Observed { id: name.into(), inputs, outputs }))
+    }
+}
+
+#[async_trait]
+impl Provider for Function {
+    async fn read(&self, id: &str) -> Result<Option<Observed>, ProviderError> {
+        self.get(id).await
+    }
+
+    async fn find(&self, target: &Target<'_>) -> Result<Vec<Observed>, ProviderError> {
+        let Some(name) = &target.name else { return Ok(Vec::new()) };
+        let found = self.get(name).await?;
+        Ok(found.filter(|o| o.inputs["tags"].get("deploy:address").and_then(Value::as_str) == Some(target.address.as_str())).into_iter().collect())
+    }
+
+    async fn create(&self, _target: &Target<'_>, inputs: &Attrs, _token: &str) -> Result<Observed, ProviderError> {
+        let name = str_of(inputs, "name")?;
+        let tags: HashMap<String, String> = tags_of(inputs).into_iter().collect();
+        self.0
+            .lambda
+            .create_function()
+            .function_name(name)
+            .role(str_of(inputs, "role_arn")?)
+            .runtime(Runtime::Providedal2023)
+            .handler(str_of(inputs, "handler")?)
+            .architectures(arch(inputs))
+            .set_memory_size(int(inputs, "memory_mb"))
+            .set_timeout(int(inputs, "timeout_s"))
+            .vpc_config(vpc(inputs))
+            .environment(Environment::builder().set_variables(Some(env_of(inputs))).build())
+            .code(FunctionCode::builder().zip_file(Blob::new(placeholder_zip())).build())
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(classify)?;
+        self.settled(name).await?;
+        self.release(name).await?;
+        self.get(name).await?.ok_or_else(|| ProviderError::new(ErrorClass::Retryable, format!("function {name} is not visible yet")))
+    }
+
+    async fn update(&self, id: &str, before: &Attrs, after: &Attrs) -> Result<Observed, ProviderError> {
+        let changed = |keys: &[&str]| keys.iter().any(|k| before.get(*k) != after.get(*k));
+        self.settled(id).await?;
+        if changed(&["role_arn", "handler", "runtime", "memory_mb", "timeout_s", "subnet_ids", "security_group_ids", "environment"]) {
+            self.0
+                .lambda
+                .update_function_configuration()
+                .function_name(id)
+                .role(str_of(after, "role_arn")?)
+                .handler(str_of(after, "handler")?)
+                .set_memory_size(int(after, "memory_mb"))
+                .set_timeout(int(after, "timeout_s"))
+                .vpc_config(vpc(after))
+                .environment(Environment::builder().set_variables(Some(env_of(after))).build())
+                .send()
+                .await
+                .map_err(classify)?;
+            self.settled(id).await?;
+        }
+        if changed(&["architecture", "code"]) {
+            self.0.lambda.update_function_code().function_name(id).architectures(arch(after)).zip_file(Blob::new(placeholder_zip())).send().await.map_err(classify)?;
+            self.settled(id).await?;
+        }
+        let (old, new) = (tags_of(before), tags_of(after));
+        if old != new {
+            let arn = self.0.lambda.get_function_configuration().function_name(id).send().await.map_err(classify)?.function_arn().unwrap_or_default().to_string();
+            let gone: Vec<String> = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
+            if !gone.is_empty() {
+                self.0.lambda.untag_resource().resource(&arn).set_tag_keys(Some(gone)).send().await.map_err(classify)?;
+            }
+            self.0.lambda.tag_resource().resource(&arn).set_tags(Some(new.into_iter().collect())).send().await.map_err(classify)?;
+        }
+        self.release(id).await?;
+        self.get(id).await?.ok_or_else(|| ProviderError::not_found(format!("function {id} is gone")))
+    }
+
+    async fn delete(&self, id: &str, _inputs: &Attrs) -> Result<Deletion, ProviderError> {
+        self.0.lambda.delete_function().function_name(id).send().await.map_err(classify)?;
+        Ok(Deletion::Done)
+    }
+
+    async fn wait(&self, id: &str) -> Result<Readiness, ProviderError> {
+        match self.get(id).await? {
+            Some(o) if o.outputs.contains_key("alias_arn") => Ok(Readiness::Ready(o)),
+            Some(_) => Ok(Readiness::Pending("publishing".into())),
+            None => Err(ProviderError::not_found(format!("function {id} is not visible yet"))),
+        }
+    }
+}
