@@ -720,6 +720,16 @@ async fn update(shared: &Shared, step: &Step) -> Result<(), StepError> {
     })
 }
 
+/// The next poll delay: soon at first, doubling up to the kind's interval, as AWS's own
+/// waiters do (most resources settle in seconds; some take many minutes).
+fn backoff(max: Duration, polls: &mut u32) -> Duration {
+    let d = Duration::from_millis(250)
+        .saturating_mul(1 << (*polls).min(10))
+        .min(max);
+    *polls += 1;
+    d
+}
+
 /// Polls until the resource is ready, then records it as settled.
 async fn settle(
     shared: &Shared,
@@ -734,6 +744,7 @@ async fn settle(
     let timeout = limits.timeout.mul_f64(shared.config.wait_scale);
     let started = Instant::now();
     let mut last_status: String;
+    let mut polls = 0u32;
     let ready = loop {
         match shared.call(address, || provider.wait(id)).await {
             Ok(Readiness::Ready(o)) => break o,
@@ -761,7 +772,7 @@ async fn settle(
             status: last_status.clone(),
             elapsed,
         });
-        tokio::time::sleep(poll).await;
+        tokio::time::sleep(backoff(poll, &mut polls)).await;
     };
     shared.save(|s| {
         s.resources
@@ -786,13 +797,32 @@ async fn delete(shared: &Shared, step: &Step) -> Result<(), StepError> {
         .providers
         .get(current.kind)
         .map_err(|e| StepError(e.to_string()))?;
-    let outcome = match shared
-        .call(address, || provider.delete(&current.id, &current.inputs))
-        .await
-    {
-        Ok(d) => d,
-        Err(e) if e.class == ErrorClass::NotFound => Deletion::Done,
-        Err(e) => return Err(e.into()),
+    // A delete blocked by dependents (Lambda ENIs on a security group or subnet, a
+    // NAT's address on an internet gateway) is waited out, visibly, up to the kind's
+    // timeout.
+    let limits = current.kind.wait_limits();
+    let (poll, patience) = (
+        limits.poll.mul_f64(shared.config.wait_scale),
+        limits.timeout.mul_f64(shared.config.wait_scale),
+    );
+    let blocked_since = Instant::now();
+    let outcome = loop {
+        match shared
+            .call(address, || provider.delete(&current.id, &current.inputs))
+            .await
+        {
+            Ok(d) => break d,
+            Err(e) if e.class == ErrorClass::NotFound => break Deletion::Done,
+            Err(e) if e.class == ErrorClass::Conflict && blocked_since.elapsed() < patience => {
+                shared.emit(Event::Waiting {
+                    address: address.clone(),
+                    status: format!("blocked ({e})"),
+                    elapsed: blocked_since.elapsed(),
+                });
+                tokio::time::sleep(poll.max(Duration::from_millis(10))).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
     if outcome == Deletion::InProgress {
         let limits = current.kind.wait_limits();

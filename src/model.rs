@@ -193,6 +193,8 @@ impl Kind {
     pub fn wait_limits(self) -> WaitLimits {
         let (timeout_min, poll_s) = match self {
             Kind::ServerlessCache => (40, 10),
+            // Deleting them waits out Lambda's network interfaces (P99 ~35 min).
+            Kind::SecurityGroup | Kind::Subnet => (45, 10),
             Kind::NatGateway => (10, 5),
             Kind::LambdaFunction => (5, 2),
             _ => (5, 2),
@@ -317,12 +319,17 @@ pub fn substitute(v: &Value, lookup: &dyn Fn(&Reference) -> Option<Value>) -> Op
 
 /// Applies [`Kind::string_inputs`] to resolved inputs.
 pub fn stringify(kind: Kind, key: &str, v: Value) -> Value {
-    match v {
-        Value::Number(_) | Value::Bool(_) if kind.string_inputs().contains(&key) => {
-            Value::String(v.to_string())
-        }
-        other => other,
+    if !kind.string_inputs().contains(&key) {
+        return v;
     }
+    fn text(v: Value) -> Value {
+        match v {
+            Value::Number(_) | Value::Bool(_) => Value::String(v.to_string()),
+            Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, text(v))).collect()),
+            other => other,
+        }
+    }
+    text(v)
 }
 
 /// What the plan does to one resource.

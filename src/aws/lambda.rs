@@ -39,14 +39,31 @@ pub fn placeholder_zip() -> Vec<u8> {
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array).map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn env_of(inputs: &Attrs) -> HashMap<String, String> {
     inputs
         .get("environment")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map(String::from).unwrap_or_else(|| v.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(String::from)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -59,7 +76,10 @@ fn arch(inputs: &Attrs) -> Architecture {
 }
 
 fn vpc(inputs: &Attrs) -> VpcConfig {
-    VpcConfig::builder().set_subnet_ids(Some(strings(inputs.get("subnet_ids")))).set_security_group_ids(Some(strings(inputs.get("security_group_ids")))).build()
+    VpcConfig::builder()
+        .set_subnet_ids(Some(strings(inputs.get("subnet_ids"))))
+        .set_security_group_ids(Some(strings(inputs.get("security_group_ids"))))
+        .build()
 }
 
 fn int(inputs: &Attrs, key: &str) -> Option<i32> {
@@ -71,18 +91,38 @@ impl Function {
     async fn settled(&self, name: &str) -> Result<(), ProviderError> {
         let started = Instant::now();
         loop {
-            let cfg = self.0.lambda.get_function_configuration().function_name(name).send().await.map_err(classify)?;
-            let state = cfg.state().map(|s| s.as_str().to_string()).unwrap_or_else(|| "Active".into());
-            let update = cfg.last_update_status().map(|s| s.as_str().to_string()).unwrap_or_else(|| "Successful".into());
+            let cfg = self
+                .0
+                .lambda
+                .get_function_configuration()
+                .function_name(name)
+                .send()
+                .await
+                .map_err(classify)?;
+            let state = cfg
+                .state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "Active".into());
+            let update = cfg
+                .last_update_status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "Successful".into());
             if state == "Failed" || update == "Failed" {
-                let why = cfg.state_reason().or(cfg.last_update_status_reason()).unwrap_or("no reason given");
-                return Err(ProviderError::fatal(format!("function {name} failed: {why}")));
+                let why = cfg
+                    .state_reason()
+                    .or(cfg.last_update_status_reason())
+                    .unwrap_or("no reason given");
+                return Err(ProviderError::fatal(format!(
+                    "function {name} failed: {why}"
+                )));
             }
             if state == "Active" && update == "Successful" {
                 return Ok(());
             }
             if started.elapsed() > Duration::from_secs(600) {
-                return Err(ProviderError::fatal(format!("function {name} stayed {state}/{update} for 10 minutes")));
+                return Err(ProviderError::fatal(format!(
+                    "function {name} stayed {state}/{update} for 10 minutes"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -91,17 +131,43 @@ impl Function {
     /// Publishes what is deployed as a version and points the alias at it.
     async fn release(&self, name: &str) -> Result<(), ProviderError> {
         let version = loop {
-            match self.0.lambda.publish_version().function_name(name).send().await.map_err(classify) {
+            match self
+                .0
+                .lambda
+                .publish_version()
+                .function_name(name)
+                .send()
+                .await
+                .map_err(classify)
+            {
                 Ok(v) => break v.version().unwrap_or("1").to_string(),
                 // An update still in progress: wait and publish again.
                 Err(e) if e.class == ErrorClass::Conflict => self.settled(name).await?,
                 Err(e) => return Err(e),
             }
         };
-        match self.0.lambda.update_alias().function_name(name).name(ALIAS).function_version(&version).send().await.map_err(classify) {
+        match self
+            .0
+            .lambda
+            .update_alias()
+            .function_name(name)
+            .name(ALIAS)
+            .function_version(&version)
+            .send()
+            .await
+            .map_err(classify)
+        {
             Ok(_) => Ok(()),
             Err(e) if e.class == ErrorClass::NotFound => {
-                self.0.lambda.create_alias().function_name(name).name(ALIAS).function_version(&version).send().await.map_err(classify)?;
+                self.0
+                    .lambda
+                    .create_alias()
+                    .function_name(name)
+                    .name(ALIAS)
+                    .function_version(&version)
+                    .send()
+                    .await
+                    .map_err(classify)?;
                 Ok(())
             }
             Err(e) => Err(e),
@@ -109,31 +175,70 @@ impl Function {
     }
 
     async fn get(&self, name: &str) -> Result<Option<Observed>, ProviderError> {
-        let out = match self.0.lambda.get_function().function_name(name).send().await.map_err(classify) {
+        let out = match self
+            .0
+            .lambda
+            .get_function()
+            .function_name(name)
+            .send()
+            .await
+            .map_err(classify)
+        {
             Ok(o) => o,
             Err(e) if e.class == ErrorClass::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let Some(cfg) = out.configuration() else { return Ok(None) };
+        let Some(cfg) = out.configuration() else {
+            return Ok(None);
+        };
         let vpc = cfg.vpc_config();
-        let env: serde_json::Map<String, Value> = cfg.environment().and_then(|e| e.variables()).map(|m| m.iter().map(|(k, v)| (k.clone(), json!(v))).collect()).unwrap_or_default();
-        let mut tags: std::collections::BTreeMap<String, String> = out.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+        let env: serde_json::Map<String, Value> = cfg
+            .environment()
+            .and_then(|e| e.variables())
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
+            .unwrap_or_default();
+        let mut tags: std::collections::BTreeMap<String, String> = out
+            .tags()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
         tags.retain(|k, _| !k.starts_with("aws:"));
         let inputs = Attrs::from([
             ("name".into(), json!(cfg.function_name())),
             ("role_arn".into(), json!(cfg.role())),
             ("runtime".into(), json!(cfg.runtime().map(|r| r.as_str()))),
             ("handler".into(), json!(cfg.handler())),
-            ("architecture".into(), json!(cfg.architectures().first().map(|a| a.as_str()).unwrap_or("x86_64"))),
+            (
+                "architecture".into(),
+                json!(cfg
+                    .architectures()
+                    .first()
+                    .map(|a| a.as_str())
+                    .unwrap_or("x86_64")),
+            ),
             ("memory_mb".into(), json!(cfg.memory_size())),
             ("timeout_s".into(), json!(cfg.timeout())),
-            ("subnet_ids".into(), json!(vpc.map(|v| v.subnet_ids()).unwrap_or_default())),
-            ("security_group_ids".into(), json!(vpc.map(|v| v.security_group_ids()).unwrap_or_default())),
+            (
+                "subnet_ids".into(),
+                json!(vpc.map(|v| v.subnet_ids()).unwrap_or_default()),
+            ),
+            (
+                "security_group_ids".into(),
+                json!(vpc.map(|v| v.security_group_ids()).unwrap_or_default()),
+            ),
             ("environment".into(), Value::Object(env)),
             ("tags".into(), json!(tags)),
         ]);
         let arn = cfg.function_arn().unwrap_or_default().to_string();
-        let alias = match self.0.lambda.get_alias().function_name(name).name(ALIAS).send().await.map_err(classify) {
+        let alias = match self
+            .0
+            .lambda
+            .get_alias()
+            .function_name(name)
+            .name(ALIAS)
+            .send()
+            .await
+            .map_err(classify)
+        {
             Ok(a) => Some(a),
             Err(e) if e.class == ErrorClass::NotFound => None,
             Err(e) => return Err(e),
@@ -143,7 +248,11 @@ impl Function {
             outputs.insert("version".into(), json!(a.function_version()));
             outputs.insert("alias_arn".into(), json!(a.alias_arn()));
         }
-        Ok(Some(Observed { id: name.into(), inputs, outputs }))
+        Ok(Some(Observed {
+            id: name.into(),
+            inputs,
+            outputs,
+        }))
     }
 }
 
@@ -154,12 +263,27 @@ impl Provider for Function {
     }
 
     async fn find(&self, target: &Target<'_>) -> Result<Vec<Observed>, ProviderError> {
-        let Some(name) = &target.name else { return Ok(Vec::new()) };
+        let Some(name) = &target.name else {
+            return Ok(Vec::new());
+        };
         let found = self.get(name).await?;
-        Ok(found.filter(|o| o.inputs["tags"].get("deploy:address").and_then(Value::as_str) == Some(target.address.as_str())).into_iter().collect())
+        Ok(found
+            .filter(|o| {
+                o.inputs["tags"]
+                    .get("deploy:address")
+                    .and_then(Value::as_str)
+                    == Some(target.address.as_str())
+            })
+            .into_iter()
+            .collect())
     }
 
-    async fn create(&self, _target: &Target<'_>, inputs: &Attrs, _token: &str) -> Result<Observed, ProviderError> {
+    async fn create(
+        &self,
+        _target: &Target<'_>,
+        inputs: &Attrs,
+        _token: &str,
+    ) -> Result<Observed, ProviderError> {
         let name = str_of(inputs, "name")?;
         let tags: HashMap<String, String> = tags_of(inputs).into_iter().collect();
         self.0
@@ -173,21 +297,48 @@ impl Provider for Function {
             .set_memory_size(int(inputs, "memory_mb"))
             .set_timeout(int(inputs, "timeout_s"))
             .vpc_config(vpc(inputs))
-            .environment(Environment::builder().set_variables(Some(env_of(inputs))).build())
-            .code(FunctionCode::builder().zip_file(Blob::new(placeholder_zip())).build())
+            .environment(
+                Environment::builder()
+                    .set_variables(Some(env_of(inputs)))
+                    .build(),
+            )
+            .code(
+                FunctionCode::builder()
+                    .zip_file(Blob::new(placeholder_zip()))
+                    .build(),
+            )
             .set_tags(Some(tags))
             .send()
             .await
             .map_err(classify)?;
         self.settled(name).await?;
         self.release(name).await?;
-        self.get(name).await?.ok_or_else(|| ProviderError::new(ErrorClass::Retryable, format!("function {name} is not visible yet")))
+        self.get(name).await?.ok_or_else(|| {
+            ProviderError::new(
+                ErrorClass::Retryable,
+                format!("function {name} is not visible yet"),
+            )
+        })
     }
 
-    async fn update(&self, id: &str, before: &Attrs, after: &Attrs) -> Result<Observed, ProviderError> {
+    async fn update(
+        &self,
+        id: &str,
+        before: &Attrs,
+        after: &Attrs,
+    ) -> Result<Observed, ProviderError> {
         let changed = |keys: &[&str]| keys.iter().any(|k| before.get(*k) != after.get(*k));
         self.settled(id).await?;
-        if changed(&["role_arn", "handler", "runtime", "memory_mb", "timeout_s", "subnet_ids", "security_group_ids", "environment"]) {
+        if changed(&[
+            "role_arn",
+            "handler",
+            "runtime",
+            "memory_mb",
+            "timeout_s",
+            "subnet_ids",
+            "security_group_ids",
+            "environment",
+        ]) {
             self.0
                 .lambda
                 .update_function_configuration()
@@ -197,31 +348,79 @@ impl Provider for Function {
                 .set_memory_size(int(after, "memory_mb"))
                 .set_timeout(int(after, "timeout_s"))
                 .vpc_config(vpc(after))
-                .environment(Environment::builder().set_variables(Some(env_of(after))).build())
+                .environment(
+                    Environment::builder()
+                        .set_variables(Some(env_of(after)))
+                        .build(),
+                )
                 .send()
                 .await
                 .map_err(classify)?;
             self.settled(id).await?;
         }
         if changed(&["architecture", "code"]) {
-            self.0.lambda.update_function_code().function_name(id).architectures(arch(after)).zip_file(Blob::new(placeholder_zip())).send().await.map_err(classify)?;
+            self.0
+                .lambda
+                .update_function_code()
+                .function_name(id)
+                .architectures(arch(after))
+                .zip_file(Blob::new(placeholder_zip()))
+                .send()
+                .await
+                .map_err(classify)?;
             self.settled(id).await?;
         }
         let (old, new) = (tags_of(before), tags_of(after));
         if old != new {
-            let arn = self.0.lambda.get_function_configuration().function_name(id).send().await.map_err(classify)?.function_arn().unwrap_or_default().to_string();
-            let gone: Vec<String> = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
+            let arn = self
+                .0
+                .lambda
+                .get_function_configuration()
+                .function_name(id)
+                .send()
+                .await
+                .map_err(classify)?
+                .function_arn()
+                .unwrap_or_default()
+                .to_string();
+            let gone: Vec<String> = old
+                .keys()
+                .filter(|k| !new.contains_key(*k))
+                .cloned()
+                .collect();
             if !gone.is_empty() {
-                self.0.lambda.untag_resource().resource(&arn).set_tag_keys(Some(gone)).send().await.map_err(classify)?;
+                self.0
+                    .lambda
+                    .untag_resource()
+                    .resource(&arn)
+                    .set_tag_keys(Some(gone))
+                    .send()
+                    .await
+                    .map_err(classify)?;
             }
-            self.0.lambda.tag_resource().resource(&arn).set_tags(Some(new.into_iter().collect())).send().await.map_err(classify)?;
+            self.0
+                .lambda
+                .tag_resource()
+                .resource(&arn)
+                .set_tags(Some(new.into_iter().collect()))
+                .send()
+                .await
+                .map_err(classify)?;
         }
         self.release(id).await?;
-        self.get(id).await?.ok_or_else(|| ProviderError::not_found(format!("function {id} is gone")))
+        self.get(id)
+            .await?
+            .ok_or_else(|| ProviderError::not_found(format!("function {id} is gone")))
     }
 
     async fn delete(&self, id: &str, _inputs: &Attrs) -> Result<Deletion, ProviderError> {
-        self.0.lambda.delete_function().function_name(id).send().await.map_err(classify)?;
+        self.0
+            .lambda
+            .delete_function()
+            .function_name(id)
+            .send()
+            .await
+            .map_err(classify)?;
         Ok(Deletion::Done)
     }
 
@@ -229,7 +428,9 @@ impl Provider for Function {
         match self.get(id).await? {
             Some(o) if o.outputs.contains_key("alias_arn") => Ok(Readiness::Ready(o)),
             Some(_) => Ok(Readiness::Pending("publishing".into())),
-            None => Err(ProviderError::not_found(format!("function {id} is not visible yet"))),
+            None => Err(ProviderError::not_found(format!(
+                "function {id} is not visible yet"
+            ))),
         }
     }
 }

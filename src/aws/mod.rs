@@ -4,8 +4,11 @@
 //! profiles, SSO, instance metadata); `AWS_ENDPOINT_URL` and its per-service variants
 //! are honoured, which is how tests point the SDK at the emulator.
 
+mod apigateway;
+mod cognito;
 mod ec2;
 mod elasticache;
+mod events;
 mod iam;
 mod lambda;
 mod ssm;
@@ -33,14 +36,18 @@ pub struct Clients {
     pub cognito: aws_sdk_cognitoidentityprovider::Client,
     pub events: aws_sdk_eventbridge::Client,
     pub region: String,
+    /// The account the credentials belong to (from STS).
+    pub account: String,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("no AWS credentials found (looked in the environment, ~/.aws profiles, SSO and instance metadata)\n  hint: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; for the local emulator, eval \"$(tests/emulator/start)\"")]
     NoCredentials,
-    #[error("cannot reach AWS at {endpoint}: {reason}\n  hint: is the emulator running? start it with eval \"$(tests/emulator/start)\"")]
+    #[error("cannot reach AWS at {endpoint}: {reason}\n  hint: check the network; for the local emulator, start it with eval \"$(tests/emulator/start)\"")]
     Unreachable { endpoint: String, reason: String },
+    #[error("AWS refused the credentials: {0}\n  hint: check AWS_PROFILE or the access keys, and that the session has not expired")]
+    Rejected(String),
 }
 
 /// Loads configuration and credentials, failing fast and plainly when there are none.
@@ -63,7 +70,35 @@ pub async fn clients(region: &str) -> Result<Clients, SetupError> {
         Ok(Ok(_)) => {}
         Ok(Err(_)) | Err(_) => return Err(SetupError::NoCredentials),
     }
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .unwrap_or_else(|_| format!("https://sts.{region}.amazonaws.com"));
+    let sts = aws_sdk_sts::Client::new(&config);
+    let account = match tokio::time::timeout(
+        Duration::from_secs(5),
+        sts.get_caller_identity().send(),
+    )
+    .await
+    {
+        Ok(Ok(who)) => who.account().unwrap_or_default().to_string(),
+        Ok(Err(e)) => {
+            let e = classify(e);
+            return Err(match e.class {
+                ErrorClass::Retryable => SetupError::Unreachable {
+                    endpoint,
+                    reason: e.message,
+                },
+                _ => SetupError::Rejected(e.to_string()),
+            });
+        }
+        Err(_) => {
+            return Err(SetupError::Unreachable {
+                endpoint,
+                reason: "no answer within 5 s".into(),
+            })
+        }
+    };
     Ok(Clients {
+        account,
         ec2: aws_sdk_ec2::Client::new(&config),
         elasticache: aws_sdk_elasticache::Client::new(&config),
         ssm: aws_sdk_ssm::Client::new(&config),
@@ -87,7 +122,20 @@ pub fn providers(c: &Clients) -> Providers {
     );
     p.insert(Kind::SsmParameter, Arc::new(ssm::Parameter(shared.clone())));
     p.insert(Kind::IamRole, Arc::new(iam::Role(shared.clone())));
-    p.insert(Kind::LambdaFunction, Arc::new(lambda::Function(shared.clone())));
+    p.insert(
+        Kind::LambdaFunction,
+        Arc::new(lambda::Function(shared.clone())),
+    );
+    p.insert(Kind::UserPool, Arc::new(cognito::UserPool(shared.clone())));
+    p.insert(
+        Kind::ScheduleRule,
+        Arc::new(events::ScheduleRule(shared.clone())),
+    );
+    p.insert(Kind::RestApi, Arc::new(apigateway::RestApi(shared.clone())));
+    p.insert(
+        Kind::UserPoolClient,
+        Arc::new(cognito::UserPoolClient(shared.clone())),
+    );
     p
 }
 
@@ -113,7 +161,10 @@ where
     let message = e.message().map(str::to_string).unwrap_or_else(|| match &e {
         SdkError::TimeoutError(_) => "the request timed out".into(),
         SdkError::DispatchFailure(d) => format!("the request could not be sent: {d:?}"),
-        other => format!("{other}"),
+        other => match status {
+            Some(s) => format!("{other} (HTTP {s}, no message)"),
+            None => format!("{other}"),
+        },
     });
     let class = match (&e, code.as_deref()) {
         (

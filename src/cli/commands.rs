@@ -205,12 +205,18 @@ fn validate(s: &Settings, as_json: bool) -> Outcome {
     }
 }
 
-/// The AWS providers. They arrive with the providers issue; until then, commands that
-/// need AWS stop here with a plain message.
-fn aws_providers(what: &str) -> Result<Providers, Failure> {
-    Err(Failure::new(format!(
-        "{what} needs to call AWS, and this build of deploy has no AWS providers yet\n  hint: `deploy validate` and `deploy plan --no-refresh` work without AWS"
-    )))
+/// The AWS providers for `region`, or a plain message saying why there are none
+/// (no credentials, nothing answering, credentials refused).
+async fn aws_providers(region: &str) -> Result<Providers, Failure> {
+    let region = if region.is_empty() {
+        "us-east-1"
+    } else {
+        region
+    };
+    match crate::aws::clients(region).await {
+        Ok(c) => Ok(crate::aws::providers(&c)),
+        Err(e) => Err(Failure::new(e.to_string())),
+    }
 }
 
 fn progress(s: &Settings) -> EventSink {
@@ -249,26 +255,24 @@ fn targets(raw: &[String]) -> Vec<Address> {
 
 /// Providers for refreshing: none for `--no-refresh`; an empty set when there is no
 /// state (nothing to read); otherwise the AWS providers.
-fn refresh_providers(
+async fn refresh_providers(
     s: &Settings,
-    environment: &str,
+    desired: &Desired,
     no_refresh: bool,
 ) -> Result<Option<Providers>, Failure> {
     if no_refresh {
         return Ok(None);
     }
     let backend = LocalBackend::new(&s.state_dir);
-    match backend.read(environment)? {
-        Some(state) if !state.is_empty() => {
-            aws_providers("refreshing recorded resources").map(Some)
-        }
+    match backend.read(&desired.environment)? {
+        Some(state) if !state.is_empty() => aws_providers(&desired.region).await.map(Some),
         _ => Ok(Some(Providers::new())),
     }
 }
 
 async fn plan(s: &Settings, a: PlanArgs) -> Outcome {
     let desired = load(s)?;
-    let providers = refresh_providers(s, &desired.environment, a.no_refresh)?;
+    let providers = refresh_providers(s, &desired, a.no_refresh).await?;
     let backend = LocalBackend::new(&s.state_dir);
     let planned = ops::plan(
         &backend,
@@ -357,10 +361,7 @@ async fn execute(
     if !refusals.is_empty() {
         return Err(Failure::new("the plan would lose data or touch a protected resource (see above); nothing was changed"));
     }
-    let providers = aws_providers(match plan.operation {
-        Operation::Apply => "apply",
-        Operation::Destroy => "destroy",
-    })?;
+    let providers = aws_providers(&plan.region).await?;
     let verb = if plan.operation == Operation::Destroy {
         "Destroy"
     } else {
@@ -406,7 +407,7 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
         }
         None => {
             let desired = load(s)?;
-            let providers = refresh_providers(s, &desired.environment, a.no_refresh)?;
+            let providers = refresh_providers(s, &desired, a.no_refresh).await?;
             let backend = LocalBackend::new(&s.state_dir);
             let planned = ops::plan(
                 &backend,
@@ -434,7 +435,7 @@ async fn destroy(s: &Settings, a: DestroyArgs) -> Outcome {
         .unwrap_or_default();
     let backend = LocalBackend::new(&s.state_dir);
     let providers = match backend.read(&environment)? {
-        Some(state) if !state.is_empty() => Some(aws_providers("destroy")?),
+        Some(state) if !state.is_empty() => Some(aws_providers(&region).await?),
         _ => Some(Providers::new()),
     };
     let planned = ops::plan_destroy(

@@ -26,10 +26,11 @@ def main():
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
-    from . import nat, serverless
+    from . import apigateway, nat, serverless
     from .middleware import Emulator
 
     serverless.install()
+    apigateway.install()
     nat.install()
     atexit.register(serverless.shutdown)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

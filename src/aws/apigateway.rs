@@ -1,0 +1,464 @@
+//! The API Gateway REST API, from the OpenAPI template in `templates/` rendered with
+//! the real ARNs: Lambda proxy integrations to each function's `live` alias, the
+//! Cognito authorizer, CORS preflight mocks and gateway responses. Definitions go in
+//! with `PutRestApi` in overwrite mode, and a deployment to the stage follows whenever
+//! the definition's hash changes (forgetting that is a classic way to ship nothing).
+//!
+//! Ids are `API_ID/STAGE`: reading a stage needs both.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_apigateway::primitives::Blob;
+use aws_sdk_apigateway::types::PutMode;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::events::{allow_invoke, revoke_invoke};
+use super::{classify, str_of, tags_of, Clients};
+use crate::model::Attrs;
+use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
+
+pub(super) struct RestApi(pub Arc<Clients>);
+
+const TEMPLATE: &str = include_str!("../../templates/rest-api.openapi.json");
+
+fn fill(text: &str, vars: &BTreeMap<&str, String>) -> String {
+    vars.iter().fold(text.to_string(), |t, (k, v)| {
+        t.replace(&format!("${{{k}}}"), v)
+    })
+}
+
+/// The OpenAPI document for these inputs, and its hash.
+pub fn render(region: &str, inputs: &Attrs) -> Result<(String, String), ProviderError> {
+    let cors = inputs.get("cors").filter(|c| !c.is_null());
+    let origins: Vec<String> = cors
+        .and_then(|c| c.get("allow_origins"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let headers: Vec<String> = cors
+        .and_then(|c| c.get("allow_headers"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let routes = inputs
+        .get("routes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut by_path: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for r in &routes {
+        by_path
+            .entry(
+                r.get("path")
+                    .and_then(Value::as_str)
+                    .unwrap_or("/")
+                    .to_string(),
+            )
+            .or_default()
+            .push(r);
+    }
+    let methods: BTreeSet<String> = routes
+        .iter()
+        .filter_map(|r| r.get("method").and_then(Value::as_str))
+        .map(String::from)
+        .chain(["OPTIONS".to_string()])
+        .collect();
+    let vars = BTreeMap::from([
+        ("api_name", str_of(inputs, "name")?.to_string()),
+        ("region", region.to_string()),
+        (
+            "user_pool_arn",
+            inputs
+                .get("authorizer_pool_arn")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        (
+            "cors_origin",
+            origins.first().cloned().unwrap_or_else(|| "*".into()),
+        ),
+        ("cors_headers", headers.join(",")),
+        (
+            "cors_methods",
+            methods.into_iter().collect::<Vec<_>>().join(","),
+        ),
+        (
+            "cors_max_age",
+            cors.and_then(|c| c.get("max_age_s"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .to_string(),
+        ),
+    ]);
+    let mut doc: Value = serde_json::from_str(&fill(TEMPLATE, &vars))
+        .map_err(|e| ProviderError::fatal(format!("the OpenAPI template is broken: {e}")))?;
+    let method_template = doc
+        .as_object_mut()
+        .and_then(|d| d.remove("x-deploy-method"))
+        .unwrap_or_default()
+        .to_string();
+    let preflight = doc
+        .as_object_mut()
+        .and_then(|d| d.remove("x-deploy-preflight"))
+        .unwrap_or_default();
+    let mut paths = Map::new();
+    for (path, rs) in by_path {
+        let mut item = Map::new();
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name.trim_end_matches('+'), "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        if !params.is_empty() {
+            item.insert("parameters".into(), json!(params));
+        }
+        for r in rs {
+            let function = r
+                .get("function_arn")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let mut op: Value =
+                serde_json::from_str(&method_template.replace("${function_arn}", function))
+                    .map_err(|e| ProviderError::fatal(e.to_string()))?;
+            if r.get("auth").and_then(Value::as_str) == Some("cognito") {
+                op["security"] = json!([{"cognito": []}]);
+            }
+            let method = r
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or("GET")
+                .to_ascii_lowercase();
+            item.insert(
+                if method == "any" {
+                    "x-amazon-apigateway-any-method".into()
+                } else {
+                    method
+                },
+                op,
+            );
+        }
+        if cors.is_some() {
+            item.insert("options".into(), preflight.clone());
+        }
+        paths.insert(path, Value::Object(item));
+    }
+    doc["paths"] = Value::Object(paths);
+    if inputs.get("authorizer_pool_arn").is_none_or(Value::is_null) {
+        if let Some(c) = doc.get_mut("components") {
+            c["securitySchemes"] = json!({});
+        }
+    }
+    let text = serde_json::to_string_pretty(&doc).expect("document serializes");
+    let hash = Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((text, hash))
+}
+
+fn functions(inputs: &Attrs) -> BTreeSet<String> {
+    inputs
+        .get("routes")
+        .and_then(Value::as_array)
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| {
+                    r.get("function_arn")
+                        .and_then(Value::as_str)
+                        .map(String::from)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn split(id: &str) -> Result<(&str, &str), ProviderError> {
+    id.split_once('/')
+        .ok_or_else(|| ProviderError::fatal(format!("`{id}` is not API_ID/STAGE")))
+}
+
+impl RestApi {
+    fn outputs(&self, api: &str, stage: &str, account: &str, deployment: Option<&str>) -> Attrs {
+        let region = &self.0.region;
+        Attrs::from([
+            ("id".into(), json!(api)),
+            (
+                "execution_arn".into(),
+                json!(format!("arn:aws:execute-api:{region}:{account}:{api}")),
+            ),
+            (
+                "invoke_url".into(),
+                json!(format!(
+                    "https://{api}.execute-api.{region}.amazonaws.com/{stage}/"
+                )),
+            ),
+            ("deployment_id".into(), json!(deployment)),
+        ])
+    }
+
+    /// Deploys the current definition to the stage and lets it invoke the functions.
+    async fn deploy(&self, api: &str, inputs: &Attrs, hash: &str) -> Result<String, ProviderError> {
+        let stage = str_of(inputs, "stage")?;
+        let d = self
+            .0
+            .apigateway
+            .create_deployment()
+            .rest_api_id(api)
+            .stage_name(stage)
+            .description(format!("definition sha256:{hash}"))
+            .send()
+            .await
+            .map_err(classify)?;
+        let source = format!(
+            "arn:aws:execute-api:{}:{}:{api}/*",
+            self.0.region, self.0.account
+        );
+        for f in functions(inputs) {
+            allow_invoke(
+                &self.0,
+                &f,
+                &format!("apigateway-{api}"),
+                "apigateway.amazonaws.com",
+                &source,
+            )
+            .await?;
+        }
+        Ok(d.id().unwrap_or_default().to_string())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Observed>, ProviderError> {
+        let (api, stage) = split(id)?;
+        let out = match self
+            .0
+            .apigateway
+            .get_rest_api()
+            .rest_api_id(api)
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(o) => o,
+            Err(e) if e.class == ErrorClass::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let deployment = match self
+            .0
+            .apigateway
+            .get_stage()
+            .rest_api_id(api)
+            .stage_name(stage)
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(s) => s.deployment_id().map(String::from),
+            Err(e) if e.class == ErrorClass::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let tags: BTreeMap<String, String> = out
+            .tags()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let inputs = Attrs::from([
+            ("name".into(), json!(out.name())),
+            ("stage".into(), json!(stage)),
+            ("tags".into(), json!(tags)),
+        ]);
+        Ok(Some(Observed {
+            id: id.into(),
+            inputs,
+            outputs: self.outputs(api, stage, &self.0.account, deployment.as_deref()),
+        }))
+    }
+}
+
+#[async_trait]
+impl Provider for RestApi {
+    async fn read(&self, id: &str) -> Result<Option<Observed>, ProviderError> {
+        self.get(id).await
+    }
+
+    async fn find(&self, target: &Target<'_>) -> Result<Vec<Observed>, ProviderError> {
+        let Some(name) = &target.name else {
+            return Ok(Vec::new());
+        };
+        let apis = self
+            .0
+            .apigateway
+            .get_rest_apis()
+            .limit(500)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(apis
+            .items()
+            .iter()
+            .filter(|a| a.name() == Some(name.as_str()))
+            .filter(|a| {
+                a.tags()
+                    .and_then(|t| t.get("deploy:address"))
+                    .map(String::as_str)
+                    == Some(target.address.as_str())
+            })
+            .filter_map(|a| {
+                let api = a.id()?;
+                let stage = target
+                    .tags
+                    .get("deploy:stage")
+                    .cloned()
+                    .unwrap_or_else(|| "v1".into());
+                Some(Observed {
+                    id: format!("{api}/{stage}"),
+                    inputs: Attrs::new(),
+                    outputs: self.outputs(api, &stage, &self.0.account, None),
+                })
+            })
+            .collect())
+    }
+
+    async fn create(
+        &self,
+        _target: &Target<'_>,
+        inputs: &Attrs,
+        _token: &str,
+    ) -> Result<Observed, ProviderError> {
+        let (doc, hash) = render(&self.0.region, inputs)?;
+        // Created with its tags, then given its definition (overwrite: the document
+        // says everything).
+        let tags: std::collections::HashMap<String, String> = tags_of(inputs).into_iter().collect();
+        let out = self
+            .0
+            .apigateway
+            .create_rest_api()
+            .name(str_of(inputs, "name")?)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(classify)?;
+        let api = out
+            .id()
+            .ok_or_else(|| ProviderError::new(ErrorClass::Retryable, "AWS returned no API id"))?
+            .to_string();
+        self.0
+            .apigateway
+            .put_rest_api()
+            .rest_api_id(&api)
+            .mode(PutMode::Overwrite)
+            .fail_on_warnings(false)
+            .body(Blob::new(doc.into_bytes()))
+            .send()
+            .await
+            .map_err(classify)?;
+        let deployment = self.deploy(&api, inputs, &hash).await?;
+        let stage = str_of(inputs, "stage")?;
+        Ok(Observed {
+            id: format!("{api}/{stage}"),
+            inputs: inputs.clone(),
+            outputs: self.outputs(&api, stage, &self.0.account, Some(&deployment)),
+        })
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        before: &Attrs,
+        after: &Attrs,
+    ) -> Result<Observed, ProviderError> {
+        let (api, _) = split(id)?;
+        let (old_doc, _) = render(&self.0.region, before)?;
+        let (doc, hash) = render(&self.0.region, after)?;
+        if old_doc != doc || before.get("stage") != after.get("stage") {
+            // Overwrite resets what the document does not say; the document says it all.
+            self.0
+                .apigateway
+                .put_rest_api()
+                .rest_api_id(api)
+                .mode(PutMode::Overwrite)
+                .fail_on_warnings(false)
+                .body(Blob::new(doc.into_bytes()))
+                .send()
+                .await
+                .map_err(classify)?;
+            for gone in functions(before).difference(&functions(after)) {
+                revoke_invoke(&self.0, gone, &format!("apigateway-{api}")).await;
+            }
+            self.deploy(api, after, &hash).await?;
+        }
+        let (old, new) = (tags_of(before), tags_of(after));
+        if old != new {
+            let arn = format!("arn:aws:apigateway:{}::/restapis/{api}", self.0.region);
+            let gone: Vec<String> = old
+                .keys()
+                .filter(|k| !new.contains_key(*k))
+                .cloned()
+                .collect();
+            if !gone.is_empty() {
+                self.0
+                    .apigateway
+                    .untag_resource()
+                    .resource_arn(&arn)
+                    .set_tag_keys(Some(gone))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+            }
+            self.0
+                .apigateway
+                .tag_resource()
+                .resource_arn(&arn)
+                .set_tags(Some(new.into_iter().collect()))
+                .send()
+                .await
+                .map_err(classify)?;
+        }
+        let stage = str_of(after, "stage")?;
+        let new_id = format!("{api}/{stage}");
+        let mut o = self
+            .get(&new_id)
+            .await?
+            .ok_or_else(|| ProviderError::not_found(format!("API {api} is gone")))?;
+        o.outputs = self.outputs(
+            api,
+            stage,
+            &self.0.account,
+            o.outputs.get("deployment_id").and_then(Value::as_str),
+        );
+        Ok(o)
+    }
+
+    async fn delete(&self, id: &str, inputs: &Attrs) -> Result<Deletion, ProviderError> {
+        let (api, _) = split(id)?;
+        self.0
+            .apigateway
+            .delete_rest_api()
+            .rest_api_id(api)
+            .send()
+            .await
+            .map_err(classify)?;
+        for f in functions(inputs) {
+            revoke_invoke(&self.0, &f, &format!("apigateway-{api}")).await;
+        }
+        Ok(Deletion::Done)
+    }
+
+    async fn wait(&self, id: &str) -> Result<Readiness, ProviderError> {
+        match self.get(id).await? {
+            Some(o) => Ok(Readiness::Ready(o)),
+            None => Err(ProviderError::not_found(format!(
+                "API {id} is not visible yet"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! EventBridge scheduled rules targeting a function's `live` alias, with the Lambda
+//! permission that lets the rule invoke it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_eventbridge::types::{RuleState, Tag, Target as RuleTarget};
+use serde_json::{json, Value};
+
+use super::{classify, str_of, tags_of, Clients};
+use crate::model::Attrs;
+use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
+
+pub(super) struct ScheduleRule(pub Arc<Clients>);
+
+const TARGET_ID: &str = "function";
+
+/// `arn:aws:lambda:REGION:ACCOUNT:function:NAME:QUALIFIER` → (NAME, QUALIFIER).
+pub(super) fn function_and_qualifier(arn: &str) -> (String, Option<String>) {
+    let parts: Vec<&str> = arn.split(':').collect();
+    match parts.as_slice() {
+        [.., "function", name, qualifier] => (name.to_string(), Some(qualifier.to_string())),
+        [.., "function", name] => (name.to_string(), None),
+        _ => (arn.to_string(), None),
+    }
+}
+
+/// Grants `principal` (from `source_arn`) permission to invoke the function behind
+/// `function_arn`, replacing an earlier grant with the same statement id.
+pub(super) async fn allow_invoke(
+    c: &Clients,
+    function_arn: &str,
+    statement: &str,
+    principal: &str,
+    source_arn: &str,
+) -> Result<(), ProviderError> {
+    let (name, qualifier) = function_and_qualifier(function_arn);
+    let _ = c
+        .lambda
+        .remove_permission()
+        .function_name(&name)
+        .set_qualifier(qualifier.clone())
+        .statement_id(statement)
+        .send()
+        .await;
+    c.lambda
+        .add_permission()
+        .function_name(&name)
+        .set_qualifier(qualifier)
+        .statement_id(statement)
+        .action("lambda:InvokeFunction")
+        .principal(principal)
+        .source_arn(source_arn)
+        .send()
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+pub(super) async fn revoke_invoke(c: &Clients, function_arn: &str, statement: &str) {
+    let (name, qualifier) = function_and_qualifier(function_arn);
+    let _ = c
+        .lambda
+        .remove_permission()
+        .function_name(name)
+        .set_qualifier(qualifier)
+        .statement_id(statement)
+        .send()
+        .await;
+}
+
+impl ScheduleRule {
+    async fn get(&self, name: &str) -> Result<Option<Observed>, ProviderError> {
+        let rule = match self
+            .0
+            .events
+            .describe_rule()
+            .name(name)
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(r) => r,
+            Err(e) if e.class == ErrorClass::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let targets = self
+            .0
+            .events
+            .list_targets_by_rule()
+            .rule(name)
+            .send()
+            .await
+            .map_err(classify)?;
+        let target = targets
+            .targets()
+            .iter()
+            .find(|t| t.id() == TARGET_ID)
+            .map(|t| t.arn().to_string());
+        let inputs = Attrs::from([
+            ("name".into(), json!(rule.name())),
+            ("expression".into(), json!(rule.schedule_expression())),
+            (
+                "enabled".into(),
+                json!(rule.state() == Some(&RuleState::Enabled)),
+            ),
+            ("target_arn".into(), json!(target)),
+        ]);
+        let outputs = Attrs::from([
+            ("id".into(), json!(name)),
+            ("arn".into(), json!(rule.arn())),
+        ]);
+        Ok(Some(Observed {
+            id: name.into(),
+            inputs,
+            outputs,
+        }))
+    }
+
+    async fn put(&self, inputs: &Attrs, with_tags: bool) -> Result<String, ProviderError> {
+        let name = str_of(inputs, "name")?;
+        let state = if inputs
+            .get("enabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+        {
+            RuleState::Enabled
+        } else {
+            RuleState::Disabled
+        };
+        let mut call = self
+            .0
+            .events
+            .put_rule()
+            .name(name)
+            .schedule_expression(str_of(inputs, "expression")?)
+            .state(state);
+        if with_tags {
+            let tags: Vec<Tag> = tags_of(inputs)
+                .into_iter()
+                .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+                .collect();
+            call = call.set_tags(Some(tags));
+        }
+        let arn = call
+            .send()
+            .await
+            .map_err(classify)?
+            .rule_arn()
+            .unwrap_or_default()
+            .to_string();
+        let function = str_of(inputs, "target_arn")?;
+        let target = RuleTarget::builder()
+            .id(TARGET_ID)
+            .arn(function)
+            .build()
+            .map_err(|e| ProviderError::fatal(e.to_string()))?;
+        let out = self
+            .0
+            .events
+            .put_targets()
+            .rule(name)
+            .targets(target)
+            .send()
+            .await
+            .map_err(classify)?;
+        // PutTargets answers 200 even when an entry failed.
+        if out.failed_entry_count() > 0 {
+            let why: Vec<String> = out
+                .failed_entries()
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{}: {}",
+                        f.error_code().unwrap_or("?"),
+                        f.error_message().unwrap_or("?")
+                    )
+                })
+                .collect();
+            return Err(ProviderError::new(
+                ErrorClass::Retryable,
+                format!("PutTargets failed for rule {name}: {}", why.join("; ")),
+            ));
+        }
+        allow_invoke(
+            &self.0,
+            function,
+            &format!("events-{name}"),
+            "events.amazonaws.com",
+            &arn,
+        )
+        .await?;
+        Ok(arn)
+    }
+}
+
+#[async_trait]
+impl Provider for ScheduleRule {
+    async fn read(&self, id: &str) -> Result<Option<Observed>, ProviderError> {
+        self.get(id).await
+    }
+
+    async fn find(&self, target: &Target<'_>) -> Result<Vec<Observed>, ProviderError> {
+        let Some(name) = &target.name else {
+            return Ok(Vec::new());
+        };
+        let Some(found) = self.get(name).await? else {
+            return Ok(Vec::new());
+        };
+        let arn = found.outputs["arn"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let tags = self
+            .0
+            .events
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .map_err(classify)?;
+        let ours = tags
+            .tags()
+            .iter()
+            .any(|t| t.key() == "deploy:address" && t.value() == target.address.as_str());
+        Ok(if ours { vec![found] } else { Vec::new() })
+    }
+
+    async fn create(
+        &self,
+        _target: &Target<'_>,
+        inputs: &Attrs,
+        _token: &str,
+    ) -> Result<Observed, ProviderError> {
+        let name = str_of(inputs, "name")?;
+        let arn = self.put(inputs, true).await?;
+        Ok(Observed {
+            id: name.into(),
+            inputs: inputs.clone(),
+            outputs: Attrs::from([("id".into(), json!(name)), ("arn".into(), json!(arn))]),
+        })
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        before: &Attrs,
+        after: &Attrs,
+    ) -> Result<Observed, ProviderError> {
+        if let Some(old) = before
+            .get("target_arn")
+            .and_then(Value::as_str)
+            .filter(|old| Some(*old) != after.get("target_arn").and_then(Value::as_str))
+        {
+            revoke_invoke(&self.0, old, &format!("events-{id}")).await;
+        }
+        let arn = self.put(after, false).await?;
+        let (old, new) = (tags_of(before), tags_of(after));
+        if old != new {
+            let gone: Vec<String> = old
+                .keys()
+                .filter(|k| !new.contains_key(*k))
+                .cloned()
+                .collect();
+            if !gone.is_empty() {
+                self.0
+                    .events
+                    .untag_resource()
+                    .resource_arn(&arn)
+                    .set_tag_keys(Some(gone))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+            }
+            let set: Vec<Tag> = new
+                .into_iter()
+                .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+                .collect();
+            self.0
+                .events
+                .tag_resource()
+                .resource_arn(&arn)
+                .set_tags(Some(set))
+                .send()
+                .await
+                .map_err(classify)?;
+        }
+        self.get(id)
+            .await?
+            .ok_or_else(|| ProviderError::not_found(format!("rule {id} is gone")))
+    }
+
+    async fn delete(&self, id: &str, inputs: &Attrs) -> Result<Deletion, ProviderError> {
+        // Targets go before the rule.
+        match self
+            .0
+            .events
+            .remove_targets()
+            .rule(id)
+            .ids(TARGET_ID)
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(_) => {}
+            Err(e) if e.class == ErrorClass::NotFound => return Ok(Deletion::Done),
+            Err(e) => return Err(e),
+        }
+        self.0
+            .events
+            .delete_rule()
+            .name(id)
+            .send()
+            .await
+            .map_err(classify)?;
+        if let Some(f) = inputs.get("target_arn").and_then(Value::as_str) {
+            revoke_invoke(&self.0, f, &format!("events-{id}")).await;
+        }
+        Ok(Deletion::Done)
+    }
+
+    async fn wait(&self, id: &str) -> Result<Readiness, ProviderError> {
+        match self.get(id).await? {
+            Some(o) => Ok(Readiness::Ready(o)),
+            None => Err(ProviderError::not_found(format!(
+                "rule {id} is not visible yet"
+            ))),
+        }
+    }
+}
