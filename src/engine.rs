@@ -342,6 +342,65 @@ pub async fn refresh(
     Ok(actual)
 }
 
+/// Resolves intents left by interrupted creates: looks each resource up by its tags
+/// (and name) and records it if it exists, so plans see it and destroy deletes it.
+/// Returns how many were adopted; intents whose resource does not exist are dropped.
+pub async fn adopt_intents(
+    state: &mut State,
+    providers: &Providers,
+    config: &Config,
+    events: &EventSink,
+) -> Result<usize, EngineError> {
+    let mut adopted = 0;
+    for (address, intent) in std::mem::take(&mut state.intents) {
+        let provider = providers
+            .get(intent.kind)
+            .map_err(|error| EngineError::Refresh {
+                address: address.clone(),
+                error,
+            })?;
+        let target = Target {
+            address: &address,
+            name: intent.name.clone(),
+            tags: intent.tags.clone(),
+        };
+        let found = retry(&config.retry, || provider.find(&target), |_, _, _| {})
+            .await
+            .map_err(|error| EngineError::Refresh {
+                address: address.clone(),
+                error,
+            })?;
+        let known: Vec<&str> = state
+            .resources
+            .values()
+            .chain(state.deposed.values())
+            .map(|r| r.id.as_str())
+            .collect();
+        let Some(o) = found.into_iter().find(|o| !known.contains(&o.id.as_str())) else {
+            continue;
+        };
+        events(&Event::Adopted {
+            address: address.clone(),
+            id: o.id.clone(),
+        });
+        state.resources.insert(
+            address.clone(),
+            ResourceState {
+                kind: intent.kind,
+                id: o.id,
+                inputs: o.inputs,
+                outputs: o.outputs,
+                depends_on: intent.depends_on.clone(),
+                protect: false,
+                // Not known to be ready: the next apply waits for it.
+                pending: true,
+            },
+        );
+        adopted += 1;
+    }
+    Ok(adopted)
+}
+
 /// Carries out a plan against `state`, writing it through `persist` after every step.
 /// Returns the final state and what happened to each step.
 pub async fn apply(
@@ -662,6 +721,9 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
                 client_token: token.clone(),
                 started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
                     .to_string(),
+                name: target.name.clone(),
+                tags: target.tags.clone(),
+                depends_on: change.depends_on.clone(),
             };
             shared.save(|s| {
                 s.intents.insert(address.clone(), intent);
@@ -698,10 +760,15 @@ async fn update(shared: &Shared, step: &Step) -> Result<(), StepError> {
         })?;
     // Drift means AWS differs from the record even when the record matches the spec.
     if current.inputs != inputs || !change.drift.is_empty() {
+        // What AWS has now: the record, with what refresh saw drift to.
+        let mut before = current.inputs.clone();
+        for d in &change.drift {
+            if let Some(v) = &d.after {
+                before.insert(d.path.clone(), v.clone());
+            }
+        }
         let o = shared
-            .call(address, || {
-                provider.update(&current.id, &current.inputs, &inputs)
-            })
+            .call(address, || provider.update(&current.id, &before, &inputs))
             .await?;
         shared.save(|s| {
             s.resources

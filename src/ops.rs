@@ -43,7 +43,14 @@ pub async fn plan(
     targets: &[Address],
 ) -> Result<Planned, OpsError> {
     let _lock = backend.lock(&desired.environment, "plan")?;
-    let state = backend.read(&desired.environment)?;
+    let state = adopt(
+        backend,
+        backend.read(&desired.environment)?,
+        providers,
+        config,
+        events,
+    )
+    .await?;
     let actual = match (providers, &state) {
         (Some(p), Some(s)) => Some(engine::refresh(s, p, config, events).await?),
         (Some(_), None) => Some(plan::Actual::new()),
@@ -59,6 +66,25 @@ pub async fn plan(
     Ok(Planned { plan, state })
 }
 
+/// Records resources that interrupted creates left behind (see
+/// [`engine::adopt_intents`]), writing state if anything changed.
+async fn adopt(
+    backend: &LocalBackend,
+    state: Option<State>,
+    providers: Option<&Providers>,
+    config: &Config,
+    events: &EventSink,
+) -> Result<Option<State>, OpsError> {
+    match (state, providers) {
+        (Some(mut s), Some(p)) if !s.intents.is_empty() => {
+            engine::adopt_intents(&mut s, p, config, events).await?;
+            backend.write(&mut s)?;
+            Ok(Some(s))
+        }
+        (state, _) => Ok(state),
+    }
+}
+
 /// Plans the destruction of everything recorded for `environment`.
 pub async fn plan_destroy(
     backend: &LocalBackend,
@@ -69,7 +95,14 @@ pub async fn plan_destroy(
     events: &EventSink,
 ) -> Result<Planned, OpsError> {
     let _lock = backend.lock(environment, "plan")?;
-    let state = backend.read(environment)?;
+    let state = adopt(
+        backend,
+        backend.read(environment)?,
+        providers,
+        config,
+        events,
+    )
+    .await?;
     let actual = match (providers, &state) {
         (Some(p), Some(s)) => Some(engine::refresh(s, p, config, events).await?),
         (Some(_), None) => Some(plan::Actual::new()),

@@ -60,6 +60,13 @@ pub struct Intent {
     /// Passed to AWS as the idempotency token where the API takes one.
     pub client_token: String,
     pub started_at: String,
+    /// What finding the resource again needs: its physical name and tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub depends_on: BTreeSet<Address>,
 }
 
 impl State {

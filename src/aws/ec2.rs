@@ -15,7 +15,7 @@ use aws_sdk_ec2::types::{
 };
 use serde_json::{json, Value};
 
-use super::{classify, identity_tags, str_of, tags_of, Clients};
+use super::{classify, eventually, identity_tags, str_of, tags_of, Clients};
 use crate::model::{Attrs, Kind};
 use crate::provider::{
     Deletion, ErrorClass, Observed, Provider, ProviderError, Providers, Readiness, Target,
@@ -451,7 +451,8 @@ impl Ec2Kind for Subnet {
             .ok_or_else(|| missing("subnet id"))?
             .to_string();
         if bool_of(inputs, "map_public_ip_on_launch") {
-            self.update(c, &id, &Attrs::new(), inputs).await?;
+            let none = Attrs::new();
+            eventually(|| self.update(c, &id, &none, inputs)).await?;
         }
         Ok(id)
     }
@@ -540,13 +541,17 @@ impl Ec2Kind for InternetGateway {
             .and_then(|g| g.internet_gateway_id())
             .ok_or_else(|| missing("internet gateway id"))?
             .to_string();
-        c.ec2
-            .attach_internet_gateway()
-            .internet_gateway_id(&id)
-            .vpc_id(str_of(inputs, "vpc_id")?)
-            .send()
-            .await
-            .map_err(classify)?;
+        let vpc = str_of(inputs, "vpc_id")?;
+        eventually(|| async {
+            c.ec2
+                .attach_internet_gateway()
+                .internet_gateway_id(&id)
+                .vpc_id(vpc)
+                .send()
+                .await
+                .map_err(classify)
+        })
+        .await?;
         Ok(id)
     }
 
@@ -972,7 +977,22 @@ impl Ec2Kind for RouteTable {
             .and_then(|t| t.route_table_id())
             .ok_or_else(|| missing("route table id"))?
             .to_string();
-        self.update(c, &id, &Attrs::new(), inputs).await?;
+        // A new table has no routes or associations yet: no need to look.
+        for r in routes_of(inputs) {
+            eventually(|| self.set_route(c, &id, &r, false)).await?;
+        }
+        for subnet in subnets_of(inputs) {
+            eventually(|| async {
+                c.ec2
+                    .associate_route_table()
+                    .route_table_id(&id)
+                    .subnet_id(&subnet)
+                    .send()
+                    .await
+                    .map_err(classify)
+            })
+            .await?;
+        }
         Ok(id)
     }
 
@@ -1121,13 +1141,16 @@ impl Ec2Kind for SecurityGroup {
                 .ip_protocol("-1")
                 .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
                 .build();
-            c.ec2
-                .revoke_security_group_egress()
-                .group_id(&id)
-                .ip_permissions(all)
-                .send()
-                .await
-                .map_err(classify)?;
+            eventually(|| async {
+                c.ec2
+                    .revoke_security_group_egress()
+                    .group_id(&id)
+                    .ip_permissions(all.clone())
+                    .send()
+                    .await
+                    .map_err(classify)
+            })
+            .await?;
         }
         Ok(id)
     }

@@ -220,6 +220,29 @@ where
     }
 }
 
+/// Runs a follow-up call on a resource created moments ago, retrying "not found":
+/// AWS's reads and writes are eventually consistent right after a create.
+pub(crate) async fn eventually<T, F, Fut>(f: F) -> Result<T, ProviderError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match f().await {
+            Err(e)
+                if e.class == ErrorClass::NotFound
+                    && started.elapsed() < Duration::from_secs(120) =>
+            {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The tags that identify a resource of this environment.
 pub(crate) fn identity_tags(target: &Target<'_>) -> Vec<(String, String)> {
     ["deploy:project", "deploy:environment", "deploy:address"]

@@ -157,7 +157,7 @@ fn detailed_exitcode_is_two_when_there_are_changes() {
 }
 
 #[test]
-fn a_saved_plan_round_trips_and_apply_says_plainly_that_aws_is_not_available() {
+fn a_saved_plan_round_trips_and_apply_says_plainly_that_there_are_no_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dev.plan.json");
     let out = deploy(
@@ -180,7 +180,7 @@ fn a_saved_plan_round_trips_and_apply_says_plainly_that_aws_is_not_available() {
     );
     assert_eq!(apply.status.code(), Some(1));
     assert!(
-        text(&apply.stderr).contains("no AWS providers yet"),
+        text(&apply.stderr).contains("no AWS credentials found"),
         "{}",
         text(&apply.stderr)
     );
@@ -253,16 +253,56 @@ fn status_and_output_read_the_recorded_state() {
         Some(dir.path()),
     );
     assert!(text(&typo.stderr).contains("did you mean `api.rest_api.invoke_url`?"));
-    // With state recorded, a refreshing plan needs AWS and says so.
+    // With state recorded, a refreshing plan needs AWS and says plainly, fast, that
+    // there are no credentials.
+    let started = std::time::Instant::now();
     let plan = deploy(&["plan", "-e", "dev"], Some(dir.path()));
     assert_eq!(plan.status.code(), Some(1));
-    assert!(text(&plan.stderr).contains("no AWS providers yet"));
+    assert!(
+        text(&plan.stderr).contains("no AWS credentials found"),
+        "{}",
+        text(&plan.stderr)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
     // Without refresh, the recorded state matches the spec.
     let plan = deploy(
         &["plan", "-e", "dev", "--no-refresh", "--detailed-exitcode"],
         Some(dir.path()),
     );
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
+}
+
+#[test]
+fn credentials_but_nothing_answering_gets_its_own_plain_message() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::lifecycle::apply_dev_into(dir.path());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_deploy"))
+        .current_dir(repo())
+        .args(["plan", "-e", "dev"])
+        .env("NO_COLOR", "1")
+        .env("DEPLOY_STATE_DIR", dir.path())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{closed}"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach AWS at http://127.0.0.1:"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -229,7 +229,7 @@ async fn references_resolve_to_real_values_in_state() {
     );
     assert_eq!(
         f.inputs["environment"]["VALKEY_PORT"],
-        serde_json::json!(6379)
+        serde_json::json!("6379")
     );
     assert_eq!(
         f.inputs["role_arn"],

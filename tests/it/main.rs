@@ -1,5 +1,6 @@
 //! Integration tests, compiled into one binary.
 
+mod aws;
 mod cli;
 mod lifecycle;
 mod render;

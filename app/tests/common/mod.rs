@@ -66,6 +66,7 @@ impl Server {
         let mut s = Server {
             child: None,
             port: free_port(),
+            bus_port: free_port(),
             flavor,
             dir,
             ca_file: None,

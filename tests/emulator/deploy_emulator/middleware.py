@@ -8,6 +8,7 @@ import json
 import os
 import random
 import re
+import sys
 import threading
 import time
 import uuid
@@ -100,6 +101,7 @@ class Emulator:
     # Responses in each protocol's own error format.
     def error(self, start_response, service, code, message, status):
         request_id = str(uuid.uuid4())
+        print(f"hostile: {service}.{getattr(self, 'current_action', '?')} -> {code} ({status}): {message}", file=sys.stderr, flush=True)
         if service == "ec2":
             body = f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>'
             headers = [("Content-Type", "text/xml")]
@@ -198,6 +200,7 @@ class Emulator:
         params_text = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '')}?{environ.get('QUERY_STRING', '')} {unquote(body.decode(errors='replace'))}"
         if self.hostile:
             with self.lock:
+                self.current_action = action
                 refused = self.injected(service, action, params_text, environ, start_response)
             if refused is not None:
                 return refused

@@ -1,0 +1,600 @@
+//! The AWS providers against the emulator (moto's server mode plus this project's
+//! extensions), through the `deploy` binary as a user runs it. Each test starts its own
+//! emulator on a free port.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// An emulator process, stopped on drop.
+pub struct Emulator {
+    pub port: u16,
+}
+
+impl Emulator {
+    pub fn start(extra: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let out = Command::new("bash")
+            .arg(repo().join("tests/emulator/start"))
+            .arg("--port")
+            .arg(port.to_string())
+            .args(extra)
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "the emulator did not start: {}",
+            text(&out.stderr)
+        );
+        Emulator { port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn sdk(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(self.url())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .load()
+            .await
+    }
+
+    /// Calls the emulator counted, by service and action.
+    pub fn calls(&self) -> serde_json::Value {
+        let out = Command::new("curl")
+            .arg("-fsS")
+            .arg(format!("{}/_deploy/calls", self.url()))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("tests/emulator/stop"))
+            .arg("--port")
+            .arg(self.port.to_string())
+            .output();
+    }
+}
+
+/// A copy of the shipped `local` environment in a temp dir, with its own state.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["base.yaml", "local.yaml"] {
+            std::fs::copy(repo().join("environments").join(f), dir.path().join(f)).unwrap();
+        }
+        Env { dir }
+    }
+
+    pub fn spec(&self) -> PathBuf {
+        self.dir.path().join("local.yaml")
+    }
+
+    pub fn edit(&self, file: &str, from: &str, to: &str) {
+        let p = self.dir.path().join(file);
+        let t = std::fs::read_to_string(&p).unwrap();
+        assert!(t.contains(from), "{from} not in {file}");
+        std::fs::write(p, t.replacen(from, to, 1)).unwrap();
+    }
+
+    pub fn command(&self, em: &Emulator, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_deploy"));
+        let spec = self.spec();
+        cmd.args(args)
+            .arg("-e")
+            .arg(&spec)
+            .env("NO_COLOR", "1")
+            .env("DEPLOY_STATE_DIR", self.dir.path().join("state"))
+            .env("AWS_ENDPOINT_URL", em.url())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn deploy(&self, em: &Emulator, args: &[&str]) -> Output {
+        self.command(em, args).output().unwrap()
+    }
+}
+
+pub fn ok(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Everything still tagged (or named) as this environment, listed service by service.
+pub async fn leftovers(em: &Emulator, environment: &str) -> Vec<String> {
+    let cfg = em.sdk().await;
+    let mut left = Vec::new();
+    let ec2 = aws_sdk_ec2::Client::new(&cfg);
+    let f = aws_sdk_ec2::types::Filter::builder()
+        .name("tag:deploy:environment")
+        .values(environment)
+        .build();
+    for v in ec2
+        .describe_vpcs()
+        .filters(f.clone())
+        .send()
+        .await
+        .unwrap()
+        .vpcs()
+    {
+        left.push(format!("vpc {}", v.vpc_id().unwrap_or_default()));
+    }
+    for s in ec2
+        .describe_subnets()
+        .filters(f.clone())
+        .send()
+        .await
+        .unwrap()
+        .subnets()
+    {
+        left.push(format!("subnet {}", s.subnet_id().unwrap_or_default()));
+    }
+    for g in ec2
+        .describe_security_groups()
+        .filters(f.clone())
+        .send()
+        .await
+        .unwrap()
+        .security_groups()
+    {
+        left.push(format!(
+            "security group {}",
+            g.group_id().unwrap_or_default()
+        ));
+    }
+    for n in ec2
+        .describe_nat_gateways()
+        .filter(f.clone())
+        .send()
+        .await
+        .unwrap()
+        .nat_gateways()
+    {
+        if n.state().map(|s| s.as_str()) != Some("deleted") {
+            left.push(format!(
+                "nat gateway {}",
+                n.nat_gateway_id().unwrap_or_default()
+            ));
+        }
+    }
+    for a in ec2
+        .describe_addresses()
+        .filters(f.clone())
+        .send()
+        .await
+        .unwrap()
+        .addresses()
+    {
+        left.push(format!(
+            "elastic ip {}",
+            a.allocation_id().unwrap_or_default()
+        ));
+    }
+    for t in ec2
+        .describe_route_tables()
+        .filters(f.clone())
+        .send()
+        .await
+        .unwrap()
+        .route_tables()
+    {
+        left.push(format!(
+            "route table {}",
+            t.route_table_id().unwrap_or_default()
+        ));
+    }
+    for g in ec2
+        .describe_internet_gateways()
+        .filters(f.clone())
+        .send()
+        .await
+        .unwrap()
+        .internet_gateways()
+    {
+        left.push(format!(
+            "internet gateway {}",
+            g.internet_gateway_id().unwrap_or_default()
+        ));
+    }
+    let prefix = format!("trivia-{environment}-");
+    for c in aws_sdk_elasticache::Client::new(&cfg)
+        .describe_serverless_caches()
+        .send()
+        .await
+        .unwrap()
+        .serverless_caches()
+    {
+        if c.serverless_cache_name()
+            .unwrap_or_default()
+            .starts_with(&prefix)
+        {
+            left.push(format!(
+                "cache {}",
+                c.serverless_cache_name().unwrap_or_default()
+            ));
+        }
+    }
+    for p in aws_sdk_ssm::Client::new(&cfg)
+        .describe_parameters()
+        .send()
+        .await
+        .unwrap()
+        .parameters()
+    {
+        if p.name()
+            .unwrap_or_default()
+            .starts_with(&format!("/trivia-{environment}/"))
+        {
+            left.push(format!("parameter {}", p.name().unwrap_or_default()));
+        }
+    }
+    for r in aws_sdk_iam::Client::new(&cfg)
+        .list_roles()
+        .send()
+        .await
+        .unwrap()
+        .roles()
+    {
+        if r.role_name().starts_with(&prefix) {
+            left.push(format!("role {}", r.role_name()));
+        }
+    }
+    for f in aws_sdk_lambda::Client::new(&cfg)
+        .list_functions()
+        .send()
+        .await
+        .unwrap()
+        .functions()
+    {
+        if f.function_name().unwrap_or_default().starts_with(&prefix) {
+            left.push(format!(
+                "function {}",
+                f.function_name().unwrap_or_default()
+            ));
+        }
+    }
+    for p in aws_sdk_cognitoidentityprovider::Client::new(&cfg)
+        .list_user_pools()
+        .max_results(60)
+        .send()
+        .await
+        .unwrap()
+        .user_pools()
+    {
+        if p.name().unwrap_or_default().starts_with(&prefix) {
+            left.push(format!("user pool {}", p.name().unwrap_or_default()));
+        }
+    }
+    for a in aws_sdk_apigateway::Client::new(&cfg)
+        .get_rest_apis()
+        .send()
+        .await
+        .unwrap()
+        .items()
+    {
+        if a.name().unwrap_or_default().starts_with(&prefix) {
+            left.push(format!("rest api {}", a.name().unwrap_or_default()));
+        }
+    }
+    for r in aws_sdk_eventbridge::Client::new(&cfg)
+        .list_rules()
+        .send()
+        .await
+        .unwrap()
+        .rules()
+    {
+        if r.name().unwrap_or_default().starts_with(&prefix) {
+            left.push(format!("rule {}", r.name().unwrap_or_default()));
+        }
+    }
+    left
+}
+
+async fn full_cycle(em: &Emulator) {
+    let env = Env::new();
+    ok(&env.deploy(em, &["apply", "--yes"]));
+    let cfg = em.sdk().await;
+
+    // Attributes and tags as the spec says.
+    let ec2 = aws_sdk_ec2::Client::new(&cfg);
+    let vpcs = ec2
+        .describe_vpcs()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:deploy:address")
+                .values("network.vpc")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let vpc = &vpcs.vpcs()[0];
+    assert_eq!(vpc.cidr_block(), Some("10.0.0.0/16"));
+    let tags: Vec<(&str, &str)> = vpc
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap(), t.value().unwrap()))
+        .collect();
+    assert!(
+        tags.contains(&("deploy:environment", "local"))
+            && tags.contains(&("deploy:project", "trivia"))
+            && tags.contains(&("owner", "games-team")),
+        "{tags:?}"
+    );
+    let cache = aws_sdk_elasticache::Client::new(&cfg)
+        .describe_serverless_caches()
+        .serverless_cache_name("trivia-local-cache")
+        .send()
+        .await
+        .unwrap();
+    let cache = &cache.serverless_caches()[0];
+    assert_eq!(cache.status(), Some("available"));
+    assert_eq!(
+        cache
+            .cache_usage_limits()
+            .unwrap()
+            .ecpu_per_second()
+            .unwrap()
+            .maximum(),
+        Some(3000)
+    );
+    let endpoint = cache.endpoint().unwrap().address().unwrap().to_string();
+    let param = aws_sdk_ssm::Client::new(&cfg)
+        .get_parameter()
+        .name("/trivia-local/valkey/endpoint")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(param.parameter().unwrap().value(), Some(endpoint.as_str()));
+    let lambda = aws_sdk_lambda::Client::new(&cfg);
+    let f = lambda
+        .get_function_configuration()
+        .function_name("trivia-local-api")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(f.memory_size(), Some(512));
+    assert_eq!(
+        f.environment().unwrap().variables().unwrap()["VALKEY_ENDPOINT"],
+        endpoint
+    );
+    let alias = lambda
+        .get_alias()
+        .function_name("trivia-local-api")
+        .name("live")
+        .send()
+        .await
+        .unwrap();
+    assert!(alias.function_version().is_some_and(|v| v != "$LATEST"));
+
+    // A second plan has nothing to do.
+    let second = env.deploy(em, &["plan", "--detailed-exitcode"]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stdout));
+
+    // Raising max ECPU updates the cache in place.
+    env.edit(
+        "local.yaml",
+        "max_ecpu_per_second: 3000",
+        "max_ecpu_per_second: 5000",
+    );
+    let plan = env.deploy(em, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2));
+    assert!(
+        text(&plan.stdout)
+            .starts_with("Plan: 0 to create, 1 to update, 0 to replace, 0 to delete."),
+        "{}",
+        text(&plan.stdout)
+    );
+    ok(&env.deploy(em, &["apply", "--yes"]));
+    let cache = aws_sdk_elasticache::Client::new(&cfg)
+        .describe_serverless_caches()
+        .serverless_cache_name("trivia-local-cache")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.serverless_caches()[0]
+            .cache_usage_limits()
+            .unwrap()
+            .ecpu_per_second()
+            .unwrap()
+            .maximum(),
+        Some(5000)
+    );
+
+    // A private subnet's new CIDR replaces it and the cache: refused without the flag.
+    env.edit("base.yaml", "a: 10.0.2.0/24", "a: 10.0.5.0/24");
+    let refused = env.deploy(em, &["apply", "--yes"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stdout)
+            .contains("valkey.cache would be replaced and its data lost; pass --allow-data-loss"),
+        "{}",
+        text(&refused.stdout)
+    );
+    assert!(text(&refused.stdout).contains("-/+ valkey.cache"));
+    env.edit("base.yaml", "a: 10.0.5.0/24", "a: 10.0.2.0/24");
+    let back = env.deploy(em, &["plan", "--detailed-exitcode"]);
+    assert_eq!(back.status.code(), Some(0), "{}", text(&back.stdout));
+
+    // Out-of-band changes show as drift and apply repairs them.
+    let rules = ec2
+        .describe_security_group_rules()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:deploy:address")
+                .values("security_group.lambda.egress.tcp-443-cidr-0.0.0.0/0")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let rule = &rules.security_group_rules()[0];
+    ec2.revoke_security_group_egress()
+        .group_id(rule.group_id().unwrap())
+        .security_group_rule_ids(rule.security_group_rule_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    lambda
+        .update_function_configuration()
+        .function_name("trivia-local-api")
+        .memory_size(256)
+        .send()
+        .await
+        .unwrap();
+    let drift = env.deploy(em, &["plan", "--detailed-exitcode"]);
+    assert_eq!(drift.status.code(), Some(2));
+    let out = text(&drift.stdout);
+    assert!(
+        out.contains("drift memory_mb: 512 → 256 (changed outside deploy)"),
+        "{out}"
+    );
+    assert!(out.contains("security_group.lambda.egress.tcp-443-cidr-0.0.0.0/0 (security_group_rule) — deleted outside deploy"), "{out}");
+    ok(&env.deploy(em, &["apply", "--yes"]));
+    assert_eq!(
+        lambda
+            .get_function_configuration()
+            .function_name("trivia-local-api")
+            .send()
+            .await
+            .unwrap()
+            .memory_size(),
+        Some(512)
+    );
+    let repaired = env.deploy(em, &["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        repaired.status.code(),
+        Some(0),
+        "{}",
+        text(&repaired.stdout)
+    );
+
+    // Destroy leaves nothing tagged with the environment, in any service.
+    ok(&env.deploy(em, &["destroy", "--yes", "--allow-data-loss"]));
+    assert_eq!(leftovers(em, "local").await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_cycle_against_the_emulator() {
+    let em = Emulator::start(&[]);
+    full_cycle(&em).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_cycle_in_hostile_mode() {
+    let em = Emulator::start(&["--hostile", "--seed", "7"]);
+    full_cycle(&em).await;
+    let calls = em.calls();
+    assert!(calls["total"].as_u64().unwrap() > 100);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_apply_rerun_converges_without_duplicates() {
+    let em = Emulator::start(&["--hostile", "--seed", "11"]);
+    let env = Env::new();
+    for kill_after_ms in [700u64, 1500, 2600, 4000] {
+        let mut child = env
+            .command(&em, &["apply", "--yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(kill_after_ms));
+        let _ = child.kill(); // SIGKILL: no cleanup runs
+        let _ = child.wait();
+        env.deploy(&em, &["unlock"]);
+    }
+    ok(&env.deploy(&em, &["apply", "--yes"]));
+    let again = env.deploy(&em, &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+    let cfg = em.sdk().await;
+    let ec2 = aws_sdk_ec2::Client::new(&cfg);
+    let f = aws_sdk_ec2::types::Filter::builder()
+        .name("tag:deploy:environment")
+        .values("local")
+        .build();
+    assert_eq!(
+        ec2.describe_vpcs()
+            .filters(f.clone())
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .len(),
+        1,
+        "one VPC"
+    );
+    let live_nats = ec2
+        .describe_nat_gateways()
+        .filter(f.clone())
+        .send()
+        .await
+        .unwrap()
+        .nat_gateways()
+        .iter()
+        .filter(|n| n.state().map(|s| s.as_str()) != Some("deleted"))
+        .count();
+    assert_eq!(live_nats, 1, "one NAT gateway");
+    assert_eq!(
+        aws_sdk_elasticache::Client::new(&cfg)
+            .describe_serverless_caches()
+            .send()
+            .await
+            .unwrap()
+            .serverless_caches()
+            .len(),
+        1,
+        "one cache"
+    );
+    let functions = aws_sdk_lambda::Client::new(&cfg)
+        .list_functions()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(functions.functions().len(), 2, "two functions");
+    let pools = aws_sdk_cognitoidentityprovider::Client::new(&cfg)
+        .list_user_pools()
+        .max_results(60)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pools.user_pools().len(), 1, "one user pool");
+    ok(&env.deploy(&em, &["destroy", "--yes", "--allow-data-loss"]));
+    assert_eq!(leftovers(&em, "local").await, Vec::<String>::new());
+}
