@@ -566,6 +566,32 @@ fn step_graph(plan: &Plan, state: &State) -> Result<(Graph<()>, Vec<Step>), Engi
             }
         }
     }
+    // Execution roles go last: Lambda needs its role to clean up the network
+    // interfaces that block deleting security groups and subnets.
+    let kind_of = |a: &Address| {
+        plan.changes
+            .iter()
+            .find(|c| &c.address == a)
+            .map(|c| c.kind)
+    };
+    let blockers: Vec<NodeId> = delete_current
+        .iter()
+        .chain(delete_deposed.iter())
+        .filter(|(a, _)| {
+            matches!(
+                kind_of(a),
+                Some(crate::model::Kind::SecurityGroup | crate::model::Kind::Subnet)
+            )
+        })
+        .map(|(_, &n)| n)
+        .collect();
+    for (a, &d) in delete_current.iter().chain(delete_deposed.iter()) {
+        if kind_of(a) == Some(crate::model::Kind::IamRole) {
+            for &b in &blockers {
+                g.depend(d, b);
+            }
+        }
+    }
     // The deposed half of a replacement goes once the new dependents are in place.
     for (x, &d) in &delete_deposed {
         for c in plan.changes.iter().filter(|c| c.depends_on.contains(*x)) {
@@ -790,9 +816,8 @@ async fn update(shared: &Shared, step: &Step) -> Result<(), StepError> {
 /// The next poll delay: soon at first, doubling up to the kind's interval, as AWS's own
 /// waiters do (most resources settle in seconds; some take many minutes).
 fn backoff(max: Duration, polls: &mut u32) -> Duration {
-    let d = Duration::from_millis(250)
-        .saturating_mul(1 << (*polls).min(10))
-        .min(max);
+    let first = Duration::from_millis(250).min(max);
+    let d = first.saturating_mul(1 << (*polls).min(10)).min(max);
     *polls += 1;
     d
 }

@@ -243,8 +243,16 @@ fn progress(s: &Settings) -> EventSink {
 }
 
 fn config(parallelism: u16) -> Config {
+    // DEPLOY_WAIT_SCALE shrinks poll intervals and wait timeouts together, for an
+    // emulator whose durations are real ones scaled down (its realistic profile).
+    let wait_scale = std::env::var("DEPLOY_WAIT_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| *v > 0.0 && *v <= 1.0)
+        .unwrap_or(1.0);
     Config {
         parallelism: parallelism as usize,
+        wait_scale,
         ..Config::default()
     }
 }

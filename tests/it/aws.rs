@@ -57,13 +57,20 @@ impl Emulator {
 
     /// Calls the emulator counted, by service and action.
     pub fn calls(&self) -> serde_json::Value {
-        let out = Command::new("curl")
-            .arg("-fsS")
-            .arg(format!("{}/_deploy/calls", self.url()))
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap()
+        control(self.port, "GET", "/_deploy/calls")
     }
+}
+
+/// A plain HTTP/1.0 request to the emulator's control endpoint (no client library:
+/// the only dependency is a socket).
+fn control(port: u16, method: &str, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("{}");
+    serde_json::from_str(body).unwrap()
 }
 
 impl Drop for Emulator {

@@ -398,6 +398,9 @@ async fn destroy_walks_the_graph_in_reverse_and_leaves_nothing() {
     assert!(del("valkey.cache") < del("network.subnet.private-a"));
     assert!(del("network.nat.a") < del("network.igw"));
     assert!(del("network.subnet.private-a") < del("network.vpc"));
+    // Roles last: Lambda needs them to release the ENIs that hold groups and subnets.
+    assert!(del("security_group.lambda") < del("iam.role.api"));
+    assert!(del("network.subnet.private-b") < del("iam.role.preloader"));
     let state = h.backend().read("dev").unwrap().unwrap();
     assert!(state.is_empty());
     // A second destroy has nothing to do and succeeds.

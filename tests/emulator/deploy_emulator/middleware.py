@@ -121,20 +121,21 @@ class Emulator:
         return [body.encode()]
 
     def control(self, environ, start_response):
+        def reply(status, kind, body):
+            # A length, so plain HTTP/1.0 clients get a plain (unchunked) body.
+            start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body)))])
+            return [body]
+
         path = environ.get("PATH_INFO", "")
         if path == "/_deploy/health":
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok"]
+            return reply("200 OK", "text/plain", b"ok")
         if path == "/_deploy/calls":
-            if environ["REQUEST_METHOD"] == "DELETE":
-                with self.lock:
-                    self.calls.clear()
             with self.lock:
+                if environ["REQUEST_METHOD"] == "DELETE":
+                    self.calls.clear()
                 data = {"total": sum(self.calls.values()), "calls": dict(sorted(self.calls.items()))}
-            start_response("200 OK", [("Content-Type", "application/json")])
-            return [json.dumps(data).encode()]
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"unknown control path"]
+            return reply("200 OK", "application/json", json.dumps(data).encode())
+        return reply("404 Not Found", "text/plain", b"unknown control path")
 
     def injected(self, service, action, params_text, environ, start_response):
         now = time.monotonic()
