@@ -298,7 +298,17 @@ pub async fn refresh(
                 let first = group[0].0.clone();
                 let result = retry(
                     &policy,
-                    || provider.read_many(&ids),
+                    // Absent resources read as `None`; a not-found *error* right
+                    // after a create is eventual consistency, so it is retried.
+                    || async {
+                        provider.read_many(&ids).await.map_err(|e| match e.class {
+                            ErrorClass::NotFound => ProviderError {
+                                class: ErrorClass::Retryable,
+                                ..e
+                            },
+                            _ => e,
+                        })
+                    },
                     |attempt, delay, e| {
                         events(&Event::Retrying {
                             address: first.clone(),
@@ -309,10 +319,6 @@ pub async fn refresh(
                     },
                 )
                 .await;
-                let result = match result {
-                    Err(e) if e.class == ErrorClass::NotFound => Ok(BTreeMap::new()),
-                    other => other,
-                };
                 (group, result)
             });
         }
