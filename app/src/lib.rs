@@ -30,6 +30,14 @@ use identity::{Player, Verifier};
 /// Request bodies are tiny; anything bigger is refused.
 pub const BODY_LIMIT: usize = 16 * 1024;
 
+/// Selects rustls's crypto provider for the process. Which providers are compiled in
+/// depends on what else is built alongside (the AWS SDK brings another), and rustls
+/// refuses to guess when there are two; choosing explicitly makes TLS work either way.
+pub fn install_tls_provider() {
+    // An error means one is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Version reported by `/health`.
 pub fn build_version() -> &'static str {
     option_env!("TRIVIA_BUILD").unwrap_or(env!("CARGO_PKG_VERSION"))
@@ -53,6 +61,7 @@ pub struct AppState {
 impl AppState {
     /// Everything the router needs, built once per process from the configuration.
     pub fn new(config: &config::Config) -> Self {
+        install_tls_provider();
         let store = store::Store::new(config.valkey.clone());
         let source = Arc::new(questions::OpenTdb::new(&config.question_source));
         let loader = questions::Loader::new(store.clone(), Some(source));

@@ -34,6 +34,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    trivia::install_tls_provider();
     let store = trivia::store::Store::new(config.valkey.clone());
     let loader = Loader::new(
         store,

@@ -165,6 +165,7 @@ impl Server {
 
     /// A plain connection to the server (not through the app).
     pub async fn raw(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        trivia::install_tls_provider();
         let client = match &self.ca_file {
             Some(ca) => redis::Client::build_with_tls(
                 format!("rediss://localhost:{}", self.port),
