@@ -82,10 +82,20 @@ fn deploy(
     args: &[&str],
     scale: Option<f64>,
 ) -> (Duration, std::process::Output) {
+    deploy_env(em, state, args, scale, "local")
+}
+
+fn deploy_env(
+    em: &Emulator,
+    state: &Path,
+    args: &[&str],
+    scale: Option<f64>,
+    env: &str,
+) -> (Duration, std::process::Output) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_deploy"));
     c.current_dir(root())
         .args(args)
-        .args(["-e", "local", "-q"])
+        .args(["-e", env, "-q"])
         .env("DEPLOY_STATE_DIR", state)
         .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", em.0))
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -174,6 +184,32 @@ fn main() {
     // Apply from scratch under realistic timing.
     let em = Emulator::start(&["--profile", "realistic", "--scale", &SCALE.to_string()]);
     let state = tempfile::tempdir().unwrap();
+    // moto loads each service's backend (and IAM its ~1,000 managed policies) on first
+    // use: warm it with a throwaway environment so that cost is not billed to the engine.
+    let warm = state.path().join("warmup.yaml");
+    let base = root().join("environments/base.yaml");
+    std::fs::write(
+        &warm,
+        format!(
+            "extends: {}\nenvironment: warmup\nvalkey:\n  publish_to_ssm: /trivia-warmup/valkey\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let warm = warm.to_string_lossy().into_owned();
+    let (_, out) = deploy_env(&em, state.path(), &["apply", "--yes"], Some(SCALE), &warm);
+    assert!(
+        out.status.success(),
+        "warm-up apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    deploy_env(
+        &em,
+        state.path(),
+        &["destroy", "--yes", "--allow-data-loss"],
+        Some(SCALE),
+        &warm,
+    );
     let (t, out) = deploy(&em, state.path(), &["apply", "--yes"], Some(SCALE));
     assert!(
         out.status.success(),

@@ -40,28 +40,26 @@ fn document(raw: Option<&str>) -> Value {
 
 impl Role {
     async fn get(&self, name: &str) -> Result<Option<Observed>, ProviderError> {
-        let role = match self
-            .0
-            .iam
-            .get_role()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(classify)
-        {
+        // Both reads at once: refresh time is round trips.
+        let (role, attached) = tokio::join!(
+            self.0.iam.get_role().role_name(name).send(),
+            self.0
+                .iam
+                .list_attached_role_policies()
+                .role_name(name)
+                .send(),
+        );
+        let role = match role.map_err(classify) {
             Ok(out) => out.role().cloned(),
             Err(e) if e.class == ErrorClass::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
         let Some(role) = role else { return Ok(None) };
-        let attached = self
-            .0
-            .iam
-            .list_attached_role_policies()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(classify)?;
+        let attached = match attached.map_err(classify) {
+            Ok(a) => a,
+            Err(e) if e.class == ErrorClass::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let arns: Vec<&str> = attached
             .attached_policies()
             .iter()

@@ -175,15 +175,17 @@ impl Function {
     }
 
     async fn get(&self, name: &str) -> Result<Option<Observed>, ProviderError> {
-        let out = match self
-            .0
-            .lambda
-            .get_function()
-            .function_name(name)
-            .send()
-            .await
-            .map_err(classify)
-        {
+        // Both reads at once: refresh time is round trips.
+        let (function, alias) = tokio::join!(
+            self.0.lambda.get_function().function_name(name).send(),
+            self.0
+                .lambda
+                .get_alias()
+                .function_name(name)
+                .name(ALIAS)
+                .send(),
+        );
+        let out = match function.map_err(classify) {
             Ok(o) => o,
             Err(e) if e.class == ErrorClass::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -229,16 +231,7 @@ impl Function {
             ("tags".into(), json!(tags)),
         ]);
         let arn = cfg.function_arn().unwrap_or_default().to_string();
-        let alias = match self
-            .0
-            .lambda
-            .get_alias()
-            .function_name(name)
-            .name(ALIAS)
-            .send()
-            .await
-            .map_err(classify)
-        {
+        let alias = match alias.map_err(classify) {
             Ok(a) => Some(a),
             Err(e) if e.class == ErrorClass::NotFound => None,
             Err(e) => return Err(e),
