@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::events::{allow_invoke, revoke_invoke};
-use super::{classify, str_of, tags_of, Clients};
+use super::{classify, ready_when_visible, str_of, tags_of, Clients};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -454,11 +454,6 @@ impl Provider for RestApi {
     }
 
     async fn wait(&self, id: &str) -> Result<Readiness, ProviderError> {
-        match self.get(id).await? {
-            Some(o) => Ok(Readiness::Ready(o)),
-            None => Err(ProviderError::not_found(format!(
-                "API {id} is not visible yet"
-            ))),
-        }
+        ready_when_visible(self.get(id).await?, "API", id)
     }
 }

@@ -11,7 +11,7 @@ use aws_sdk_cognitoidentityprovider::types::{
 };
 use serde_json::{json, Value};
 
-use super::{classify, str_of, tags_of, Clients};
+use super::{classify, ready_when_visible, str_of, tags_of, Clients};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -237,12 +237,7 @@ impl Provider for UserPool {
     }
 
     async fn wait(&self, id: &str) -> Result<Readiness, ProviderError> {
-        match self.get(id).await? {
-            Some(o) => Ok(Readiness::Ready(o)),
-            None => Err(ProviderError::not_found(format!(
-                "user pool {id} is not visible yet"
-            ))),
-        }
+        ready_when_visible(self.get(id).await?, "user pool", id)
     }
 }
 
@@ -384,11 +379,6 @@ impl Provider for UserPoolClient {
     }
 
     async fn wait(&self, id: &str) -> Result<Readiness, ProviderError> {
-        match self.get(id).await? {
-            Some(o) => Ok(Readiness::Ready(o)),
-            None => Err(ProviderError::not_found(format!(
-                "client {id} is not visible yet"
-            ))),
-        }
+        ready_when_visible(self.get(id).await?, "client", id)
     }
 }

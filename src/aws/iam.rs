@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
 
-use super::{classify, str_of, tags_of, Clients};
+use super::{classify, ready_when_visible, str_of, tags_of, Clients};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -311,11 +311,6 @@ impl Provider for Role {
     }
 
     async fn wait(&self, id: &str) -> Result<Readiness, ProviderError> {
-        match self.get(id).await? {
-            Some(o) => Ok(Readiness::Ready(o)),
-            None => Err(ProviderError::not_found(format!(
-                "role {id} is not visible yet"
-            ))),
-        }
+        ready_when_visible(self.get(id).await?, "role", id)
     }
 }

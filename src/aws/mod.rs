@@ -243,6 +243,18 @@ where
     }
 }
 
+/// Readiness of a kind that is ready as soon as it can be read: missing right after a
+/// create means "not visible yet" (eventual consistency), which the engine waits out.
+pub(crate) fn ready_when_visible(
+    found: Option<crate::provider::Observed>,
+    what: &str,
+    id: &str,
+) -> Result<crate::provider::Readiness, ProviderError> {
+    found
+        .map(crate::provider::Readiness::Ready)
+        .ok_or_else(|| ProviderError::not_found(format!("{what} {id} is not visible yet")))
+}
+
 /// The tags that identify a resource of this environment.
 pub(crate) fn identity_tags(target: &Target<'_>) -> Vec<(String, String)> {
     ["deploy:project", "deploy:environment", "deploy:address"]
