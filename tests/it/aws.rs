@@ -605,3 +605,28 @@ async fn a_killed_apply_rerun_converges_without_duplicates() {
     ok(&env.deploy(&em, &["destroy", "--yes", "--allow-data-loss"]));
     assert_eq!(leftovers(&em, "local").await, Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_and_destroy_without_a_terminal_or_yes_refuse_instead_of_hanging() {
+    let em = Emulator::start(&[]);
+    let env = Env::new();
+    let started = std::time::Instant::now();
+    let out = env.deploy(&em, &["apply"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("refusing to continue without confirmation"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // Nothing was created.
+    assert_eq!(leftovers(&em, "local").await, Vec::<String>::new());
+    ok(&env.deploy(&em, &["apply", "--yes"]));
+    let out = env.deploy(&em, &["destroy", "--allow-data-loss"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("refusing to continue without confirmation"));
+    assert!(
+        !leftovers(&em, "local").await.is_empty(),
+        "nothing was destroyed"
+    );
+}
