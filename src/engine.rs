@@ -370,19 +370,36 @@ pub async fn adopt_intents(
             name: intent.name.clone(),
             tags: intent.tags.clone(),
         };
-        let found = retry(&config.retry, || provider.find(&target), |_, _, _| {})
-            .await
-            .map_err(|error| EngineError::Refresh {
-                address: address.clone(),
-                error,
-            })?;
-        let known: Vec<&str> = state
+        let known: Vec<String> = state
             .resources
             .values()
             .chain(state.deposed.values())
-            .map(|r| r.id.as_str())
+            .map(|r| r.id.clone())
             .collect();
-        let Some(o) = found.into_iter().find(|o| !known.contains(&o.id.as_str())) else {
+        // A create that was in flight when the process died may land moments after a
+        // rerun starts looking: a recent intent is looked for a few times before it is
+        // taken to mean "never created".
+        let recent = humantime::parse_rfc3339(&intent.started_at)
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < Duration::from_secs(300));
+        let mut adopted_one = None;
+        for attempt in 0..if recent { 6 } else { 1 } {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            let found = retry(&config.retry, || provider.find(&target), |_, _, _| {})
+                .await
+                .map_err(|error| EngineError::Refresh {
+                    address: address.clone(),
+                    error,
+                })?;
+            adopted_one = found.into_iter().find(|o| !known.contains(&o.id));
+            if adopted_one.is_some() {
+                break;
+            }
+        }
+        let Some(o) = adopted_one else {
             continue;
         };
         events(&Event::Adopted {
