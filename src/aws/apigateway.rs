@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::events::{allow_invoke, revoke_invoke};
-use super::{classify, ready_when_visible, str_of, tags_of, Clients};
+use super::{classify, ready_when_visible, str_of, tag_changes, tags_of, Clients};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -396,20 +396,15 @@ impl Provider for RestApi {
             }
             self.deploy(api, after, &hash).await?;
         }
-        let (old, new) = (tags_of(before), tags_of(after));
-        if old != new {
+        let tags = tag_changes(before, after);
+        if !tags.is_empty() {
             let arn = format!("arn:aws:apigateway:{}::/restapis/{api}", self.0.region);
-            let gone: Vec<String> = old
-                .keys()
-                .filter(|k| !new.contains_key(*k))
-                .cloned()
-                .collect();
-            if !gone.is_empty() {
+            if !tags.removed.is_empty() {
                 self.0
                     .apigateway
                     .untag_resource()
                     .resource_arn(&arn)
-                    .set_tag_keys(Some(gone))
+                    .set_tag_keys(Some(tags.removed.clone()))
                     .send()
                     .await
                     .map_err(classify)?;
@@ -418,7 +413,7 @@ impl Provider for RestApi {
                 .apigateway
                 .tag_resource()
                 .resource_arn(&arn)
-                .set_tags(Some(new.into_iter().collect()))
+                .set_tags(Some(tags.set.into_iter().collect()))
                 .send()
                 .await
                 .map_err(classify)?;

@@ -15,7 +15,7 @@ use aws_sdk_ec2::types::{
 };
 use serde_json::{json, Value};
 
-use super::{classify, eventually, identity_tags, str_of, tags_of, Clients};
+use super::{classify, eventually, identity_tags, str_of, tag_changes, tags_of, Clients};
 use crate::model::{Attrs, Kind};
 use crate::provider::{
     Deletion, ErrorClass, Observed, Provider, ProviderError, Providers, Readiness, Target,
@@ -196,15 +196,15 @@ impl<K: Ec2Kind> Provider for Ec2<K> {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        let (old, new) = (tags_of(before), tags_of(after));
-        let gone: Vec<Tag> = old
-            .keys()
-            .filter(|k| !new.contains_key(*k))
+        let tags = tag_changes(before, after);
+        let gone: Vec<Tag> = tags
+            .removed
+            .iter()
             .map(|k| Tag::builder().key(k).build())
             .collect();
-        let set: Vec<Tag> = new
+        let set: Vec<Tag> = tags
+            .set
             .iter()
-            .filter(|(k, v)| old.get(*k) != Some(*v))
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();
         if !gone.is_empty() {

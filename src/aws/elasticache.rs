@@ -11,7 +11,7 @@ use aws_sdk_elasticache::types::{
 };
 use serde_json::{json, Value};
 
-use super::{classify, str_of, tags_of, Clients};
+use super::{classify, str_of, tag_changes, tags_of, Clients};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -275,31 +275,26 @@ impl Provider for ServerlessCache {
             })
             .await?;
         }
-        let (old, new) = (tags_of(before), tags_of(after));
-        if old != new {
+        let tags = tag_changes(before, after);
+        if !tags.is_empty() {
             let arn = self
                 .describe(id)
                 .await?
                 .and_then(|c| c.arn().map(String::from))
                 .ok_or_else(|| ProviderError::not_found(format!("cache {id} is gone")))?;
-            let gone: Vec<String> = old
-                .keys()
-                .filter(|k| !new.contains_key(*k))
-                .cloned()
-                .collect();
-            if !gone.is_empty() {
+            if !tags.removed.is_empty() {
                 self.0
                     .elasticache
                     .remove_tags_from_resource()
                     .resource_name(&arn)
-                    .set_tag_keys(Some(gone))
+                    .set_tag_keys(Some(tags.removed.clone()))
                     .send()
                     .await
                     .map_err(classify)?;
             }
-            let set: Vec<Tag> = new
+            let set: Vec<Tag> = tags
+                .set
                 .iter()
-                .filter(|(k, v)| old.get(*k) != Some(*v))
                 .map(|(k, v)| Tag::builder().key(k).value(v).build())
                 .collect();
             if !set.is_empty() {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_eventbridge::types::{RuleState, Tag, Target as RuleTarget};
 use serde_json::{json, Value};
 
-use super::{classify, ready_when_visible, str_of, tags_of, Clients};
+use super::{classify, ready_when_visible, str_of, tag_changes, tags_of, Clients};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -255,24 +255,20 @@ impl Provider for ScheduleRule {
             revoke_invoke(&self.0, old, &format!("events-{id}")).await;
         }
         let arn = self.put(after, false).await?;
-        let (old, new) = (tags_of(before), tags_of(after));
-        if old != new {
-            let gone: Vec<String> = old
-                .keys()
-                .filter(|k| !new.contains_key(*k))
-                .cloned()
-                .collect();
-            if !gone.is_empty() {
+        let tags = tag_changes(before, after);
+        if !tags.is_empty() {
+            if !tags.removed.is_empty() {
                 self.0
                     .events
                     .untag_resource()
                     .resource_arn(&arn)
-                    .set_tag_keys(Some(gone))
+                    .set_tag_keys(Some(tags.removed.clone()))
                     .send()
                     .await
                     .map_err(classify)?;
             }
-            let set: Vec<Tag> = new
+            let set: Vec<Tag> = tags
+                .set
                 .into_iter()
                 .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
                 .collect();

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
 
-use super::{classify, ready_when_visible, str_of, tags_of, Clients};
+use super::{classify, ready_when_visible, str_of, tag_changes, tags_of, Clients};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -240,25 +240,20 @@ impl Provider for Role {
         if before.get("inline_policy") != after.get("inline_policy") {
             self.set_inline(id, after.get("inline_policy")).await?;
         }
-        let (old_tags, new_tags) = (tags_of(before), tags_of(after));
-        let gone: Vec<String> = old_tags
-            .keys()
-            .filter(|k| !new_tags.contains_key(*k))
-            .cloned()
-            .collect();
-        if !gone.is_empty() {
+        let tags = tag_changes(before, after);
+        if !tags.removed.is_empty() {
             self.0
                 .iam
                 .untag_role()
                 .role_name(id)
-                .set_tag_keys(Some(gone))
+                .set_tag_keys(Some(tags.removed.clone()))
                 .send()
                 .await
                 .map_err(classify)?;
         }
-        let set: Vec<Tag> = new_tags
+        let set: Vec<Tag> = tags
+            .set
             .iter()
-            .filter(|(k, v)| old_tags.get(*k) != Some(*v))
             .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
             .collect();
         if !set.is_empty() {

@@ -13,7 +13,7 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime, VpcConfig};
 use serde_json::{json, Value};
 
-use super::{classify, str_of, tags_of, Clients};
+use super::{classify, str_of, tag_changes, tags_of, Clients};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -363,8 +363,8 @@ impl Provider for Function {
                 .map_err(classify)?;
             self.settled(id).await?;
         }
-        let (old, new) = (tags_of(before), tags_of(after));
-        if old != new {
+        let tags = tag_changes(before, after);
+        if !tags.is_empty() {
             let arn = self
                 .0
                 .lambda
@@ -376,17 +376,12 @@ impl Provider for Function {
                 .function_arn()
                 .unwrap_or_default()
                 .to_string();
-            let gone: Vec<String> = old
-                .keys()
-                .filter(|k| !new.contains_key(*k))
-                .cloned()
-                .collect();
-            if !gone.is_empty() {
+            if !tags.removed.is_empty() {
                 self.0
                     .lambda
                     .untag_resource()
                     .resource(&arn)
-                    .set_tag_keys(Some(gone))
+                    .set_tag_keys(Some(tags.removed.clone()))
                     .send()
                     .await
                     .map_err(classify)?;
@@ -395,7 +390,7 @@ impl Provider for Function {
                 .lambda
                 .tag_resource()
                 .resource(&arn)
-                .set_tags(Some(new.into_iter().collect()))
+                .set_tags(Some(tags.set.into_iter().collect()))
                 .send()
                 .await
                 .map_err(classify)?;

@@ -255,6 +255,33 @@ pub(crate) fn ready_when_visible(
         .ok_or_else(|| ProviderError::not_found(format!("{what} {id} is not visible yet")))
 }
 
+/// How a resource's tags change from `before` to `after`: keys to remove, tags to set.
+pub(crate) struct TagChanges {
+    pub removed: Vec<String>,
+    pub set: BTreeMap<String, String>,
+}
+
+impl TagChanges {
+    pub fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.set.is_empty()
+    }
+}
+
+pub(crate) fn tag_changes(before: &crate::model::Attrs, after: &crate::model::Attrs) -> TagChanges {
+    let (old, new) = (tags_of(before), tags_of(after));
+    TagChanges {
+        removed: old
+            .keys()
+            .filter(|k| !new.contains_key(*k))
+            .cloned()
+            .collect(),
+        set: new
+            .into_iter()
+            .filter(|(k, v)| old.get(k) != Some(v))
+            .collect(),
+    }
+}
+
 /// The tags that identify a resource of this environment.
 pub(crate) fn identity_tags(target: &Target<'_>) -> Vec<(String, String)> {
     ["deploy:project", "deploy:environment", "deploy:address"]
@@ -279,4 +306,24 @@ pub(crate) fn str_of<'a>(
         .get(key)
         .and_then(|v| v.as_str())
         .ok_or_else(|| ProviderError::fatal(format!("input `{key}` is missing or not a string")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tag_changes;
+    use crate::model::Attrs;
+    use serde_json::json;
+
+    #[test]
+    fn tag_changes_lists_only_what_differs() {
+        let before = Attrs::from([("tags".into(), json!({"a": "1", "b": "2", "c": "3"}))]);
+        let after = Attrs::from([("tags".into(), json!({"a": "1", "b": "20", "d": "4"}))]);
+        let t = tag_changes(&before, &after);
+        assert_eq!(t.removed, vec!["c".to_string()]);
+        assert_eq!(
+            t.set.into_iter().collect::<Vec<_>>(),
+            vec![("b".into(), "20".into()), ("d".into(), "4".into())]
+        );
+        assert!(tag_changes(&after, &after).is_empty());
+    }
 }
