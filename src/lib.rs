@@ -1,6 +1,7 @@
 //! `deploy`: a declarative provisioner and deployer for a serverless application with a
 //! Valkey cache on AWS. The binary is a thin CLI over this library.
 
+pub mod artifact;
 pub mod aws;
 pub mod cli;
 pub mod cost;
@@ -11,5 +12,6 @@ pub mod ops;
 pub mod plan;
 pub mod provider;
 pub mod render;
+pub mod smoke;
 pub mod spec;
 pub mod state;

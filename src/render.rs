@@ -429,3 +429,51 @@ pub fn estimate(e: &crate::cost::Estimate, warnings: &[String]) -> String {
     }
     out
 }
+
+/// The smoke checks as a table: check, result, latency, detail.
+pub fn smoke(r: &crate::smoke::Report) -> String {
+    use std::fmt::Write;
+    let width = r
+        .checks
+        .iter()
+        .map(|c| c.check.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut out = format!(
+        "\nSmoke checks against {}\n",
+        if r.target.is_empty() {
+            "(no API)"
+        } else {
+            &r.target
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  {:<width$}  {:<6}  {:>9}  detail",
+        "check", "result", "latency"
+    );
+    for c in &r.checks {
+        let result = if c.ok { "pass" } else { "FAIL" };
+        let latency = c
+            .latency_ms
+            .map(|l| format!("{l:.1} ms"))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {:<6}  {:>9}  {}",
+            c.check, result, latency, c.detail
+        );
+    }
+    let failed = r.checks.iter().filter(|c| !c.ok).count();
+    let _ = writeln!(
+        out,
+        "{}",
+        if failed == 0 {
+            format!("All {} smoke checks passed.", r.checks.len())
+        } else {
+            format!("{failed} of {} smoke checks failed.", r.checks.len())
+        }
+    );
+    out
+}

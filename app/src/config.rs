@@ -47,8 +47,9 @@ pub struct Config {
     pub valkey: Valkey,
     /// Required in local mode; in Lambda mode API Gateway's authorizer checks tokens.
     pub cognito: Option<Cognito>,
-    /// The OpenTDB-compatible question source.
-    pub question_source: String,
+    /// The OpenTDB-compatible question source; `None` (`QUESTION_SOURCE_URL=none`)
+    /// uses only the question bank bundled in the crate.
+    pub question_source: Option<String>,
     pub questions_per_game: u32,
 }
 
@@ -175,10 +176,15 @@ impl Config {
             mode,
             valkey,
             cognito,
-            question_source: non_empty("QUESTION_SOURCE_URL")
-                .unwrap_or_else(|| "https://opentdb.com".into())
-                .trim_end_matches('/')
-                .to_string(),
+            question_source: match non_empty("QUESTION_SOURCE_URL").as_deref() {
+                Some("none") => None,
+                other => Some(
+                    other
+                        .unwrap_or("https://opentdb.com")
+                        .trim_end_matches('/')
+                        .to_string(),
+                ),
+            },
             questions_per_game: number("QUESTIONS_PER_GAME", 10, 50)? as u32,
         })
     }

@@ -530,6 +530,36 @@ impl Games {
         }
     }
 
+    /// Deletes what the game keeps about `player`: profile, "seen" sets, and entries
+    /// on every leaderboard still kept. Returns how many keys changed. Global counters
+    /// are aggregates and stay.
+    pub async fn forget(&self, player: &Player) -> Result<u64, AppError> {
+        let mut c = self.store.conn().await?;
+        let mut changed: u64 = c.del(keys::profile(&player.id)).await?;
+        for cat in crate::questions::CATEGORIES {
+            let n: u64 = c.del(keys::seen(cat.id, &player.id)).await?;
+            changed += n;
+        }
+        let now = time::OffsetDateTime::now_utc();
+        let weeks = LEADERBOARD_TTL.as_secs() / (7 * 86400) + 1;
+        for back in 0..=weeks {
+            let (year, week, _) = (now - time::Duration::weeks(back as i64)).to_iso_week_date();
+            let week = format!("{year}-W{week:02}");
+            // Both keys share the week's slot: one round trip.
+            let (a, b): (u64, u64) = redis::pipe()
+                .cmd("ZREM")
+                .arg(keys::leaderboard(&week))
+                .arg(&player.id)
+                .cmd("HDEL")
+                .arg(keys::leaderboard_names(&week))
+                .arg(&player.id)
+                .query_async(&mut c)
+                .await?;
+            changed += a + b;
+        }
+        Ok(changed)
+    }
+
     pub async fn profile(&self, player: &Player) -> Result<Value, AppError> {
         let mut c = self.store.conn().await?;
         let p: HashMap<String, u64> = c.hgetall(keys::profile(&player.id)).await?;

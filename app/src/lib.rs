@@ -63,8 +63,11 @@ impl AppState {
     pub fn new(config: &config::Config) -> Self {
         install_tls_provider();
         let store = store::Store::new(config.valkey.clone());
-        let source = Arc::new(questions::OpenTdb::new(&config.question_source));
-        let loader = questions::Loader::new(store.clone(), Some(source));
+        let source = config
+            .question_source
+            .as_deref()
+            .map(|url| Arc::new(questions::OpenTdb::new(url)));
+        let loader = questions::Loader::new(store.clone(), source);
         let auth = match (&config.mode, &config.cognito) {
             (_, Some(c)) if config.mode != config::Mode::Lambda => {
                 Auth::Verify(Verifier::new(c.clone()))
@@ -175,7 +178,7 @@ pub fn router(state: AppState) -> Router {
         .route("/games/{id}/finish", post(finish))
         .route("/leaderboard", get(leaderboard))
         .route("/leaderboard/me", get(leaderboard_me))
-        .route("/me", get(me))
+        .route("/me", get(me).delete(forget_me))
         .fallback(|| async { AppError::not_found("not_found", "no such route") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(
@@ -184,6 +187,7 @@ pub fn router(state: AppState) -> Router {
                 .allow_methods([
                     axum::http::Method::GET,
                     axum::http::Method::POST,
+                    axum::http::Method::DELETE,
                     axum::http::Method::OPTIONS,
                 ])
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
@@ -201,7 +205,7 @@ async fn health(State(s): State<AppState>) -> Response {
             Json(json!({
                 "status": "ok",
                 "version": build_version(),
-                "valkey": {"reachable": true, "latency_ms": (latency.as_secs_f64() * 1e5).round() / 100.0},
+                "valkey": {"reachable": true, "tls": s.games.store.tls(), "latency_ms": (latency.as_secs_f64() * 1e5).round() / 100.0},
                 "questions_loaded": loaded,
             }))
             .into_response()
@@ -212,6 +216,15 @@ async fn health(State(s): State<AppState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Removes the player's profile, "seen" sets and leaderboard entries (the smoke
+/// checks' temporary players use it to leave nothing behind).
+async fn forget_me(State(s): State<AppState>, player: Player) -> Result<Json<Value>, AppError> {
+    let removed = s.games.forget(&player).await?;
+    Ok(Json(
+        json!({"player": player.name, "keys_changed": removed}),
+    ))
 }
 
 async fn categories(State(s): State<AppState>) -> Json<Value> {

@@ -91,6 +91,11 @@ impl Store {
         Ok(c)
     }
 
+    /// Whether connections to Valkey use TLS.
+    pub fn tls(&self) -> bool {
+        self.config.tls
+    }
+
     /// Round-trip latency of a PING.
     pub async fn ping(&self) -> Result<Duration, StoreError> {
         let mut c = self.conn().await?;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_cognitoidentityprovider::types::{
-    DeletionProtectionType, ExplicitAuthFlowsType, PasswordPolicyType, UserPoolPolicyType,
-    UsernameAttributeType, UsernameConfigurationType,
+    AttributeType, DeletionProtectionType, ExplicitAuthFlowsType, PasswordPolicyType,
+    UserPoolPolicyType, UsernameAttributeType, UsernameConfigurationType,
 };
 use serde_json::{json, Value};
 
@@ -380,5 +380,93 @@ impl Provider for UserPoolClient {
 
     async fn wait(&self, id: &str) -> Result<Readiness, ProviderError> {
         ready_when_visible(self.get(id).await?, "client", id)
+    }
+}
+
+/// A confirmed user with a permanent password, for the smoke checks. No message is
+/// sent. Errors start with "cannot create" so the caller knows nothing needs cleanup.
+pub async fn temporary_user(
+    c: &Clients,
+    pool: &str,
+    username: &str,
+    password: &str,
+) -> Result<(), String> {
+    c.cognito
+        .admin_create_user()
+        .user_pool_id(pool)
+        .username(username)
+        .message_action(aws_sdk_cognitoidentityprovider::types::MessageActionType::Suppress)
+        .user_attributes(
+            AttributeType::builder()
+                .name("email")
+                .value(username)
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+        .user_attributes(
+            AttributeType::builder()
+                .name("email_verified")
+                .value("true")
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+        .send()
+        .await
+        .map_err(|e| format!("cannot create a temporary user in {pool}: {}", classify(e)))?;
+    c.cognito
+        .admin_set_user_password()
+        .user_pool_id(pool)
+        .username(username)
+        .password(password)
+        .permanent(true)
+        .send()
+        .await
+        .map_err(|e| format!("cannot set the temporary user's password: {}", classify(e)))?;
+    Ok(())
+}
+
+/// Signs in with `USER_PASSWORD_AUTH`; returns the ID token (what a Cognito user-pool
+/// authorizer checks).
+pub async fn sign_in(
+    c: &Clients,
+    client: &str,
+    username: &str,
+    password: &str,
+) -> Result<String, String> {
+    let out = c
+        .cognito
+        .initiate_auth()
+        .client_id(client)
+        .auth_flow(aws_sdk_cognitoidentityprovider::types::AuthFlowType::UserPasswordAuth)
+        .auth_parameters("USERNAME", username)
+        .auth_parameters("PASSWORD", password)
+        .send()
+        .await
+        .map_err(|e| format!("USER_PASSWORD_AUTH sign-in failed: {}", classify(e)))?;
+    out.authentication_result()
+        .and_then(|a| a.id_token())
+        .map(String::from)
+        .ok_or_else(|| {
+            format!(
+                "sign-in returned no tokens (challenge {:?})",
+                out.challenge_name().map(|c| c.as_str())
+            )
+        })
+}
+
+/// Deletes a user; one already gone counts as deleted.
+pub async fn delete_user(c: &Clients, pool: &str, username: &str) -> Result<(), String> {
+    match c
+        .cognito
+        .admin_delete_user()
+        .user_pool_id(pool)
+        .username(username)
+        .send()
+        .await
+        .map_err(classify)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.class == ErrorClass::NotFound => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }

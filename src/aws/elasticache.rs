@@ -349,3 +349,24 @@ impl Provider for ServerlessCache {
         }
     }
 }
+
+/// The cache's endpoint address and port as AWS reports them now.
+pub async fn endpoint(c: &Clients, name: &str) -> Result<(String, i32), String> {
+    let out = c
+        .elasticache
+        .describe_serverless_caches()
+        .serverless_cache_name(name)
+        .send()
+        .await
+        .map_err(|e| format!("cache {name}: {}", classify(e)))?;
+    out.serverless_caches()
+        .first()
+        .and_then(|x| x.endpoint())
+        .map(|e| {
+            (
+                e.address().unwrap_or_default().to_string(),
+                e.port().unwrap_or_default(),
+            )
+        })
+        .ok_or_else(|| format!("cache {name} has no endpoint"))
+}

@@ -319,3 +319,17 @@ impl Provider for ScheduleRule {
         ready_when_visible(self.get(id).await?, "rule", id)
     }
 }
+
+/// Whether `rule` is enabled, and the ARNs it targets (for the smoke checks).
+pub async fn rule_status(c: &Clients, rule: &str) -> Result<(bool, Vec<String>), String> {
+    let (r, t) = tokio::join!(
+        c.events.describe_rule().name(rule).send(),
+        c.events.list_targets_by_rule().rule(rule).send(),
+    );
+    let r = r.map_err(|e| format!("rule {rule}: {}", classify(e)))?;
+    let t = t.map_err(|e| format!("targets of rule {rule}: {}", classify(e)))?;
+    Ok((
+        r.state() == Some(&RuleState::Enabled),
+        t.targets().iter().map(|x| x.arn().to_string()).collect(),
+    ))
+}

@@ -4,7 +4,6 @@
 //! function right after its role fails until IAM propagates; that error is retryable.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,21 +20,12 @@ pub(super) struct Function(pub Arc<Clients>);
 
 const ALIAS: &str = "live";
 
-/// A deployable zip holding `bootstrap`. Until the build step ships the app, a stand-in
-/// binary: the zip is deterministic (fixed time and mode), so its hash is stable.
+/// The code a function gets when it is created without a build (`--no-build`): a
+/// script that says so and fails. Reproducible like every zip here.
 pub fn placeholder_zip() -> Vec<u8> {
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut z = zip::ZipWriter::new(&mut buf);
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
-            .last_modified_time(zip::DateTime::default())
-            .unix_permissions(0o755);
-        z.start_file("bootstrap", options).expect("zip entry");
-        z.write_all(b"#!/bin/sh\necho 'placeholder: the build step has not shipped this function yet' >&2\nexit 1\n").expect("zip write");
-        z.finish().expect("zip finish");
-    }
-    buf.into_inner()
+    crate::artifact::pack(
+        b"#!/bin/sh\necho 'placeholder: this function was created with --no-build; run deploy apply to ship its code' >&2\nexit 1\n",
+    )
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -87,6 +77,34 @@ fn int(inputs: &Attrs, key: &str) -> Option<i32> {
 }
 
 impl Function {
+    /// The zip to ship for `inputs`: the built one its `code_sha256` names, checked
+    /// against that hash, or the placeholder when nothing was built.
+    fn code(&self, inputs: &Attrs) -> Result<Vec<u8>, ProviderError> {
+        let Some(sha) = inputs.get("code_sha256").and_then(Value::as_str) else {
+            return Ok(placeholder_zip());
+        };
+        let name = inputs.get("name").and_then(Value::as_str).unwrap_or("?");
+        let Some(dir) = &self.0.code_dir else {
+            return Err(ProviderError::fatal(format!(
+                "the code of function {name} ({sha}) was not built in this run; run `deploy build` or apply without --no-build"
+            )));
+        };
+        let path = crate::artifact::code_path(dir, sha);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            ProviderError::fatal(format!(
+                "the code of function {name} ({sha}) is not at {}: {e}\n  hint: run `deploy build -e ENV` (a saved plan ships the code built when it was made)",
+                path.display()
+            ))
+        })?;
+        if crate::artifact::code_sha256(&bytes) != sha {
+            return Err(ProviderError::fatal(format!(
+                "{} changed since it was built (its hash is no longer {sha}); build again",
+                path.display()
+            )));
+        }
+        Ok(bytes)
+    }
+
     /// Waits until the function accepts the next change.
     async fn settled(&self, name: &str) -> Result<(), ProviderError> {
         let started = Instant::now();
@@ -175,14 +193,16 @@ impl Function {
     }
 
     async fn get(&self, name: &str) -> Result<Option<Observed>, ProviderError> {
-        // Both reads at once: refresh time is round trips.
-        let (function, alias) = tokio::join!(
+        // Both reads at once: refresh time is round trips. The function ($LATEST, with
+        // its tags) and what the alias serves: configuration and code are reported as
+        // live, so code rolled back (or published nowhere) shows as a difference.
+        let (function, live) = tokio::join!(
             self.0.lambda.get_function().function_name(name).send(),
             self.0
                 .lambda
-                .get_alias()
+                .get_function()
                 .function_name(name)
-                .name(ALIAS)
+                .qualifier(ALIAS)
                 .send(),
         );
         let out = match function.map_err(classify) {
@@ -190,9 +210,16 @@ impl Function {
             Err(e) if e.class == ErrorClass::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let Some(cfg) = out.configuration() else {
+        let live = match live.map_err(classify) {
+            Ok(l) => l.configuration().cloned(),
+            Err(e) if e.class == ErrorClass::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let Some(latest) = out.configuration() else {
             return Ok(None);
         };
+        let arn = latest.function_arn().unwrap_or_default().to_string();
+        let cfg = live.as_ref().unwrap_or(latest);
         let vpc = cfg.vpc_config();
         let env: serde_json::Map<String, Value> = cfg
             .environment()
@@ -229,17 +256,12 @@ impl Function {
             ),
             ("environment".into(), Value::Object(env)),
             ("tags".into(), json!(tags)),
+            ("code_sha256".into(), json!(cfg.code_sha256())),
         ]);
-        let arn = cfg.function_arn().unwrap_or_default().to_string();
-        let alias = match alias.map_err(classify) {
-            Ok(a) => Some(a),
-            Err(e) if e.class == ErrorClass::NotFound => None,
-            Err(e) => return Err(e),
-        };
         let mut outputs = Attrs::from([("id".into(), json!(name)), ("arn".into(), json!(arn))]);
-        if let Some(a) = alias {
-            outputs.insert("version".into(), json!(a.function_version()));
-            outputs.insert("alias_arn".into(), json!(a.alias_arn()));
+        if let Some(l) = &live {
+            outputs.insert("version".into(), json!(l.version()));
+            outputs.insert("alias_arn".into(), json!(format!("{arn}:{ALIAS}")));
         }
         Ok(Some(Observed {
             id: name.into(),
@@ -297,7 +319,7 @@ impl Provider for Function {
             )
             .code(
                 FunctionCode::builder()
-                    .zip_file(Blob::new(placeholder_zip()))
+                    .zip_file(Blob::new(self.code(inputs)?))
                     .build(),
             )
             .set_tags(Some(tags))
@@ -321,6 +343,21 @@ impl Provider for Function {
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
         let changed = |keys: &[&str]| keys.iter().any(|k| before.get(*k) != after.get(*k));
+        // New code when a build says so, or when what is built changed; read before
+        // any call, so a missing zip changes nothing.
+        let built = after.get("code_sha256");
+        let code = if (built.is_some() && before.get("code_sha256") != built)
+            || changed(&["architecture", "code"])
+        {
+            if built.is_none() {
+                return Err(ProviderError::fatal(format!(
+                    "the code of function {id} changed (crate, binary or architecture) but was not built; apply without --no-build"
+                )));
+            }
+            Some(self.code(after)?)
+        } else {
+            None
+        };
         self.settled(id).await?;
         if changed(&[
             "role_arn",
@@ -351,13 +388,13 @@ impl Provider for Function {
                 .map_err(classify)?;
             self.settled(id).await?;
         }
-        if changed(&["architecture", "code"]) {
+        if let Some(code) = code {
             self.0
                 .lambda
                 .update_function_code()
                 .function_name(id)
                 .architectures(arch(after))
-                .zip_file(Blob::new(placeholder_zip()))
+                .zip_file(Blob::new(code))
                 .send()
                 .await
                 .map_err(classify)?;
@@ -421,4 +458,49 @@ impl Provider for Function {
             ))),
         }
     }
+}
+
+/// What the `live` alias serves: its version, code hash and environment variables.
+pub struct LiveConfiguration {
+    pub version: String,
+    pub code_sha256: String,
+    pub environment: std::collections::BTreeMap<String, String>,
+}
+
+pub async fn live_configuration(c: &Clients, name: &str) -> Result<LiveConfiguration, String> {
+    let out = c
+        .lambda
+        .get_function_configuration()
+        .function_name(name)
+        .qualifier(ALIAS)
+        .send()
+        .await
+        .map_err(|e| format!("function {name}:{ALIAS}: {}", classify(e)))?;
+    Ok(LiveConfiguration {
+        version: out.version().unwrap_or_default().to_string(),
+        code_sha256: out.code_sha256().unwrap_or_default().to_string(),
+        environment: out
+            .environment()
+            .and_then(|e| e.variables())
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+    })
+}
+
+/// Points the `live` alias at `version` (a rollback).
+pub async fn point_alias(c: &Clients, name: &str, version: &str) -> Result<(), String> {
+    c.lambda
+        .update_alias()
+        .function_name(name)
+        .name(ALIAS)
+        .function_version(version)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot point {name}:{ALIAS} at version {version}: {}",
+                classify(e)
+            )
+        })?;
+    Ok(())
 }

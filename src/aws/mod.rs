@@ -5,13 +5,13 @@
 //! are honoured, which is how tests point the SDK at the emulator.
 
 mod apigateway;
-mod cognito;
+pub mod cognito;
 mod ec2;
-mod elasticache;
-mod events;
+pub mod elasticache;
+pub mod events;
 mod iam;
-mod lambda;
-mod ssm;
+pub mod lambda;
+pub mod ssm;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,6 +38,9 @@ pub struct Clients {
     pub region: String,
     /// The account the credentials belong to (from STS).
     pub account: String,
+    /// Where built function zips are kept by hash (see `artifact::code_dir`); without
+    /// it, new functions get a stand-in that refuses to run.
+    pub code_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +102,7 @@ pub async fn clients(region: &str) -> Result<Clients, SetupError> {
     };
     Ok(Clients {
         account,
+        code_dir: None,
         ec2: aws_sdk_ec2::Client::new(&config),
         elasticache: aws_sdk_elasticache::Client::new(&config),
         ssm: aws_sdk_ssm::Client::new(&config),

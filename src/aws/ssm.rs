@@ -179,3 +179,22 @@ impl Provider for Parameter {
         ready_when_visible(self.get(id).await?, "parameter", id)
     }
 }
+
+/// The values of the parameters that exist among `names`.
+pub async fn values(
+    c: &Clients,
+    names: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let out = c
+        .ssm
+        .get_parameters()
+        .set_names(Some(names.to_vec()))
+        .send()
+        .await
+        .map_err(|e| format!("SSM parameters: {}", classify(e)))?;
+    Ok(out
+        .parameters()
+        .iter()
+        .filter_map(|p| Some((p.name()?.to_string(), p.value()?.to_string())))
+        .collect())
+}

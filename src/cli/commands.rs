@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use anstream::{eprint, eprintln, print, println};
 use serde_json::{json, Value};
 
-use super::{ApplyArgs, Cli, Command, CostArgs, DestroyArgs, OutputArgs, PlanArgs, Settings};
+use super::{
+    ApplyArgs, BuildArgs, Cli, Command, CostArgs, DestroyArgs, OutputArgs, PlanArgs, ServeArgs,
+    Settings, SmokeArgs,
+};
+use crate::artifact::{self, Artifact, Workspace};
 use crate::engine::{Config, Event, EventSink};
 use crate::model::{Action, Address};
 use crate::ops::{self, OpsError};
@@ -86,6 +90,9 @@ async fn dispatch(command: Command, s: &Settings) -> Outcome {
         Command::Plan(a) => plan(s, a).await,
         Command::Apply(a) => apply(s, a).await,
         Command::Destroy(a) => destroy(s, a).await,
+        Command::Build(a) => build(s, a),
+        Command::Smoke(a) => smoke(s, a).await,
+        Command::Serve(a) => serve(s, a).await,
         Command::Cost(a) => cost(s, a),
         Command::Output(a) => output(s, a),
         Command::Status(a) => status(s, a.json),
@@ -151,9 +158,14 @@ fn env_name(s: &Settings) -> Result<String, Failure> {
 }
 
 fn load(s: &Settings) -> Result<Desired, Failure> {
+    load_full(s).map(|(_, d)| d)
+}
+
+/// The spec as written and the resources it expands to.
+fn load_full(s: &Settings) -> Result<(spec::LoadedSpec, Desired), Failure> {
     let path = spec_path(s)?;
     match crate::plan::load_desired(&path) {
-        Ok((_, d)) => Ok(d),
+        Ok(both) => Ok(both),
         Err(d) => {
             eprint!("{}", render::diagnostics(&d));
             Err(Failure {
@@ -208,15 +220,84 @@ fn validate(s: &Settings, as_json: bool) -> Outcome {
 /// The AWS providers for `region`, or a plain message saying why there are none
 /// (no credentials, nothing answering, credentials refused).
 async fn aws_providers(region: &str) -> Result<Providers, Failure> {
+    aws_clients(region, None)
+        .await
+        .map(|c| crate::aws::providers(&c))
+}
+
+/// AWS clients for `region`; `code_dir` is where built zips are shipped from.
+async fn aws_clients(
+    region: &str,
+    code_dir: Option<PathBuf>,
+) -> Result<crate::aws::Clients, Failure> {
     let region = if region.is_empty() {
         "us-east-1"
     } else {
         region
     };
     match crate::aws::clients(region).await {
-        Ok(c) => Ok(crate::aws::providers(&c)),
+        Ok(mut c) => {
+            c.code_dir = code_dir;
+            Ok(c)
+        }
         Err(e) => Err(Failure::new(e.to_string())),
     }
+}
+
+/// Builds the spec's functions (or only `only`), checked and packed.
+fn build_code(
+    s: &Settings,
+    loaded: &spec::LoadedSpec,
+    only: Option<&str>,
+) -> Result<(Workspace, Vec<Artifact>), Failure> {
+    let path = spec_path(s)?;
+    let mut requests = crate::plan::desired::build_requests(&loaded.spec);
+    if let Some(f) = only {
+        requests.retain(|r| r.function == f);
+        if requests.is_empty() {
+            let known: Vec<&String> = loaded.spec.functions.keys().collect();
+            return Err(Failure::new(format!(
+                "no function `{f}` in {} (functions: {})",
+                path.display(),
+                known
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    if requests.is_empty() {
+        return Ok((
+            Workspace::discover(&path).map_err(|e| Failure::new(e.to_string()))?,
+            Vec::new(),
+        ));
+    }
+    let started = Instant::now();
+    let ws = Workspace::discover(&path).map_err(|e| Failure::new(e.to_string()))?;
+    if !s.quiet {
+        eprintln!(
+            "Building {} for Lambda provided.al2023 (cargo build --release)…",
+            requests
+                .iter()
+                .map(|r| r.function.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let built =
+        artifact::build(&ws, &requests, s.quiet).map_err(|e| Failure::new(e.to_string()))?;
+    if !s.quiet {
+        eprintln!("Built in {:.1} s.", started.elapsed().as_secs_f64());
+    }
+    Ok((ws, built))
+}
+
+/// Where zips are kept, when the workspace can be found (for `--no-build` and saved
+/// plans, which ship what an earlier build left there).
+fn known_code_dir(s: &Settings) -> Option<PathBuf> {
+    let path = spec_path(s).ok()?;
+    Workspace::discover(&path).ok().map(|w| w.code_dir())
 }
 
 fn progress(s: &Settings) -> EventSink {
@@ -279,7 +360,13 @@ async fn refresh_providers(
 }
 
 async fn plan(s: &Settings, a: PlanArgs) -> Outcome {
-    let desired = load(s)?;
+    let (loaded, mut desired) = load_full(s)?;
+    if !a.no_build {
+        let (_, built) = build_code(s, &loaded, None)?;
+        for b in &built {
+            desired.set_code(&b.function, &b.code_sha256);
+        }
+    }
     let providers = refresh_providers(s, &desired, a.no_refresh).await?;
     let backend = LocalBackend::new(&s.state_dir);
     let planned = ops::plan(
@@ -360,6 +447,7 @@ async fn execute(
     yes: bool,
     allow_data_loss: bool,
     parallelism: u16,
+    code_dir: Option<PathBuf>,
 ) -> Outcome {
     print!("{}", render::plan(plan, allow_data_loss));
     if !plan.has_changes() {
@@ -369,7 +457,7 @@ async fn execute(
     if !refusals.is_empty() {
         return Err(Failure::new("the plan would lose data or touch a protected resource (see above); nothing was changed"));
     }
-    let providers = aws_providers(&plan.region).await?;
+    let providers = crate::aws::providers(&aws_clients(&plan.region, code_dir).await?);
     let verb = if plan.operation == Operation::Destroy {
         "Destroy"
     } else {
@@ -398,6 +486,7 @@ async fn execute(
 }
 
 async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
+    let mut code_dir = None;
     let plan = match &a.plan {
         Some(file) => {
             let plan = ops::read_plan(file)?;
@@ -414,7 +503,14 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
             plan
         }
         None => {
-            let desired = load(s)?;
+            let (loaded, mut desired) = load_full(s)?;
+            if !a.no_build {
+                let (ws, built) = build_code(s, &loaded, None)?;
+                for b in &built {
+                    desired.set_code(&b.function, &b.code_sha256);
+                }
+                code_dir = Some(ws.code_dir());
+            }
             let providers = refresh_providers(s, &desired, a.no_refresh).await?;
             let backend = LocalBackend::new(&s.state_dir);
             let planned = ops::plan(
@@ -432,7 +528,264 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
             plan
         }
     };
-    execute(s, &plan, a.yes, a.allow_data_loss, a.parallelism).await
+    if code_dir.is_none() {
+        code_dir = known_code_dir(s);
+    }
+    let backend = LocalBackend::new(&s.state_dir);
+    let before = backend.read(&plan.environment)?;
+    let code = execute(
+        s,
+        &plan,
+        a.yes,
+        a.allow_data_loss,
+        a.parallelism,
+        code_dir.clone(),
+    )
+    .await?;
+    if code != 0 || a.no_smoke || plan.operation != Operation::Apply {
+        return Ok(code);
+    }
+    if !plan.has_changes() {
+        if !s.quiet {
+            eprintln!("Nothing was rolled out, so the smoke checks did not run (`deploy smoke` runs them).");
+        }
+        return Ok(0);
+    }
+    let (loaded, _) = load_full(s)?;
+    let Some(after) = backend.read(&plan.environment)? else {
+        return Ok(code);
+    };
+    let clients = aws_clients(&plan.region, code_dir.clone()).await?;
+    let report = run_smoke(s, &loaded.spec, &after, &clients, None, code_dir.as_deref()).await;
+    print!("{}", render::smoke(&report));
+    if report.ok {
+        return Ok(0);
+    }
+    // New code that fails its checks goes back to the version that served before.
+    let rolled = rolled_out(before.as_ref(), &after);
+    if rolled.is_empty() {
+        return Err(Failure::new(
+            "smoke checks failed (see above); no code was rolled out by this apply, so nothing was rolled back",
+        ));
+    }
+    let _lock = backend.lock(&plan.environment, "rollback")?;
+    let mut state = backend.read(&plan.environment)?.unwrap_or(after);
+    let mut lines = Vec::new();
+    let mut failed = false;
+    for (address, name, from, to) in &rolled {
+        match crate::aws::lambda::point_alias(&clients, name, from).await {
+            Ok(()) => {
+                if let Some(r) = state.resources.get_mut(address) {
+                    r.outputs.insert("version".into(), json!(from));
+                }
+                lines.push(format!(
+                    "rolled back {address} ({name}): the live alias is on version {from} again (version {to} failed the checks)"
+                ));
+            }
+            Err(e) => {
+                failed = true;
+                lines.push(format!("could not roll back {address}: {e}"));
+            }
+        }
+    }
+    backend.write(&mut state)?;
+    for l in &lines {
+        eprintln!("{l}");
+    }
+    Err(Failure::new(if failed {
+        "smoke checks failed after a code rollout and the rollback did not complete (see above)"
+            .to_string()
+    } else {
+        format!(
+            "smoke checks failed after a code rollout; rolled back {} function(s) to the previous version",
+            rolled.len()
+        )
+    }))
+}
+
+/// Functions whose live version this apply moved: (address, name, previous, new).
+fn rolled_out(
+    before: Option<&crate::state::State>,
+    after: &crate::state::State,
+) -> Vec<(Address, String, String, String)> {
+    let Some(before) = before else {
+        return Vec::new();
+    };
+    after
+        .resources
+        .iter()
+        .filter(|(_, r)| r.kind == crate::model::Kind::LambdaFunction)
+        .filter_map(|(address, r)| {
+            let old = before.resources.get(address)?;
+            let from = old.outputs.get("version")?.as_str()?;
+            let to = r.outputs.get("version")?.as_str()?;
+            (from != to && old.id == r.id).then(|| {
+                (
+                    address.clone(),
+                    r.id.clone(),
+                    from.to_string(),
+                    to.to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Runs the smoke checks: against `url`, a local stand-in (when the spec asks for
+/// one), or the API's invoke URL.
+async fn run_smoke(
+    s: &Settings,
+    spec: &spec::model::Spec,
+    state: &crate::state::State,
+    clients: &crate::aws::Clients,
+    url: Option<String>,
+    code_dir: Option<&Path>,
+) -> crate::smoke::Report {
+    let stand_in = spec.smoke.as_ref().is_some_and(|x| x.local_stand_in) && url.is_none();
+    let mut _serving = None;
+    let target: Result<String, String> = if let Some(u) = url {
+        Ok(u)
+    } else if stand_in {
+        match start_stand_in(spec, state, clients, code_dir, 0).await {
+            Ok(si) => {
+                if !s.quiet {
+                    eprintln!(
+                        "Smoke checks: running the live version {} locally at {} (the emulator cannot run Lambda code).",
+                        si.version, si.url
+                    );
+                }
+                let u = si.url.clone();
+                _serving = Some(si);
+                Ok(u)
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        crate::smoke::api_url(state)
+            .ok_or_else(|| "the environment's state has no API invoke URL".to_string())
+    };
+    crate::smoke::run_on(clients, spec, state, target).await
+}
+
+async fn start_stand_in(
+    spec: &spec::model::Spec,
+    state: &crate::state::State,
+    clients: &crate::aws::Clients,
+    code_dir: Option<&Path>,
+    port: u16,
+) -> Result<crate::smoke::StandIn, String> {
+    let function = crate::smoke::http_function(spec)?
+        .ok_or_else(|| "the spec has no API, so there is nothing to serve".to_string())?;
+    let name = state
+        .resources
+        .get(&Address::new(format!("function.{function}")))
+        .map(|r| r.id.clone())
+        .ok_or_else(|| format!("function `{function}` is not deployed (not in state)"))?;
+    let code_dir = code_dir.ok_or_else(|| {
+        "cannot find the cargo workspace whose target directory holds the built code".to_string()
+    })?;
+    crate::smoke::StandIn::start(clients, &name, code_dir, port).await
+}
+
+fn build(s: &Settings, a: BuildArgs) -> Outcome {
+    let (loaded, _) = load_full(s)?;
+    let (_, built) = build_code(s, &loaded, a.function.as_deref())?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&built).expect("artifacts serialize")
+        );
+    } else {
+        for b in &built {
+            println!(
+                "{:<12} {:>10} bytes  {}  {}",
+                b.function,
+                b.bytes,
+                b.code_sha256,
+                b.path.display()
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// The environment's spec, recorded state and clients, for smoke and serve.
+async fn deployed(
+    s: &Settings,
+) -> Result<
+    (
+        spec::LoadedSpec,
+        crate::state::State,
+        crate::aws::Clients,
+        Option<PathBuf>,
+    ),
+    Failure,
+> {
+    let (loaded, desired) = load_full(s)?;
+    let backend = LocalBackend::new(&s.state_dir);
+    let state = backend
+        .read(&desired.environment)?
+        .filter(|st| !st.is_empty())
+        .ok_or_else(|| {
+            Failure::new(format!(
+                "`{}` is not deployed (no state in {})\n  hint: run `deploy apply -e {}` first",
+                desired.environment,
+                s.state_dir.display(),
+                desired.environment
+            ))
+        })?;
+    let code_dir = known_code_dir(s);
+    let clients = aws_clients(&desired.region, code_dir.clone()).await?;
+    Ok((loaded, state, clients, code_dir))
+}
+
+async fn smoke(s: &Settings, a: SmokeArgs) -> Outcome {
+    let (loaded, state, clients, code_dir) = deployed(s).await?;
+    let report = run_smoke(
+        s,
+        &loaded.spec,
+        &state,
+        &clients,
+        a.url,
+        code_dir.as_deref(),
+    )
+    .await;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        );
+    } else {
+        print!("{}", render::smoke(&report));
+    }
+    Ok(if report.ok { 0 } else { 1 })
+}
+
+async fn serve(s: &Settings, a: ServeArgs) -> Outcome {
+    let (loaded, state, clients, code_dir) = deployed(s).await?;
+    let mut si = start_stand_in(&loaded.spec, &state, &clients, code_dir.as_deref(), a.port)
+        .await
+        .map_err(Failure::new)?;
+    println!("{}", si.url);
+    eprintln!(
+        "Serving the live version {} of the API at {} with its deployed configuration. Ctrl-C stops it.",
+        si.version, si.url
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Failure::new(format!("cannot watch for SIGTERM: {e}")))?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if let Some(status) = si.try_exited() {
+                    return Err(Failure::new(format!("the API stopped ({status})")));
+                }
+            }
+        }
+    }
+    drop(si);
+    Ok(0)
 }
 
 async fn destroy(s: &Settings, a: DestroyArgs) -> Outcome {
@@ -457,7 +810,7 @@ async fn destroy(s: &Settings, a: DestroyArgs) -> Outcome {
     .await?;
     let mut plan = planned.plan;
     ops::attach_cost(&mut plan, None, planned.state.as_ref(), &[]);
-    execute(s, &plan, a.yes, a.allow_data_loss, a.parallelism).await
+    execute(s, &plan, a.yes, a.allow_data_loss, a.parallelism, None).await
 }
 
 /// The project's other environments, next to the one being planned.

@@ -48,6 +48,13 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Delete everything the environment's state records, dependents first.
     Destroy(DestroyArgs),
+    /// Build the functions' code for Lambda (release, checked, reproducible zips).
+    Build(BuildArgs),
+    /// Check the live environment end to end (also run after every apply).
+    Smoke(SmokeArgs),
+    /// Run the live HTTP function on this machine against the environment (for an
+    /// emulator that cannot run Lambda code); stops on Ctrl-C.
+    Serve(ServeArgs),
     /// Estimate the environment's monthly AWS bill, resource by resource.
     Cost(CostArgs),
     /// Print outputs recorded in state (endpoints, ARNs, the API's URL).
@@ -91,6 +98,9 @@ pub struct PlanArgs {
     /// Refresh calls in flight at once.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
+    /// Do not build the functions' code: plan with the code already deployed.
+    #[arg(long, env = "DEPLOY_NO_BUILD", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_build: bool,
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +121,13 @@ pub struct ApplyArgs {
     /// Steps in flight at once.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
+    /// Do not build the functions' code: keep the code already deployed (new functions
+    /// get a placeholder that refuses to run).
+    #[arg(long, env = "DEPLOY_NO_BUILD", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_build: bool,
+    /// Do not run the smoke checks after applying (and so never roll back).
+    #[arg(long, env = "DEPLOY_NO_SMOKE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_smoke: bool,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +138,30 @@ pub struct DestroyArgs {
     pub allow_data_loss: bool,
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Only this function (by its name in the spec).
+    pub function: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SmokeArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// Send the HTTP checks here instead of the API's invoke URL.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Local port to serve on.
+    #[arg(long, default_value_t = 3000)]
+    pub port: u16,
 }
 
 #[derive(Debug, Args)]

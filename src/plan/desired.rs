@@ -41,6 +41,33 @@ pub struct Desired {
     pub cost_assumptions: crate::cost::Assumptions,
 }
 
+impl Desired {
+    /// Records the built code of `function` (its zip's `CodeSha256`): a function whose
+    /// live code has another hash gets its code updated. Without a build the recorded
+    /// code is kept.
+    pub fn set_code(&mut self, function: &str, code_sha256: &str) {
+        if let Some(r) = self
+            .resources
+            .get_mut(&Address::new(format!("function.{function}")))
+        {
+            r.inputs.insert("code_sha256".into(), json!(code_sha256));
+        }
+    }
+}
+
+/// What to build for each function of a spec.
+pub fn build_requests(spec: &crate::spec::model::Spec) -> Vec<crate::artifact::Request> {
+    spec.functions
+        .iter()
+        .map(|(name, f)| crate::artifact::Request {
+            function: name.clone(),
+            krate: f.krate.clone(),
+            bin: f.bin.clone(),
+            architecture: f.architecture.as_str().to_string(),
+        })
+        .collect()
+}
+
 /// Shorthands accepted in references, e.g. `${valkey.endpoint}`.
 const ALIASES: &[(&str, &str)] = &[("valkey", "valkey.cache")];
 

@@ -58,6 +58,24 @@ pub struct Spec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "crate::cost::Assumptions")]
     pub cost: Option<crate::cost::Assumptions>,
+    /// How the checks after every apply (`deploy smoke`) reach the environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Smoke")]
+    pub smoke: Option<Smoke>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Smoke {
+    /// Run the live version of the HTTP function on this machine, with its deployed
+    /// configuration, and check it there instead of through API Gateway. For an
+    /// emulator that stores functions but cannot run them (`local.yaml`).
+    #[serde(default)]
+    pub local_stand_in: bool,
+    /// Require the health route to report a TLS connection to Valkey (ElastiCache
+    /// Serverless only accepts TLS). Off only for a local Valkey without TLS.
+    #[serde(default = "default_true")]
+    pub require_tls: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -36,10 +36,11 @@ async fn main() {
     };
     trivia::install_tls_provider();
     let store = trivia::store::Store::new(config.valkey.clone());
-    let loader = Loader::new(
-        store,
-        Some(std::sync::Arc::new(OpenTdb::new(&config.question_source))),
-    );
+    let source = config
+        .question_source
+        .as_deref()
+        .map(|url| std::sync::Arc::new(OpenTdb::new(url)));
+    let loader = Loader::new(store, source);
     match config.mode {
         Mode::Lambda => {
             let handler =
