@@ -97,6 +97,8 @@ fn deploy_env(
         .args(args)
         .args(["-e", env, "-q"])
         .env("DEPLOY_STATE_DIR", state)
+        .env("DEPLOY_NO_BUILD", "1")
+        .env("DEPLOY_NO_SMOKE", "1")
         .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", em.0))
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")

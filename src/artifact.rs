@@ -100,14 +100,19 @@ impl Workspace {
             &start
         })
         .map_err(|e| BuildError::Workspace(format!("cannot resolve {}: {e}", start.display())))?;
+        // The workspace that holds the spec; for a spec kept elsewhere, the one the
+        // command runs in.
+        let cwd = std::env::current_dir().unwrap_or_default();
         let manifest = start
             .ancestors()
+            .chain(cwd.ancestors())
             .map(|d| d.join("Cargo.toml"))
             .find(|m| m.is_file())
             .ok_or_else(|| {
                 BuildError::Workspace(format!(
-                    "no Cargo.toml in {} or above it; the functions' crates are built from the cargo workspace that holds the environments directory",
-                    start.display()
+                    "no Cargo.toml in {} or {} or above them; the functions' crates are built from the cargo workspace that holds the spec (or the current directory)",
+                    start.display(),
+                    cwd.display()
                 ))
             })?;
         let out = Command::new(cargo())
@@ -196,11 +201,14 @@ fn triple(architecture: &str) -> &'static str {
     }
 }
 
+/// Whether this machine's CPU is the function's (no cross build needed).
 fn host_is(architecture: &str) -> bool {
-    match architecture {
-        "arm64" => cfg!(target_arch = "aarch64"),
-        _ => cfg!(target_arch = "x86_64"),
-    }
+    let host = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "x86_64"
+    };
+    architecture == host
 }
 
 /// For a cross build: the Rust target must be installed and a linker must exist.
@@ -275,8 +283,8 @@ pub fn build(
             .or_default()
             .insert((r.krate.as_str(), r.bin.as_str()));
     }
-    let mut packed: BTreeMap<(String, String, String), (PathBuf, String, u64, PathBuf)> =
-        BTreeMap::new();
+    // (crate, binary, architecture) → its artifact, without the function name.
+    let mut packed: BTreeMap<(String, String, String), Artifact> = BTreeMap::new();
     for (arch, units) in &by_arch {
         let cross = !host_is(arch);
         let envs = if cross {
@@ -350,22 +358,21 @@ pub fn build(
             write_file(&code_path(&ws.code_dir(), &sha), &zip)?;
             packed.insert(
                 (krate.to_string(), bin.to_string(), arch.to_string()),
-                (path, sha, zip.len() as u64, binary),
+                Artifact {
+                    function: String::new(),
+                    path,
+                    code_sha256: sha,
+                    bytes: zip.len() as u64,
+                    bootstrap: binary,
+                },
             );
         }
     }
     Ok(requests
         .iter()
-        .map(|r| {
-            let (path, sha, bytes, bootstrap) =
-                packed[&(r.krate.clone(), r.bin.clone(), r.architecture.clone())].clone();
-            Artifact {
-                function: r.function.clone(),
-                path,
-                code_sha256: sha,
-                bytes,
-                bootstrap,
-            }
+        .map(|r| Artifact {
+            function: r.function.clone(),
+            ..packed[&(r.krate.clone(), r.bin.clone(), r.architecture.clone())].clone()
         })
         .collect())
 }

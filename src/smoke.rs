@@ -242,8 +242,7 @@ async fn round(
             .iter()
             .find(|(_, cl)| {
                 cl.auth_flows
-                    .iter()
-                    .any(|f| *f == crate::spec::model::AuthFlow::UserPassword)
+                    .contains(&crate::spec::model::AuthFlow::UserPassword)
             })
             .and_then(|(name, _)| resource(state, &format!("cognito.client.{name}")))
             .and_then(|c| text(&c.outputs, "id").map(String::from))

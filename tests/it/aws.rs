@@ -59,6 +59,11 @@ impl Emulator {
     pub fn calls(&self) -> serde_json::Value {
         control(self.port, "GET", "/_deploy/calls")
     }
+
+    /// Starts counting calls from zero.
+    pub fn reset_calls(&self) {
+        control(self.port, "DELETE", "/_deploy/calls");
+    }
 }
 
 /// A plain HTTP/1.0 request to the emulator's control endpoint (no client library:
@@ -121,6 +126,9 @@ impl Env {
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            // The provisioning tests ship placeholder code; tests/it/ship.rs builds.
+            .env("DEPLOY_NO_BUILD", "1")
+            .env("DEPLOY_NO_SMOKE", "1")
             .env_remove("AWS_PROFILE")
             .stdin(Stdio::null());
         cmd

@@ -13,6 +13,8 @@ pub fn deploy(args: &[&str], state_dir: Option<&Path>) -> Output {
     cmd.current_dir(repo())
         .args(args)
         .env("NO_COLOR", "1")
+        // Plans here are about the spec; tests/it/ship.rs covers the build.
+        .env("DEPLOY_NO_BUILD", "1")
         .env_remove("DEPLOY_ENV")
         .stdin(Stdio::null());
     match state_dir {
@@ -289,6 +291,7 @@ fn credentials_but_nothing_answering_gets_its_own_plain_message() {
         .current_dir(repo())
         .args(["plan", "-e", "dev"])
         .env("NO_COLOR", "1")
+        .env("DEPLOY_NO_BUILD", "1")
         .env("DEPLOY_STATE_DIR", dir.path())
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")

@@ -4,3 +4,4 @@ mod aws;
 mod cli;
 mod lifecycle;
 mod render;
+mod ship;
