@@ -170,6 +170,7 @@ pub fn strip_stage<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B>
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(index))
         .route("/health", get(health))
         .route("/categories", get(categories))
         .route("/games", post(start))
@@ -193,6 +194,12 @@ pub fn router(state: AppState) -> Router {
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
         )
         .with_state(state)
+}
+
+/// A page that shows the game's state (cache health, categories, this week's board)
+/// and how to play through the API.
+async fn index() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("../static/index.html"))
 }
 
 async fn health(State(s): State<AppState>) -> Response {

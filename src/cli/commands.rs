@@ -91,6 +91,10 @@ async fn dispatch(command: Command, s: &Settings) -> Outcome {
         Command::Apply(a) => apply(s, a).await,
         Command::Destroy(a) => destroy(s, a).await,
         Command::Build(a) => build(s, a),
+        Command::Env(super::EnvCommand::Create { name, template, ttl }) => {
+            env_create(s, &name, &template, &ttl)
+        }
+        Command::Env(super::EnvCommand::List(a)) => env_list(s, a.json),
         Command::Smoke(a) => smoke(s, a).await,
         Command::Serve(a) => serve(s, a).await,
         Command::Cost(a) => cost(s, a),
@@ -687,6 +691,168 @@ async fn start_stand_in(
     crate::smoke::StandIn::start(clients, &name, code_dir, port).await
 }
 
+/// Whether every resource recorded for the environment carries the ephemeral tag.
+fn recorded_ephemeral(state: Option<&crate::state::State>) -> bool {
+    state.is_some_and(|st| {
+        !st.resources.is_empty()
+            && st.resources.values().all(|r| {
+                r.inputs
+                    .get("tags")
+                    .and_then(|t| t.get("deploy:ephemeral"))
+                    .and_then(Value::as_str)
+                    == Some("true")
+            })
+    })
+}
+
+fn env_create(s: &Settings, name: &str, template: &str, ttl: &str) -> Outcome {
+    let slug = |x: &str| {
+        x.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && x.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !x.ends_with('-')
+            && !x.contains("--")
+    };
+    if !slug(name) {
+        return Err(Failure::new(format!(
+            "`{name}` is not a usable environment name\n  hint: lowercase letters, digits and single hyphens, starting with a letter (e.g. `pr-42`)"
+        )));
+    }
+    let ttl_d = humantime::parse_duration(ttl).map_err(|e| {
+        Failure::new(format!(
+            "--ttl `{ttl}` is not a duration ({e})\n  hint: for example `24h`, `3d` or `90m`"
+        ))
+    })?;
+    if ttl_d < Duration::from_secs(60) || ttl_d > Duration::from_secs(30 * 86400) {
+        return Err(Failure::new(format!(
+            "--ttl `{ttl}` must be between 1 minute and 30 days"
+        )));
+    }
+    let dir = &s.environments_dir;
+    let target = dir.join(format!("{name}.yaml"));
+    if target.exists() {
+        let kind = match spec::check(&target).0 {
+            Some(l) if l.spec.ephemeral.is_some() => "an ephemeral environment",
+            _ => "an existing environment that is not ephemeral; choose another name",
+        };
+        return Err(Failure::new(format!(
+            "{} already exists: `{name}` is {kind}",
+            target.display()
+        )));
+    }
+    let template_path = dir
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("templates/environments")
+        .join(format!("{template}.yaml"));
+    let body = std::fs::read_to_string(&template_path).map_err(|e| {
+        Failure::new(format!(
+            "cannot read the template {}: {e}",
+            template_path.display()
+        ))
+    })?;
+    let now = std::time::SystemTime::now();
+    let rendered = body
+        .replace("{{name}}", name)
+        .replace(
+            "{{created_at}}",
+            &humantime::format_rfc3339_seconds(now).to_string(),
+        )
+        .replace(
+            "{{expires_at}}",
+            &humantime::format_rfc3339_seconds(now + ttl_d).to_string(),
+        );
+    // Written beside the others under a temporary name, checked, then renamed: an
+    // invalid result (a name too long once prefixed…) leaves nothing behind.
+    let tmp = dir.join(format!(".{name}.yaml.tmp"));
+    std::fs::write(&tmp, &rendered)
+        .map_err(|e| Failure::new(format!("cannot write {}: {e}", tmp.display())))?;
+    let checked = crate::plan::load_desired(&tmp);
+    let desired = match checked {
+        Ok((_, d)) => d,
+        Err(d) => {
+            let _ = std::fs::remove_file(&tmp);
+            eprint!("{}", render::diagnostics(&d));
+            return Err(Failure::new(format!(
+                "the template `{template}` does not make a valid environment named `{name}` (see above); nothing was written"
+            )));
+        }
+    };
+    std::fs::rename(&tmp, &target)
+        .map_err(|e| Failure::new(format!("cannot write {}: {e}", target.display())))?;
+    println!(
+        "Created {} ({} resources, ephemeral, expires {}).\nNext: deploy apply -e {name}; remove it with deploy destroy -e {name}.",
+        target.display(),
+        desired.resources.len(),
+        humantime::format_rfc3339_seconds(now + ttl_d)
+    );
+    Ok(0)
+}
+
+fn env_list(s: &Settings, as_json: bool) -> Outcome {
+    let backend = LocalBackend::new(&s.state_dir);
+    let now = std::time::SystemTime::now();
+    let mut rows = Vec::new();
+    for name in spec::list_environments(&s.environments_dir) {
+        let path = s.environments_dir.join(format!("{name}.yaml"));
+        let Some(loaded) = spec::check(&path).0 else {
+            continue;
+        };
+        let environment = if loaded.spec.environment.is_empty() {
+            name.clone()
+        } else {
+            loaded.spec.environment.clone()
+        };
+        let state = backend.read(&environment).ok().flatten();
+        let eph = loaded.spec.ephemeral.as_ref();
+        let created = eph
+            .and_then(|e| e.created_at.as_deref())
+            .and_then(|t| humantime::parse_rfc3339(t).ok());
+        let expires = eph.and_then(|e| humantime::parse_rfc3339(&e.expires_at).ok());
+        rows.push(json!({
+            "environment": environment,
+            "file": path,
+            "kind": if eph.is_some() { "ephemeral" } else { "standard" },
+            "created_at": eph.and_then(|e| e.created_at.clone()),
+            "age_s": created.and_then(|c| now.duration_since(c).ok()).map(|d| d.as_secs()),
+            "expires_at": eph.map(|e| e.expires_at.clone()),
+            "expired": expires.map(|x| x <= now),
+            "resources": state.as_ref().map(|st| st.resources.len()).unwrap_or(0),
+        }));
+    }
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows serialize")
+        );
+        return Ok(0);
+    }
+    println!(
+        "{:<16} {:<10} {:>8} {:<22} {:>9}",
+        "environment", "kind", "age", "expires", "resources"
+    );
+    for r in &rows {
+        let age = r["age_s"]
+            .as_u64()
+            .map(|a| humantime::format_duration(Duration::from_secs(a / 60 * 60)).to_string())
+            .unwrap_or_else(|| "-".into());
+        let expires = match (r["expires_at"].as_str(), r["expired"].as_bool()) {
+            (Some(e), Some(true)) => format!("{e} (expired)"),
+            (Some(e), _) => e.to_string(),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<16} {:<10} {:>8} {:<22} {:>9}",
+            r["environment"].as_str().unwrap_or_default(),
+            r["kind"].as_str().unwrap_or_default(),
+            if age.is_empty() { "0m".into() } else { age },
+            expires,
+            r["resources"]
+        );
+    }
+    Ok(0)
+}
+
 fn build(s: &Settings, a: BuildArgs) -> Outcome {
     let (loaded, _) = load_full(s)?;
     let (_, built) = build_code(s, &loaded, a.function.as_deref())?;
@@ -810,7 +976,21 @@ async fn destroy(s: &Settings, a: DestroyArgs) -> Outcome {
     .await?;
     let mut plan = planned.plan;
     ops::attach_cost(&mut plan, None, planned.state.as_ref(), &[]);
-    execute(s, &plan, a.yes, a.allow_data_loss, a.parallelism, None).await
+    // An ephemeral environment exists to be thrown away: its data-loss guard is off
+    // (protected resources still refuse). Decided from the recorded tags, not the file.
+    let ephemeral = recorded_ephemeral(planned.state.as_ref());
+    if ephemeral && !a.allow_data_loss && !s.quiet {
+        eprintln!("`{environment}` is ephemeral: destroying it needs no --allow-data-loss.");
+    }
+    execute(
+        s,
+        &plan,
+        a.yes,
+        a.allow_data_loss || ephemeral,
+        a.parallelism,
+        None,
+    )
+    .await
 }
 
 /// The project's other environments, next to the one being planned.

@@ -48,6 +48,9 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Delete everything the environment's state records, dependents first.
     Destroy(DestroyArgs),
+    /// Create and list environments (ephemeral ones from a template).
+    #[command(subcommand)]
+    Env(EnvCommand),
     /// Build the functions' code for Lambda (release, checked, reproducible zips).
     Build(BuildArgs),
     /// Check the live environment end to end (also run after every apply).
@@ -138,6 +141,24 @@ pub struct DestroyArgs {
     pub allow_data_loss: bool,
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Render an ephemeral environment from `templates/environments/TEMPLATE.yaml`
+    /// into `environments/NAME.yaml`.
+    Create {
+        /// The environment's name (e.g. `pr-42`).
+        name: String,
+        /// The template, in `templates/environments/`.
+        #[arg(long = "from", default_value = "ephemeral")]
+        template: String,
+        /// How long it may live before `deploy gc` destroys it (`24h`, `3d`).
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+    },
+    /// Every environment with its kind, age, expiry and resource count.
+    List(JsonFlag),
 }
 
 #[derive(Debug, Args)]

@@ -99,6 +99,10 @@ impl Builder<'_> {
         tags.insert("deploy:project".into(), spec.project.clone());
         tags.insert("deploy:environment".into(), spec.environment.clone());
         tags.insert("deploy:address".into(), address.to_string());
+        if let Some(e) = &spec.ephemeral {
+            tags.insert("deploy:ephemeral".into(), "true".into());
+            tags.insert("deploy:expires-at".into(), e.expires_at.clone());
+        }
         if let Some(Value::String(name)) = inputs.get("name") {
             tags.insert("Name".into(), name.clone());
         } else {

@@ -58,10 +58,26 @@ pub struct Spec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "crate::cost::Assumptions")]
     pub cost: Option<crate::cost::Assumptions>,
+    /// Marks a short-lived environment (`deploy env create`): every resource is tagged
+    /// `deploy:ephemeral` and `deploy:expires-at`; destroy needs no data-loss flag;
+    /// `deploy gc` destroys it once expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Ephemeral")]
+    pub ephemeral: Option<Ephemeral>,
     /// How the checks after every apply (`deploy smoke`) reach the environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Smoke")]
     pub smoke: Option<Smoke>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ephemeral {
+    /// When it may be destroyed by `deploy gc`, RFC 3339 UTC (`2026-11-23T12:00:00Z`).
+    pub expires_at: String,
+    /// When `deploy env create` made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

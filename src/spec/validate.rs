@@ -367,6 +367,15 @@ impl Checker<'_> {
                     .hint("AWS resource names are built from it, and several services accept only this form");
             }
         }
+        if let Some(e) = &self.spec.ephemeral {
+            if humantime::parse_rfc3339(&e.expires_at).is_err() {
+                self.err(
+                    "/ephemeral/expires_at",
+                    format!("`{}` is not an RFC 3339 UTC time", e.expires_at),
+                )
+                .hint("for example `2026-11-23T12:00:00Z`");
+            }
+        }
         let region = &self.spec.region;
         if region.is_empty() {
             self.err("", "missing required key `region`")
