@@ -72,7 +72,11 @@ fn main() {
         .args(["--port", &port.to_string()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let em = Emulator(port);
     let dir = tempfile::tempdir().unwrap();
     for f in ["base.yaml", "local.yaml"] {
@@ -81,20 +85,32 @@ fn main() {
     let base = dir.path().join("base.yaml");
     // Both binaries built up front, so no run below compiles anything.
     let (first, _) = deploy(&em, dir.path(), &["apply", "--yes", "--no-smoke", "-q"]);
-    println!("first apply (with the release build of app/): {:.1} s", first.as_secs_f64());
+    println!(
+        "first apply (with the release build of app/): {:.1} s",
+        first.as_secs_f64()
+    );
 
     let mut times = Vec::new();
     for i in 0..6 {
         if i % 2 == 0 {
             edit(&base, "bin: trivia-preloader", "bin: trivia-api");
         } else {
-            edit(&base, "bin: trivia-api\n    architecture: x86_64\n    memory_mb: 256", "bin: trivia-preloader\n    architecture: x86_64\n    memory_mb: 256");
+            edit(
+                &base,
+                "bin: trivia-api\n    architecture: x86_64\n    memory_mb: 256",
+                "bin: trivia-preloader\n    architecture: x86_64\n    memory_mb: 256",
+            );
         }
         let (took, log) = deploy(&em, dir.path(), &["apply", "--yes", "--no-smoke"]);
         assert!(log.contains("1 updated"), "{log}");
         let built = log
             .lines()
-            .find_map(|l| l.strip_prefix("Built in ")?.strip_suffix(" s.")?.parse::<f64>().ok())
+            .find_map(|l| {
+                l.strip_prefix("Built in ")?
+                    .strip_suffix(" s.")?
+                    .parse::<f64>()
+                    .ok()
+            })
             .unwrap_or(0.0);
         times.push((took.as_secs_f64(), built));
     }

@@ -302,3 +302,123 @@ pub fn attach_cost(
         warnings,
     });
 }
+
+/// A resource a sweep found by its tags.
+pub struct Found {
+    pub kind: crate::model::Kind,
+    pub observed: crate::provider::Observed,
+}
+
+impl Found {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.observed
+            .inputs
+            .get("tags")
+            .and_then(|t| t.get(key))
+            .and_then(serde_json::Value::as_str)
+    }
+}
+
+/// Every resource carrying all of `tags`, in every kind the providers know.
+pub async fn discover(
+    providers: &Providers,
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<Found>, OpsError> {
+    let mut out = Vec::new();
+    for kind in crate::model::Kind::ALL {
+        let Ok(p) = providers.get(kind) else {
+            continue;
+        };
+        let listed = engine::retry(
+            &engine::RetryPolicy::default(),
+            || p.list(tags),
+            |_, _, _| {},
+        )
+        .await
+        .map_err(|e| OpsError::Plan(format!("cannot list {kind} resources: {e}")))?;
+        out.extend(listed.into_iter().map(|observed| Found { kind, observed }));
+    }
+    Ok(out)
+}
+
+/// Where a kind sits in creation order; a sweep deletes higher ranks first.
+fn rank(kind: crate::model::Kind) -> u8 {
+    use crate::model::Kind::*;
+    match kind {
+        Vpc | IamRole | UserPool => 0,
+        Subnet | InternetGateway | ElasticIp | SecurityGroup | UserPoolClient => 1,
+        NatGateway | RouteTable | SecurityGroupRule | ServerlessCache => 2,
+        SsmParameter | LambdaFunction => 3,
+        RestApi | ScheduleRule => 4,
+    }
+}
+
+/// Records `found` in the environment's state (creating it when lost), so destroy
+/// deletes it too: resources already recorded keep their record; the others go under
+/// their `deploy:address` tag, or `swept.KIND.ID` when that is taken or missing, and
+/// depend on everything found of an earlier rank. Returns the addresses added.
+pub fn record_found(
+    backend: &LocalBackend,
+    project: &str,
+    environment: &str,
+    found: &[Found],
+) -> Result<Vec<Address>, OpsError> {
+    let _lock = backend.lock(environment, "sweep")?;
+    let mut state = backend
+        .read(environment)?
+        .unwrap_or_else(|| State::new(project, environment));
+    let known: std::collections::BTreeSet<(crate::model::Kind, String)> = state
+        .resources
+        .values()
+        .map(|r| (r.kind, r.id.clone()))
+        .collect();
+    let mut added = Vec::new();
+    let mut placed: Vec<(Address, crate::model::Kind)> = state
+        .resources
+        .iter()
+        .map(|(a, r)| (a.clone(), r.kind))
+        .collect();
+    let mut fresh = Vec::new();
+    for f in found {
+        if known.contains(&(f.kind, f.observed.id.clone())) {
+            continue;
+        }
+        let by_tag = f
+            .tag("deploy:address")
+            .map(|a| Address::new(a.to_string()))
+            .filter(|a| !state.resources.contains_key(a) && !fresh.iter().any(|(x, _)| x == a));
+        let address = by_tag.unwrap_or_else(|| {
+            Address::new(format!(
+                "swept.{:?}.{}",
+                f.kind,
+                f.observed.id.replace(['/', '.'], "-")
+            ))
+        });
+        fresh.push((address, f));
+    }
+    for (address, f) in &fresh {
+        placed.push((address.clone(), f.kind));
+    }
+    for (address, f) in fresh {
+        let depends_on = placed
+            .iter()
+            .filter(|(a, k)| rank(*k) < rank(f.kind) && a != &address)
+            .map(|(a, _)| a.clone())
+            .collect();
+        state.resources.insert(
+            address.clone(),
+            crate::state::ResourceState {
+                kind: f.kind,
+                id: f.observed.id.clone(),
+                inputs: f.observed.inputs.clone(),
+                outputs: f.observed.outputs.clone(),
+                depends_on,
+                protect: f.tag("deploy:protected") == Some("true"),
+                pending: false,
+            },
+        );
+        added.push(address);
+    }
+    backend.write(&mut state)?;
+    Ok(added)
+}

@@ -328,6 +328,56 @@ impl Provider for RestApi {
             .collect())
     }
 
+    async fn list(
+        &self,
+        want: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<Observed>, ProviderError> {
+        let mut out = Vec::new();
+        let mut position: Option<String> = None;
+        loop {
+            let page = self
+                .0
+                .apigateway
+                .get_rest_apis()
+                .limit(500)
+                .set_position(position.clone())
+                .send()
+                .await
+                .map_err(classify)?;
+            for a in page.items() {
+                let tags = a.tags().cloned().unwrap_or_default();
+                if !super::has_tags(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())), want) {
+                    continue;
+                }
+                let Some(api) = a.id() else { continue };
+                let stages = self
+                    .0
+                    .apigateway
+                    .get_stages()
+                    .rest_api_id(api)
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                let stage = stages
+                    .item()
+                    .first()
+                    .and_then(|s| s.stage_name())
+                    .unwrap_or("v1")
+                    .to_string();
+                let sorted: std::collections::BTreeMap<&String, &String> = tags.iter().collect();
+                out.push(Observed {
+                    id: format!("{api}/{stage}"),
+                    inputs: Attrs::from([("tags".into(), json!(sorted))]),
+                    outputs: self.outputs(api, &stage, &self.0.account, None),
+                });
+            }
+            position = page.position().map(String::from);
+            if position.is_none() || page.items().is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
     async fn create(
         &self,
         _target: &Target<'_>,

@@ -140,6 +140,41 @@ impl Provider for UserPool {
         Ok(found)
     }
 
+    async fn list(
+        &self,
+        want: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<Observed>, ProviderError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .0
+                .cognito
+                .list_user_pools()
+                .max_results(60)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(classify)?;
+            for p in page.user_pools() {
+                if let Some(o) = self.get(p.id().unwrap_or_default()).await? {
+                    let tags = o.inputs["tags"].as_object().cloned().unwrap_or_default();
+                    if super::has_tags(
+                        tags.iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default())),
+                        want,
+                    ) {
+                        out.push(o);
+                    }
+                }
+            }
+            token = page.next_token().map(String::from);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     async fn create(
         &self,
         _target: &Target<'_>,
@@ -304,6 +339,15 @@ impl Provider for UserPoolClient {
     async fn find(&self, _target: &Target<'_>) -> Result<Vec<Observed>, ProviderError> {
         // Clients carry no tags; a client created by an interrupted run is found by
         // the pool's next plan as an extra client and is harmless.
+        Ok(Vec::new())
+    }
+
+    async fn list(
+        &self,
+        _want: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<Observed>, ProviderError> {
+        // Clients carry no tags and cannot outlive their pool: deleting the pool
+        // (found by its tags) deletes them.
         Ok(Vec::new())
     }
 

@@ -176,6 +176,20 @@ impl<K: Ec2Kind> Provider for Ec2<K> {
             .collect())
     }
 
+    async fn list(&self, tags: &BTreeMap<String, String>) -> Result<Vec<Observed>, ProviderError> {
+        let filters = tags
+            .iter()
+            .map(|(k, v)| filter(&format!("tag:{k}"), [v.clone()]))
+            .collect();
+        Ok(self
+            .kind
+            .describe(&self.c, filters)
+            .await?
+            .into_iter()
+            .filter_map(Seen::observed)
+            .collect())
+    }
+
     async fn create(
         &self,
         target: &Target<'_>,

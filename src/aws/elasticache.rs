@@ -179,6 +179,49 @@ impl Provider for ServerlessCache {
         })
     }
 
+    async fn list(
+        &self,
+        want: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<Observed>, ProviderError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .0
+                .elasticache
+                .describe_serverless_caches()
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(classify)?;
+            for cache in page.serverless_caches() {
+                let tags = self
+                    .0
+                    .elasticache
+                    .list_tags_for_resource()
+                    .resource_name(cache.arn().unwrap_or_default())
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                let pairs: Vec<(&str, &str)> = tags
+                    .tag_list()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
+                    .collect();
+                if super::has_tags(pairs.iter().copied(), want) {
+                    let mut o = Self::observe(cache);
+                    let map: std::collections::BTreeMap<&str, &str> = pairs.into_iter().collect();
+                    o.inputs.insert("tags".into(), json!(map));
+                    out.push(o);
+                }
+            }
+            token = page.next_token().map(String::from);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     async fn create(
         &self,
         _target: &Target<'_>,

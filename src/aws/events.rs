@@ -226,6 +226,51 @@ impl Provider for ScheduleRule {
         Ok(if ours { vec![found] } else { Vec::new() })
     }
 
+    async fn list(
+        &self,
+        want: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<Observed>, ProviderError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .0
+                .events
+                .list_rules()
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(classify)?;
+            for rule in page.rules() {
+                let (Some(name), Some(arn)) = (rule.name(), rule.arn()) else {
+                    continue;
+                };
+                let tags = self
+                    .0
+                    .events
+                    .list_tags_for_resource()
+                    .resource_arn(arn)
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                let pairs: Vec<(&str, &str)> =
+                    tags.tags().iter().map(|t| (t.key(), t.value())).collect();
+                if super::has_tags(pairs.iter().copied(), want) {
+                    if let Some(mut o) = self.get(name).await? {
+                        let map: std::collections::BTreeMap<&str, &str> =
+                            pairs.into_iter().collect();
+                        o.inputs.insert("tags".into(), json!(map));
+                        out.push(o);
+                    }
+                }
+            }
+            token = page.next_token().map(String::from);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     async fn create(
         &self,
         _target: &Target<'_>,

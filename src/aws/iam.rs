@@ -150,6 +150,57 @@ impl Provider for Role {
         })
     }
 
+    async fn list(
+        &self,
+        want: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<Observed>, ProviderError> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .0
+                .iam
+                .list_roles()
+                .set_marker(marker.clone())
+                .send()
+                .await
+                .map_err(classify)?;
+            for role in page.roles() {
+                let name = role.role_name();
+                let tags = match self
+                    .0
+                    .iam
+                    .list_role_tags()
+                    .role_name(name)
+                    .send()
+                    .await
+                    .map_err(classify)
+                {
+                    Ok(t) => t,
+                    Err(e) if e.class == ErrorClass::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                let pairs: Vec<(&str, &str)> =
+                    tags.tags().iter().map(|t| (t.key(), t.value())).collect();
+                if super::has_tags(pairs.iter().copied(), want) {
+                    if let Some(mut o) = self.get(name).await? {
+                        let map: std::collections::BTreeMap<&str, &str> =
+                            pairs.into_iter().collect();
+                        o.inputs.insert("tags".into(), json!(map));
+                        out.push(o);
+                    }
+                }
+            }
+            marker = page
+                .marker()
+                .map(String::from)
+                .filter(|_| page.is_truncated());
+            if marker.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     async fn create(
         &self,
         _target: &Target<'_>,

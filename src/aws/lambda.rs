@@ -293,6 +293,43 @@ impl Provider for Function {
             .collect())
     }
 
+    async fn list(
+        &self,
+        want: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<Observed>, ProviderError> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .0
+                .lambda
+                .list_functions()
+                .set_marker(marker.clone())
+                .send()
+                .await
+                .map_err(classify)?;
+            for f in page.functions() {
+                let Some(name) = f.function_name() else {
+                    continue;
+                };
+                if let Some(o) = self.get(name).await? {
+                    let tags = o.inputs["tags"].as_object().cloned().unwrap_or_default();
+                    if super::has_tags(
+                        tags.iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default())),
+                        want,
+                    ) {
+                        out.push(o);
+                    }
+                }
+            }
+            marker = page.next_marker().map(String::from);
+            if marker.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     async fn create(
         &self,
         _target: &Target<'_>,

@@ -116,6 +116,16 @@ pub async fn clients(region: &str) -> Result<Clients, SetupError> {
 }
 
 /// The providers for every kind implemented so far.
+/// Whether `have` holds every tag of `want`.
+pub(crate) fn has_tags<'a>(
+    have: impl IntoIterator<Item = (&'a str, &'a str)>,
+    want: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let have: std::collections::BTreeMap<&str, &str> = have.into_iter().collect();
+    want.iter()
+        .all(|(k, v)| have.get(k.as_str()) == Some(&v.as_str()))
+}
+
 pub fn providers(c: &Clients) -> Providers {
     let shared = Arc::new(c.clone());
     let mut p = Providers::new();

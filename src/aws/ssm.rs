@@ -109,6 +109,53 @@ impl Provider for Parameter {
         Ok(if ours { vec![found] } else { Vec::new() })
     }
 
+    async fn list(
+        &self,
+        want: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<Observed>, ProviderError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .0
+                .ssm
+                .describe_parameters()
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(classify)?;
+            for p in page.parameters() {
+                let Some(name) = p.name() else { continue };
+                let tags = self
+                    .0
+                    .ssm
+                    .list_tags_for_resource()
+                    .resource_type(ResourceTypeForTagging::Parameter)
+                    .resource_id(name)
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                let pairs: Vec<(&str, &str)> = tags
+                    .tag_list()
+                    .iter()
+                    .map(|t| (t.key(), t.value()))
+                    .collect();
+                if super::has_tags(pairs.iter().copied(), want) {
+                    if let Some(mut o) = self.get(name).await? {
+                        let map: std::collections::BTreeMap<&str, &str> =
+                            pairs.into_iter().collect();
+                        o.inputs.insert("tags".into(), json!(map));
+                        out.push(o);
+                    }
+                }
+            }
+            token = page.next_token().map(String::from);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     async fn create(
         &self,
         _target: &Target<'_>,

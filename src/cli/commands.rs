@@ -11,8 +11,8 @@ use anstream::{eprint, eprintln, print, println};
 use serde_json::{json, Value};
 
 use super::{
-    ApplyArgs, BuildArgs, Cli, Command, CostArgs, DestroyArgs, OutputArgs, PlanArgs, ServeArgs,
-    Settings, SmokeArgs,
+    ApplyArgs, BuildArgs, Cli, Command, CostArgs, DestroyArgs, GcArgs, OutputArgs, PlanArgs,
+    ServeArgs, Settings, SmokeArgs,
 };
 use crate::artifact::{self, Artifact, Workspace};
 use crate::engine::{Config, Event, EventSink};
@@ -91,9 +91,12 @@ async fn dispatch(command: Command, s: &Settings) -> Outcome {
         Command::Apply(a) => apply(s, a).await,
         Command::Destroy(a) => destroy(s, a).await,
         Command::Build(a) => build(s, a),
-        Command::Env(super::EnvCommand::Create { name, template, ttl }) => {
-            env_create(s, &name, &template, &ttl)
-        }
+        Command::Gc(a) => gc(s, a).await,
+        Command::Env(super::EnvCommand::Create {
+            name,
+            template,
+            ttl,
+        }) => env_create(s, &name, &template, &ttl),
         Command::Env(super::EnvCommand::List(a)) => env_list(s, a.json),
         Command::Smoke(a) => smoke(s, a).await,
         Command::Serve(a) => serve(s, a).await,
@@ -691,6 +694,103 @@ async fn start_stand_in(
     crate::smoke::StandIn::start(clients, &name, code_dir, port).await
 }
 
+/// Everything tagged with `environment`, and the reasons any of it may not be swept
+/// (not tagged ephemeral, or protected).
+async fn sweep_scan(
+    providers: &Providers,
+    environment: &str,
+) -> Result<(Vec<ops::Found>, Vec<String>), Failure> {
+    let want = BTreeMap::from([("deploy:environment".to_string(), environment.to_string())]);
+    let found = ops::discover(providers, &want).await?;
+    let refused = found
+        .iter()
+        .filter_map(|f| {
+            let what = format!(
+                "{} {} ({})",
+                f.kind,
+                f.observed.id,
+                f.tag("deploy:address").unwrap_or("not deploy's")
+            );
+            if f.tag("deploy:protected") == Some("true") {
+                Some(format!("{what}: tagged deploy:protected"))
+            } else if f.tag("deploy:ephemeral") != Some("true") {
+                Some(format!("{what}: not tagged deploy:ephemeral=true"))
+            } else {
+                None
+            }
+        })
+        .collect();
+    Ok((found, refused))
+}
+
+async fn gc(s: &Settings, a: GcArgs) -> Outcome {
+    let region = a.region.clone().unwrap_or_else(|| "us-east-1".into());
+    let providers = aws_providers(&region).await?;
+    let want = BTreeMap::from([("deploy:ephemeral".to_string(), "true".to_string())]);
+    let found = ops::discover(&providers, &want).await?;
+    // Environment → (earliest expiry, resources).
+    let mut envs: BTreeMap<String, (Option<std::time::SystemTime>, usize)> = BTreeMap::new();
+    for f in &found {
+        let Some(env) = f.tag("deploy:environment") else {
+            continue;
+        };
+        let expiry = f
+            .tag("deploy:expires-at")
+            .and_then(|t| humantime::parse_rfc3339(t).ok());
+        let e = envs.entry(env.to_string()).or_insert((expiry, 0));
+        e.0 = match (e.0, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        e.1 += 1;
+    }
+    let now = std::time::SystemTime::now();
+    let mut failed = 0;
+    if envs.is_empty() {
+        println!("No ephemeral environments in {region}.");
+    }
+    for (env, (expiry, count)) in &envs {
+        let when = expiry
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+            .unwrap_or_else(|| "never (no deploy:expires-at tag)".into());
+        if !expiry.is_some_and(|t| t <= now) {
+            println!("keep     {env}: {count} resource(s), expires {when}");
+            continue;
+        }
+        if a.dry_run {
+            println!("would destroy {env}: {count} resource(s), expired {when}");
+            continue;
+        }
+        println!("destroy  {env}: {count} resource(s), expired {when}");
+        let mut sub = s.clone();
+        sub.env = Some(env.clone());
+        // Never a spec file: an expired environment is found by its tags alone.
+        sub.environments_dir = PathBuf::from("/nonexistent-deploy-gc");
+        let code = Box::pin(destroy(
+            &sub,
+            DestroyArgs {
+                yes: true,
+                sweep: true,
+                allow_data_loss: false,
+                parallelism: a.parallelism,
+            },
+        ))
+        .await;
+        match code {
+            Ok(0) => println!("destroyed {env}"),
+            Ok(c) => {
+                failed += 1;
+                println!("FAILED   {env}: destroy exited {c}");
+            }
+            Err(f) => {
+                failed += 1;
+                println!("FAILED   {env}: {}", f.message);
+            }
+        }
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
 /// Whether every resource recorded for the environment carries the ephemeral tag.
 fn recorded_ephemeral(state: Option<&crate::state::State>) -> bool {
     state.is_some_and(|st| {
@@ -955,11 +1055,50 @@ async fn serve(s: &Settings, a: ServeArgs) -> Outcome {
 }
 
 async fn destroy(s: &Settings, a: DestroyArgs) -> Outcome {
-    let environment = env_name(s)?;
-    let region = spec::check(&spec_path(s)?)
-        .0
-        .map(|l| l.spec.region)
-        .unwrap_or_default();
+    // A sweep works from tags: the spec file may be gone too.
+    let (environment, region) = match (spec_path(s), a.sweep, &s.env) {
+        (Ok(path), _, _) => (
+            env_name(s)?,
+            spec::check(&path)
+                .0
+                .map(|l| l.spec.region)
+                .unwrap_or_default(),
+        ),
+        (Err(_), true, Some(name)) if !name.contains('/') && !name.ends_with(".yaml") => (
+            name.clone(),
+            std::env::var("AWS_REGION").unwrap_or_default(),
+        ),
+        (Err(e), _, _) => return Err(e),
+    };
+    if a.sweep {
+        let providers = aws_providers(&region).await?;
+        let (found, refused) = sweep_scan(&providers, &environment).await?;
+        if !refused.is_empty() {
+            return Err(Failure::new(format!(
+                "refusing to sweep `{environment}`: {} resource(s) tagged with it are not ephemeral or are protected:\n  {}\n  hint: sweep removes ephemeral environments only; destroy others with `deploy destroy` from their state",
+                refused.len(),
+                refused.join("\n  ")
+            )));
+        }
+        let project = found
+            .iter()
+            .find_map(|f| f.tag("deploy:project").map(String::from))
+            .unwrap_or_default();
+        let backend = LocalBackend::new(&s.state_dir);
+        let added = ops::record_found(&backend, &project, &environment, &found)?;
+        if !s.quiet {
+            eprintln!(
+                "Sweep: {} resource(s) tagged deploy:environment={environment}; {} not in state were added to it: {}",
+                found.len(),
+                added.len(),
+                if added.is_empty() {
+                    "-".to_string()
+                } else {
+                    added.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+                }
+            );
+        }
+    }
     let backend = LocalBackend::new(&s.state_dir);
     let providers = match backend.read(&environment)? {
         Some(state) if !state.is_empty() => Some(aws_providers(&region).await?),

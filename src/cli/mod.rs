@@ -51,6 +51,8 @@ pub enum Command {
     /// Create and list environments (ephemeral ones from a template).
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Destroy every ephemeral environment past its expiry, found by tags.
+    Gc(GcArgs),
     /// Build the functions' code for Lambda (release, checked, reproducible zips).
     Build(BuildArgs),
     /// Check the live environment end to end (also run after every apply).
@@ -137,6 +139,10 @@ pub struct ApplyArgs {
 pub struct DestroyArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Also find everything tagged with the environment, in every service, even when
+    /// the state is lost or stale (ephemeral environments only).
+    #[arg(long)]
+    pub sweep: bool,
     #[arg(long)]
     pub allow_data_loss: bool,
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -159,6 +165,18 @@ pub enum EnvCommand {
     },
     /// Every environment with its kind, age, expiry and resource count.
     List(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only say what would be destroyed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The region to collect in (default: AWS_REGION, else us-east-1).
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
 }
 
 #[derive(Debug, Args)]

@@ -545,6 +545,13 @@ fn canonicalize(value: &str, pointer: &str, sites: &mut Vec<(Address, String)>) 
 }
 
 fn finish(mut b: Builder<'_>) -> Result<Desired, Diagnostics> {
+    // Protected resources say so in their tags too, so a sweep by tags refuses them
+    // even without the spec or the state.
+    for r in b.resources.values_mut().filter(|r| r.protect) {
+        if let Some(Value::Object(tags)) = r.inputs.get_mut("tags") {
+            tags.insert("deploy:protected".into(), json!("true"));
+        }
+    }
     let mut diags = Diagnostics::default();
     let sources = &b.loaded.sources;
 

@@ -138,6 +138,15 @@ pub trait Provider: Send + Sync {
     /// Every resource carrying this `deploy:address` tag (adoption after a crash). An
     /// old object awaiting deletion carries the same tag, so this may return several.
     async fn find(&self, target: &Target<'_>) -> Result<Vec<Observed>, ProviderError>;
+    /// Every resource of this kind carrying all of `tags` (a sweep of an environment
+    /// whose state is lost or stale). Inputs include the resource's `tags`. A kind
+    /// that cannot be listed says so rather than reporting nothing.
+    async fn list(&self, tags: &BTreeMap<String, String>) -> Result<Vec<Observed>, ProviderError> {
+        let _ = tags;
+        Err(ProviderError::fatal(
+            "this kind of resource cannot be listed by tags",
+        ))
+    }
     /// Starts creating; `client_token` makes a retried create idempotent.
     async fn create(
         &self,

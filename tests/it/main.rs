@@ -2,6 +2,7 @@
 
 mod aws;
 mod cli;
+mod ephemeral;
 mod lifecycle;
 mod render;
 mod ship;

@@ -1,0 +1,242 @@
+//! Ephemeral environments against the emulator in hostile mode (throttling, 5xx,
+//! eventual consistency, lingering ENIs): created from the template, applied, and torn
+//! down without leaking, also when destroy is killed halfway, when the state file is
+//! lost, and when something was added out of band; `deploy gc` removes exactly the
+//! expired ones.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use super::aws::{leftovers, Emulator};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A project directory of its own: `environments/base.yaml` and the ephemeral
+/// template, with state beside them.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("environments")).unwrap();
+        std::fs::create_dir_all(dir.path().join("templates/environments")).unwrap();
+        std::fs::copy(
+            repo().join("environments/base.yaml"),
+            dir.path().join("environments/base.yaml"),
+        )
+        .unwrap();
+        std::fs::copy(
+            repo().join("templates/environments/ephemeral.yaml"),
+            dir.path().join("templates/environments/ephemeral.yaml"),
+        )
+        .unwrap();
+        Project { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, em: &Emulator, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_deploy"));
+        cmd.current_dir(self.path())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("DEPLOY_STATE_DIR", self.path().join("state"))
+            .env("DEPLOY_NO_BUILD", "1")
+            .env("DEPLOY_NO_SMOKE", "1")
+            .env("AWS_ENDPOINT_URL", em.url())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("DEPLOY_ENV")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, em: &Emulator, args: &[&str]) -> Output {
+        self.command(em, args).output().unwrap()
+    }
+
+    fn ok(&self, em: &Emulator, args: &[&str]) -> String {
+        let out = self.run(em, args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "deploy {args:?}\nstdout:\n{}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        format!("{}{}", text(&out.stdout), text(&out.stderr))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_state_and_an_out_of_band_group_are_swept_in_hostile_mode() {
+    let em = Emulator::start(&["--hostile"]);
+    let p = Project::new();
+    p.ok(&em, &["env", "create", "pr-1", "--ttl", "2h"]);
+    let spec = std::fs::read_to_string(p.path().join("environments/pr-1.yaml")).unwrap();
+    assert!(spec.contains("environment: pr-1") && spec.contains("expires_at:"));
+    p.ok(&em, &["apply", "-e", "pr-1", "--yes"]);
+
+    // Every resource carries the ephemeral marker and its expiry.
+    let cfg = em.sdk().await;
+    let ec2 = aws_sdk_ec2::Client::new(&cfg);
+    let vpcs = ec2.describe_vpcs().send().await.unwrap();
+    let vpc = vpcs
+        .vpcs()
+        .iter()
+        .find(|v| {
+            v.tags()
+                .iter()
+                .any(|t| t.key() == Some("deploy:environment") && t.value() == Some("pr-1"))
+        })
+        .unwrap();
+    let keys: Vec<&str> = vpc.tags().iter().filter_map(|t| t.key()).collect();
+    assert!(keys.contains(&"deploy:ephemeral") && keys.contains(&"deploy:expires-at"));
+
+    // Out of band: a security group with the environment's tags.
+    let tags: Vec<aws_sdk_ec2::types::Tag> = vpc
+        .tags()
+        .iter()
+        .filter(|t| t.key() != Some("deploy:address") && t.key() != Some("Name"))
+        .cloned()
+        .collect();
+    ec2.create_security_group()
+        .group_name("pr-1-extra")
+        .description("added by hand")
+        .vpc_id(vpc.vpc_id().unwrap())
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::SecurityGroup)
+                .set_tags(Some(tags))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // The state is lost.
+    std::fs::remove_dir_all(p.path().join("state")).unwrap();
+    let log = p.ok(&em, &["destroy", "-e", "pr-1", "--sweep", "--yes"]);
+    assert!(
+        log.contains("swept."),
+        "the extra group is named as found: {log}"
+    );
+    assert_eq!(leftovers(&em, "pr-1").await, Vec::<String>::new(), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destroy_killed_halfway_resumes_to_nothing_in_hostile_mode() {
+    let em = Emulator::start(&["--hostile"]);
+    let p = Project::new();
+    p.ok(&em, &["env", "create", "pr-2"]);
+    p.ok(&em, &["apply", "-e", "pr-2", "--yes"]);
+    let mut child = p
+        .command(&em, &["destroy", "-e", "pr-2", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = child.kill(); // SIGKILL: no cleanup runs
+    let _ = child.wait();
+    p.ok(&em, &["unlock", "-e", "pr-2"]);
+    // No data-loss flag: the environment is ephemeral.
+    let log = p.ok(&em, &["destroy", "-e", "pr-2", "--yes"]);
+    assert!(log.contains("needs no --allow-data-loss"), "{log}");
+    assert_eq!(leftovers(&em, "pr-2").await, Vec::<String>::new(), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_destroys_exactly_the_expired_environment_and_sweep_guards_others() {
+    let em = Emulator::start(&["--hostile"]);
+    let p = Project::new();
+    // A small stack keeps three applies quick; the ephemeral tags are what matter.
+    let small = |name: &str, ephemeral: Option<&str>| {
+        let mut spec = format!(
+            "project: trivia\nenvironment: {name}\nregion: us-east-1\nnetwork:\n  vpc_cidr: 10.9.0.0/16\n  private_subnets:\n    a: 10.9.1.0/24\n  nat: none\nsecurity_groups:\n  app:\n    description: app\n"
+        );
+        if let Some(expires) = ephemeral {
+            spec.push_str(&format!("ephemeral:\n  expires_at: \"{expires}\"\n"));
+        }
+        std::fs::write(p.path().join(format!("environments/{name}.yaml")), spec).unwrap();
+    };
+    small("pr-old", Some("2020-01-01T00:00:00Z"));
+    small("pr-new", Some("2099-01-01T00:00:00Z"));
+    small("keep", None);
+    for env in ["pr-old", "pr-new", "keep"] {
+        p.ok(&em, &["apply", "-e", env, "--yes"]);
+    }
+    let out = p.run(&em, &["env", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<(String, String, bool)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["environment"].as_str().unwrap().to_string(),
+                r["kind"].as_str().unwrap().to_string(),
+                r["expired"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("pr-old".into(), "ephemeral".into(), true)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("pr-new".into(), "ephemeral".into(), false)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("keep".into(), "standard".into(), false)),
+        "{kinds:?}"
+    );
+
+    // A sweep refuses an environment that is not ephemeral, and changes nothing.
+    let out = p.run(&em, &["destroy", "-e", "keep", "--sweep", "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not tagged deploy:ephemeral"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!leftovers(&em, "keep").await.is_empty());
+
+    let dry = p.ok(&em, &["gc", "--dry-run"]);
+    assert!(dry.contains("would destroy pr-old"), "{dry}");
+    assert!(dry.contains("keep     pr-new"), "{dry}");
+    assert!(
+        !dry.contains("keep     keep") && !dry.contains(" keep:"),
+        "non-ephemeral is invisible to gc: {dry}"
+    );
+    assert!(
+        !leftovers(&em, "pr-old").await.is_empty(),
+        "dry run deleted something"
+    );
+
+    // gc works from tags: even with the spec files gone.
+    std::fs::remove_file(p.path().join("environments/pr-old.yaml")).unwrap();
+    let log = p.ok(&em, &["gc"]);
+    assert!(log.contains("destroyed pr-old"), "{log}");
+    assert_eq!(
+        leftovers(&em, "pr-old").await,
+        Vec::<String>::new(),
+        "{log}"
+    );
+    assert!(!leftovers(&em, "pr-new").await.is_empty(), "{log}");
+    assert!(!leftovers(&em, "keep").await.is_empty(), "{log}");
+}
