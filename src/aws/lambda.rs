@@ -194,8 +194,7 @@ impl Function {
 
     async fn get(&self, name: &str) -> Result<Option<Observed>, ProviderError> {
         // Both reads at once: refresh time is round trips. The function ($LATEST, with
-        // its tags) and what the alias serves: configuration and code are reported as
-        // live, so code rolled back (or published nowhere) shows as a difference.
+        // its tags) and what the alias serves.
         let (function, live) = tokio::join!(
             self.0.lambda.get_function().function_name(name).send(),
             self.0
@@ -219,7 +218,11 @@ impl Function {
             return Ok(None);
         };
         let arn = latest.function_arn().unwrap_or_default().to_string();
-        let cfg = live.as_ref().unwrap_or(latest);
+        // Configuration as $LATEST has it (an out-of-band change there is drift: the
+        // next publish would ship it); code as the alias serves it (a rolled-back or
+        // never-published zip is a difference).
+        let cfg = latest;
+        let live_code = live.as_ref().unwrap_or(latest).code_sha256();
         let vpc = cfg.vpc_config();
         let env: serde_json::Map<String, Value> = cfg
             .environment()
@@ -256,7 +259,7 @@ impl Function {
             ),
             ("environment".into(), Value::Object(env)),
             ("tags".into(), json!(tags)),
-            ("code_sha256".into(), json!(cfg.code_sha256())),
+            ("code_sha256".into(), json!(live_code)),
         ]);
         let mut outputs = Attrs::from([("id".into(), json!(name)), ("arn".into(), json!(arn))]);
         if let Some(l) = &live {

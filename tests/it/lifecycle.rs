@@ -696,7 +696,7 @@ pub fn apply_dev_into(state_dir: &std::path::Path) {
 }
 
 #[tokio::test]
-async fn turning_protection_off_is_recorded_without_calling_aws_and_then_destroy_works() {
+async fn turning_protection_off_updates_only_the_protected_tag_and_then_destroy_works() {
     let h = Harness::new();
     h.edit("  protect: true\n");
     h.apply().await;
@@ -710,10 +710,29 @@ async fn turning_protection_off_is_recorded_without_calling_aws_and_then_destroy
         vec![("valkey.cache".to_string(), Action::Update)]
     );
     h.cloud.clear_calls();
+    let tags = plan
+        .changes
+        .iter()
+        .find(|c| c.address.as_str() == "valkey.cache")
+        .unwrap();
+    let paths: Vec<&str> = tags.attributes.iter().map(|a| a.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec!["tags", "protect"],
+        "only the deploy:protected tag and the record change"
+    );
     h.apply_plan(&plan, false).await.unwrap();
-    assert!(
-        h.cloud.calls().iter().all(|c| !c.op.mutates()),
-        "no AWS write for a state-only change"
+    let writes: Vec<(Op, Option<String>)> = h
+        .cloud
+        .calls()
+        .iter()
+        .filter(|c| c.op.mutates())
+        .map(|c| (c.op, c.address.clone()))
+        .collect();
+    assert_eq!(
+        writes,
+        vec![(Op::Update, Some("valkey.cache".to_string()))],
+        "one in-place update (the tag), nothing replaced"
     );
     assert!(
         !h.backend().read("dev").unwrap().unwrap().resources[&Address::new("valkey.cache")].protect
