@@ -100,8 +100,9 @@ pub struct PlanArgs {
     /// Only this resource (or address prefix) and what it depends on. Repeatable.
     #[arg(long, value_name = "ADDRESS")]
     pub target: Vec<String>,
-    /// Refresh calls in flight at once.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// Refresh reads in flight at once (reads are cheap: one wave covers a typical
+    /// environment).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
     /// Do not build the functions' code: plan with the code already deployed.
     #[arg(long, env = "DEPLOY_NO_BUILD", value_parser = clap::builder::FalseyValueParser::new())]
