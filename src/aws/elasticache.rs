@@ -209,10 +209,7 @@ impl Provider for ServerlessCache {
                     .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
                     .collect();
                 if super::has_tags(pairs.iter().copied(), want) {
-                    let mut o = Self::observe(cache);
-                    let map: std::collections::BTreeMap<&str, &str> = pairs.into_iter().collect();
-                    o.inputs.insert("tags".into(), json!(map));
-                    out.push(o);
+                    out.push(super::with_tags(Self::observe(cache), &pairs));
                 }
             }
             token = page.next_token().map(String::from);

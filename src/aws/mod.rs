@@ -22,7 +22,7 @@ use aws_sdk_ec2::config::ProvideCredentials;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 use crate::model::Kind;
-use crate::provider::{ErrorClass, ProviderError, Providers, Target};
+use crate::provider::{ErrorClass, Observed, ProviderError, Providers, Target};
 
 /// Clients for every service the providers use, built once.
 #[derive(Clone)]
@@ -124,6 +124,13 @@ pub(crate) fn has_tags<'a>(
     let have: std::collections::BTreeMap<&str, &str> = have.into_iter().collect();
     want.iter()
         .all(|(k, v)| have.get(k.as_str()) == Some(&v.as_str()))
+}
+
+/// `o` with its `tags` input set to `pairs` (the tags a list call read separately).
+pub(crate) fn with_tags(mut o: Observed, pairs: &[(&str, &str)]) -> Observed {
+    let map: std::collections::BTreeMap<&str, &str> = pairs.iter().copied().collect();
+    o.inputs.insert("tags".into(), serde_json::json!(map));
+    o
 }
 
 pub fn providers(c: &Clients) -> Providers {

@@ -141,11 +141,8 @@ impl Provider for Parameter {
                     .map(|t| (t.key(), t.value()))
                     .collect();
                 if super::has_tags(pairs.iter().copied(), want) {
-                    if let Some(mut o) = self.get(name).await? {
-                        let map: std::collections::BTreeMap<&str, &str> =
-                            pairs.into_iter().collect();
-                        o.inputs.insert("tags".into(), json!(map));
-                        out.push(o);
+                    if let Some(o) = self.get(name).await? {
+                        out.push(super::with_tags(o, &pairs));
                     }
                 }
             }

@@ -274,14 +274,11 @@ fn build_code(
             )));
         }
     }
-    if requests.is_empty() {
-        return Ok((
-            Workspace::discover(&path).map_err(|e| Failure::new(e.to_string()))?,
-            Vec::new(),
-        ));
-    }
     let started = Instant::now();
     let ws = Workspace::discover(&path).map_err(|e| Failure::new(e.to_string()))?;
+    if requests.is_empty() {
+        return Ok((ws, Vec::new()));
+    }
     if !s.quiet {
         eprintln!(
             "Building {} for Lambda provided.al2023 (cargo build --release)…",
@@ -494,6 +491,7 @@ async fn execute(
 
 async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
     let mut code_dir = None;
+    let mut loaded_spec = None;
     let plan = match &a.plan {
         Some(file) => {
             let plan = ops::read_plan(file)?;
@@ -518,6 +516,7 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
                 }
                 code_dir = Some(ws.code_dir());
             }
+            loaded_spec = Some(loaded);
             let providers = refresh_providers(s, &desired, a.no_refresh).await?;
             let backend = LocalBackend::new(&s.state_dir);
             let planned = ops::plan(
@@ -558,7 +557,11 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
         }
         return Ok(0);
     }
-    let (loaded, _) = load_full(s)?;
+    // The spec as planned; a saved plan's spec is read now.
+    let loaded = match loaded_spec {
+        Some(l) => l,
+        None => load_full(s)?.0,
+    };
     let Some(after) = backend.read(&plan.environment)? else {
         return Ok(code);
     };
@@ -762,20 +765,14 @@ async fn gc(s: &Settings, a: GcArgs) -> Outcome {
             continue;
         }
         println!("destroy  {env}: {count} resource(s), expired {when}");
-        let mut sub = s.clone();
-        sub.env = Some(env.clone());
-        // Never a spec file: an expired environment is found by its tags alone.
-        sub.environments_dir = PathBuf::from("/nonexistent-deploy-gc");
-        let code = Box::pin(destroy(
-            &sub,
-            DestroyArgs {
-                yes: true,
-                sweep: true,
-                allow_data_loss: false,
-                parallelism: a.parallelism,
-            },
-        ))
-        .await;
+        // Found by its tags alone: no spec file is read.
+        let args = DestroyArgs {
+            yes: true,
+            sweep: true,
+            allow_data_loss: false,
+            parallelism: a.parallelism,
+        };
+        let code = Box::pin(destroy_env(s, env, &region, &args)).await;
         match code {
             Ok(0) => println!("destroyed {env}"),
             Ok(c) => {
@@ -1070,6 +1067,13 @@ async fn destroy(s: &Settings, a: DestroyArgs) -> Outcome {
         ),
         (Err(e), _, _) => return Err(e),
     };
+    destroy_env(s, &environment, &region, &a).await
+}
+
+/// Destroys `environment` in `region` (after a sweep by tags when asked).
+async fn destroy_env(s: &Settings, environment: &str, region: &str, a: &DestroyArgs) -> Outcome {
+    let environment = environment.to_string();
+    let region = region.to_string();
     if a.sweep {
         let providers = aws_providers(&region).await?;
         let (found, refused) = sweep_scan(&providers, &environment).await?;

@@ -60,6 +60,23 @@ impl Emulator {
         control(self.port, "GET", "/_deploy/calls")
     }
 
+    /// Points a `deploy` command at this emulator with test credentials, no colour, no
+    /// terminal. Provisioning tests ship placeholder code without smoke checks
+    /// (tests/it/ship.rs removes DEPLOY_NO_BUILD and DEPLOY_NO_SMOKE).
+    pub fn aim(&self, cmd: &mut Command) {
+        cmd.env("NO_COLOR", "1")
+            .env("AWS_ENDPOINT_URL", self.url())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("DEPLOY_NO_BUILD", "1")
+            .env("DEPLOY_NO_SMOKE", "1")
+            .env_remove("AWS_PROFILE")
+            .env_remove("DEPLOY_ENV")
+            .stdin(Stdio::null());
+    }
+
     /// Starts counting calls from zero.
     pub fn reset_calls(&self) {
         control(self.port, "DELETE", "/_deploy/calls");
@@ -119,18 +136,8 @@ impl Env {
         cmd.args(args)
             .arg("-e")
             .arg(&spec)
-            .env("NO_COLOR", "1")
-            .env("DEPLOY_STATE_DIR", self.dir.path().join("state"))
-            .env("AWS_ENDPOINT_URL", em.url())
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            // The provisioning tests ship placeholder code; tests/it/ship.rs builds.
-            .env("DEPLOY_NO_BUILD", "1")
-            .env("DEPLOY_NO_SMOKE", "1")
-            .env_remove("AWS_PROFILE")
-            .stdin(Stdio::null());
+            .env("DEPLOY_STATE_DIR", self.dir.path().join("state"));
+        em.aim(&mut cmd);
         cmd
     }
 

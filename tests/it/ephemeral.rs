@@ -49,18 +49,8 @@ impl Project {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_deploy"));
         cmd.current_dir(self.path())
             .args(args)
-            .env("NO_COLOR", "1")
-            .env("DEPLOY_STATE_DIR", self.path().join("state"))
-            .env("DEPLOY_NO_BUILD", "1")
-            .env("DEPLOY_NO_SMOKE", "1")
-            .env("AWS_ENDPOINT_URL", em.url())
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("AWS_PROFILE")
-            .env_remove("DEPLOY_ENV")
-            .stdin(Stdio::null());
+            .env("DEPLOY_STATE_DIR", self.path().join("state"));
+        em.aim(&mut cmd);
         cmd
     }
 
