@@ -3,13 +3,10 @@
 //! user who plays one round through the protected routes and shows up on the
 //! leaderboard, refusal without a token, CORS preflight, the schedules, and the SSM
 //! parameters. The temporary user and their game data are removed afterwards.
-//!
-//! For an emulator that stores functions but cannot run them, [`StandIn`] runs the
-//! live version's `bootstrap` on this machine with the function's deployed
-//! configuration, and the HTTP checks go there.
+//! Against the local cloud the checks take the same path: its API Gateway data plane,
+//! its Cognito authorizer and its Lambda runtime running the deployed `bootstrap`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -501,128 +498,4 @@ async fn parameters(r: &mut Recorder, clients: &Clients, state: &State) {
     }
     .await;
     r.push("ssm parameters", t, res);
-}
-
-/// The live version of a function, running on this machine as a local HTTP server
-/// with exactly the environment variables of its deployed configuration (plus `PORT`).
-/// Stops when dropped.
-pub struct StandIn {
-    child: std::process::Child,
-    pub url: String,
-    pub version: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl StandIn {
-    /// Starts the code the `live` alias of `function` serves, from the zips kept in
-    /// `code_dir` by the build step, on `port` (0: any free port).
-    pub async fn start(
-        clients: &Clients,
-        function: &str,
-        code_dir: &Path,
-        port: u16,
-    ) -> Result<StandIn, String> {
-        let live = crate::aws::lambda::live_configuration(clients, function).await?;
-        let zip_path = crate::artifact::code_path(code_dir, &live.code_sha256);
-        let zip = std::fs::read(&zip_path).map_err(|e| {
-            format!(
-                "the live code of {function} (version {}, {}) is not at {}: {e}\n  hint: it was built on another machine or the target directory was cleaned; `deploy apply` builds and ships it again",
-                live.version,
-                live.code_sha256,
-                zip_path.display()
-            )
-        })?;
-        let binary = crate::artifact::unpack(&zip)?;
-        let dir =
-            tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
-        let bootstrap = dir.path().join("bootstrap");
-        std::fs::write(&bootstrap, binary)
-            .and_then(|_| {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755))
-            })
-            .map_err(|e| format!("cannot write {}: {e}", bootstrap.display()))?;
-        let port = if port == 0 {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .map_err(|e| format!("no free local port: {e}"))?
-        } else {
-            port
-        };
-        let log = dir.path().join("log");
-        let log_file =
-            std::fs::File::create(&log).map_err(|e| format!("cannot write a log: {e}"))?;
-        let mut child = std::process::Command::new(&bootstrap)
-            .env_clear()
-            .envs(&live.environment)
-            .env("PORT", port.to_string())
-            .current_dir(dir.path())
-            .stdin(std::process::Stdio::null())
-            .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log_file)
-            .spawn()
-            .map_err(|e| format!("cannot start {function}'s bootstrap: {e}"))?;
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                let out = std::fs::read_to_string(&log).unwrap_or_default();
-                return Err(format!(
-                    "{function} version {} exited ({status}) instead of serving: {}",
-                    live.version,
-                    out.trim()
-                ));
-            }
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(15) {
-                let _ = child.kill();
-                return Err(format!(
-                    "{function} version {} did not listen on port {port} within 15 s",
-                    live.version
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(StandIn {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            version: live.version,
-            _dir: dir,
-        })
-    }
-
-    /// The exit status, once the process has stopped.
-    pub fn try_exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-}
-
-/// The function the API's routes invoke, for a stand-in (`None` without an API).
-pub fn http_function(spec: &Spec) -> Result<Option<String>, String> {
-    let Some(api) = &spec.api else {
-        return Ok(None);
-    };
-    let mut functions: Vec<&str> = api.routes.iter().map(|r| r.function.as_str()).collect();
-    functions.sort_unstable();
-    functions.dedup();
-    match functions.as_slice() {
-        [] => Ok(None),
-        [one] => Ok(Some(one.to_string())),
-        many => Err(format!(
-            "a local stand-in serves one function, but the API routes to {}",
-            many.join(", ")
-        )),
-    }
 }

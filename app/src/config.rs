@@ -145,6 +145,10 @@ impl Config {
             timeout: Duration::from_millis(number("VALKEY_TIMEOUT_MS", 1000, 60_000)?),
         };
         let cognito = match (non_empty("COGNITO_ISSUER"), non_empty("COGNITO_CLIENT_ID")) {
+            // Behind API Gateway the Cognito authorizer has verified the token before the
+            // function runs; the function trusts its claims and checks nothing itself,
+            // whatever Cognito settings the function carries.
+            _ if mode == Mode::Lambda => None,
             (Some(issuer), Some(client_id)) => {
                 let issuer = issuer.trim_end_matches('/').to_string();
                 if !issuer.starts_with("https://") && !issuer.starts_with("http://") {
@@ -158,7 +162,6 @@ impl Config {
                     jwks_url,
                 })
             }
-            (None, None) if mode == Mode::Lambda => None,
             (None, _) => {
                 return Err(bad(
                     "COGNITO_ISSUER",
@@ -258,6 +261,20 @@ mod tests {
                 .name,
             "VALKEY_ENDPOINT"
         );
+    }
+
+    #[test]
+    fn lambda_mode_trusts_the_gateway_whatever_cognito_settings_it_has() {
+        // dev, staging and prod give the API its pool and client ids but no issuer.
+        let c = with(&[
+            ("VALKEY_ENDPOINT", "h"),
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("COGNITO_USER_POOL_ID", "us-east-1_abc"),
+            ("COGNITO_CLIENT_ID", "client"),
+        ])
+        .unwrap();
+        assert_eq!(c.mode, Mode::Lambda);
+        assert!(c.cognito.is_none());
     }
 
     #[test]

@@ -138,6 +138,35 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     }
 }
 
+/// One JSON line per request on stdout, which Lambda sends to the function's log
+/// stream: the gateway's request id (the `x-amzn-RequestId` its response carries) next
+/// to Lambda's, so a request a user saw leads to its invocation's `START`/`REPORT`.
+#[allow(clippy::print_stdout)]
+pub async fn access_log(req: Request, next: axum::middleware::Next) -> Response {
+    use lambda_http::RequestExt;
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let gateway = match req.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV1(c)) => c.request_id.clone(),
+        _ => None,
+    };
+    let lambda = req.lambda_context_ref().map(|c| c.request_id.clone());
+    let resp = next.run(req).await;
+    println!(
+        "{}",
+        json!({
+            "request_id": gateway,
+            "lambda_request_id": lambda,
+            "method": method,
+            "path": path,
+            "status": resp.status().as_u16(),
+            "ms": (started.elapsed().as_secs_f64() * 1e5).round() / 100.0,
+        })
+    );
+    resp
+}
+
 /// API Gateway REST events carry the stage in the path (`/v1/games`); the routes do
 /// not. Strips it, using the stage named in the request context.
 pub fn strip_stage<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {

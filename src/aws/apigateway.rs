@@ -184,6 +184,18 @@ fn functions(inputs: &Attrs) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// The stage's URL: AWS's, or the local cloud's path form (nothing resolves
+/// `*.execute-api.amazonaws.com` to this machine).
+fn invoke_url(c: &Clients, api: &str, stage: &str) -> String {
+    match &c.apigateway_endpoint {
+        Some(endpoint) => format!("{endpoint}/restapis/{api}/{stage}/_user_request_/"),
+        None => format!(
+            "https://{api}.execute-api.{}.amazonaws.com/{stage}/",
+            c.region
+        ),
+    }
+}
+
 fn split(id: &str) -> Result<(&str, &str), ProviderError> {
     id.split_once('/')
         .ok_or_else(|| ProviderError::fatal(format!("`{id}` is not API_ID/STAGE")))
@@ -198,12 +210,7 @@ impl RestApi {
                 "execution_arn".into(),
                 json!(format!("arn:aws:execute-api:{region}:{account}:{api}")),
             ),
-            (
-                "invoke_url".into(),
-                json!(format!(
-                    "https://{api}.execute-api.{region}.amazonaws.com/{stage}/"
-                )),
-            ),
+            ("invoke_url".into(), json!(invoke_url(&self.0, api, stage))),
             ("deployment_id".into(), json!(deployment)),
         ])
     }

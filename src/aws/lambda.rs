@@ -500,30 +500,70 @@ impl Provider for Function {
     }
 }
 
-/// What the `live` alias serves: its version, code hash and environment variables.
-pub struct LiveConfiguration {
-    pub version: String,
-    pub code_sha256: String,
-    pub environment: std::collections::BTreeMap<String, String>,
+/// What one invocation of a function's `live` alias returned.
+#[derive(Debug, serde::Serialize)]
+pub struct Invocation {
+    /// 200 for a synchronous call, 202 for an asynchronous one.
+    pub status: i32,
+    pub executed_version: Option<String>,
+    /// `Unhandled` when the function failed; the payload then holds its error.
+    pub function_error: Option<String>,
+    pub payload: String,
+    /// The last 4 KB of the invocation's log, when asked for.
+    pub log_tail: Option<String>,
 }
 
-pub async fn live_configuration(c: &Clients, name: &str) -> Result<LiveConfiguration, String> {
-    let out = c
+/// Invokes the `live` alias of `name`: synchronously with the log tail, or queued
+/// (`asynchronous`, as a schedule or an event source would).
+pub async fn invoke(
+    c: &Clients,
+    name: &str,
+    payload: Vec<u8>,
+    asynchronous: bool,
+    tail: bool,
+) -> Result<Invocation, String> {
+    use aws_sdk_lambda::types::{InvocationType, LogType};
+    let mut call = c
         .lambda
-        .get_function_configuration()
+        .invoke()
         .function_name(name)
         .qualifier(ALIAS)
+        .payload(Blob::new(payload));
+    call = if asynchronous {
+        call.invocation_type(InvocationType::Event)
+    } else {
+        call.invocation_type(InvocationType::RequestResponse)
+    };
+    if tail && !asynchronous {
+        call = call.log_type(LogType::Tail);
+    }
+    // A synchronous call lasts as long as the function may run (up to 15 minutes),
+    // longer than the control-plane attempt timeout.
+    let timeouts = aws_sdk_lambda::config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(Duration::from_secs(15 * 60 + 30))
+        .build();
+    let out = call
+        .customize()
+        .config_override(aws_sdk_lambda::config::Config::builder().timeout_config(timeouts))
         .send()
         .await
-        .map_err(|e| format!("function {name}:{ALIAS}: {}", classify(e)))?;
-    Ok(LiveConfiguration {
-        version: out.version().unwrap_or_default().to_string(),
-        code_sha256: out.code_sha256().unwrap_or_default().to_string(),
-        environment: out
-            .environment()
-            .and_then(|e| e.variables())
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .map_err(|e| format!("invoking {name}:{ALIAS}: {}", classify(e)))?;
+    let log_tail = out.log_result().and_then(|b64| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    });
+    Ok(Invocation {
+        status: out.status_code(),
+        executed_version: out.executed_version().map(String::from),
+        function_error: out.function_error().map(String::from),
+        payload: out
+            .payload()
+            .map(|b| String::from_utf8_lossy(b.as_ref()).into_owned())
             .unwrap_or_default(),
+        log_tail,
     })
 }
 

@@ -11,6 +11,7 @@ pub mod elasticache;
 pub mod events;
 mod iam;
 pub mod lambda;
+pub mod logs;
 pub mod ssm;
 
 use std::collections::BTreeMap;
@@ -35,7 +36,11 @@ pub struct Clients {
     pub apigateway: aws_sdk_apigateway::Client,
     pub cognito: aws_sdk_cognitoidentityprovider::Client,
     pub events: aws_sdk_eventbridge::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     pub region: String,
+    /// The API Gateway endpoint when it is not AWS's (the local cloud): stage URLs are
+    /// then its path-form data plane.
+    pub apigateway_endpoint: Option<String>,
     /// The account the credentials belong to (from STS).
     pub account: String,
     /// Where built function zips are kept by hash (see `artifact::code_dir`); without
@@ -111,7 +116,12 @@ pub async fn clients(region: &str) -> Result<Clients, SetupError> {
         apigateway: aws_sdk_apigateway::Client::new(&config),
         cognito: aws_sdk_cognitoidentityprovider::Client::new(&config),
         events: aws_sdk_eventbridge::Client::new(&config),
+        logs: aws_sdk_cloudwatchlogs::Client::new(&config),
         region: region.to_string(),
+        apigateway_endpoint: ["AWS_ENDPOINT_URL_API_GATEWAY", "AWS_ENDPOINT_URL"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+            .map(|v| v.trim_end_matches('/').to_string()),
     })
 }
 

@@ -11,8 +11,8 @@ use anstream::{eprint, eprintln, print, println};
 use serde_json::{json, Value};
 
 use super::{
-    ApplyArgs, BuildArgs, Cli, Command, CostArgs, DestroyArgs, GcArgs, OutputArgs, PlanArgs,
-    ServeArgs, Settings, SmokeArgs,
+    ApplyArgs, BuildArgs, Cli, Command, CostArgs, DestroyArgs, GcArgs, InvokeArgs, LocalCommand,
+    LogsArgs, OutputArgs, PlanArgs, Settings, SmokeArgs,
 };
 use crate::artifact::{self, Artifact, Workspace};
 use crate::engine::{Config, Event, EventSink};
@@ -99,7 +99,9 @@ async fn dispatch(command: Command, s: &Settings) -> Outcome {
         }) => env_create(s, &name, &template, &ttl),
         Command::Env(super::EnvCommand::List(a)) => env_list(s, a.json),
         Command::Smoke(a) => smoke(s, a).await,
-        Command::Serve(a) => serve(s, a).await,
+        Command::Invoke(a) => invoke(s, a).await,
+        Command::Logs(a) => logs(s, a).await,
+        Command::Local(c) => local(c).await,
         Command::Cost(a) => cost(s, a),
         Command::Output(a) => output(s, a),
         Command::Status(a) => status(s, a.json),
@@ -548,11 +550,11 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
         code_dir.clone(),
     )
     .await?;
-    if code != 0 || a.no_smoke || plan.operation != Operation::Apply {
+    if code != 0 || plan.operation != Operation::Apply {
         return Ok(code);
     }
     if !plan.has_changes() {
-        if !s.quiet {
+        if !s.quiet && !a.no_smoke {
             eprintln!("Nothing was rolled out, so the smoke checks did not run (`deploy smoke` runs them).");
         }
         return Ok(0);
@@ -566,7 +568,11 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
         return Ok(code);
     };
     let clients = aws_clients(&plan.region, code_dir.clone()).await?;
-    let report = run_smoke(s, &loaded.spec, &after, &clients, None, code_dir.as_deref()).await;
+    first_runs(s, &loaded.spec, &plan, &after, &clients).await;
+    if a.no_smoke {
+        return Ok(0);
+    }
+    let report = run_smoke(&loaded.spec, &after, &clients, None).await;
     print!("{}", render::smoke(&report));
     if report.ok {
         return Ok(0);
@@ -613,6 +619,48 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
     }))
 }
 
+/// Runs, once and asynchronously, the function of every schedule this apply created
+/// whose spec asks for it (`run_after_apply`), so the environment does not wait a whole
+/// period for the first run. A failure to start it is a warning: the schedule stands.
+async fn first_runs(
+    s: &Settings,
+    spec: &spec::model::Spec,
+    plan: &Plan,
+    state: &crate::state::State,
+    clients: &crate::aws::Clients,
+) {
+    for (name, schedule) in &spec.schedules {
+        let created = plan.changes.iter().any(|c| {
+            c.address.as_str() == format!("schedule.{name}")
+                && matches!(
+                    c.action,
+                    Action::Create | Action::DeleteBeforeCreate | Action::CreateBeforeDelete
+                )
+        });
+        if !(created && schedule.run_after_apply && schedule.enabled) {
+            continue;
+        }
+        let Some(function) = state
+            .resources
+            .get(&Address::new(format!("function.{}", schedule.function)))
+            .map(|r| r.id.clone())
+        else {
+            continue;
+        };
+        match crate::aws::lambda::invoke(clients, &function, b"{}".to_vec(), true, false).await {
+            Ok(_) if !s.quiet => eprintln!(
+                "Started {} once now: schedule {name} was just created ({} from here on).",
+                schedule.function, schedule.expression
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "warning: schedule {name} was created, but running {} once now failed: {e}",
+                schedule.function
+            ),
+        }
+    }
+}
+
 /// Functions whose live version this apply moved: (address, name, previous, new).
 fn rolled_out(
     before: Option<&crate::state::State>,
@@ -641,60 +689,18 @@ fn rolled_out(
         .collect()
 }
 
-/// Runs the smoke checks: against `url`, a local stand-in (when the spec asks for
-/// one), or the API's invoke URL.
+/// Runs the smoke checks against `url`, or the API's invoke URL.
 async fn run_smoke(
-    s: &Settings,
     spec: &spec::model::Spec,
     state: &crate::state::State,
     clients: &crate::aws::Clients,
     url: Option<String>,
-    code_dir: Option<&Path>,
 ) -> crate::smoke::Report {
-    let stand_in = spec.smoke.as_ref().is_some_and(|x| x.local_stand_in) && url.is_none();
-    let mut _serving = None;
-    let target: Result<String, String> = if let Some(u) = url {
-        Ok(u)
-    } else if stand_in {
-        match start_stand_in(spec, state, clients, code_dir, 0).await {
-            Ok(si) => {
-                if !s.quiet {
-                    eprintln!(
-                        "Smoke checks: running the live version {} locally at {} (the emulator cannot run Lambda code).",
-                        si.version, si.url
-                    );
-                }
-                let u = si.url.clone();
-                _serving = Some(si);
-                Ok(u)
-            }
-            Err(e) => Err(e),
-        }
-    } else {
+    let target = url.ok_or(()).or_else(|()| {
         crate::smoke::api_url(state)
             .ok_or_else(|| "the environment's state has no API invoke URL".to_string())
-    };
+    });
     crate::smoke::run_on(clients, spec, state, target).await
-}
-
-async fn start_stand_in(
-    spec: &spec::model::Spec,
-    state: &crate::state::State,
-    clients: &crate::aws::Clients,
-    code_dir: Option<&Path>,
-    port: u16,
-) -> Result<crate::smoke::StandIn, String> {
-    let function = crate::smoke::http_function(spec)?
-        .ok_or_else(|| "the spec has no API, so there is nothing to serve".to_string())?;
-    let name = state
-        .resources
-        .get(&Address::new(format!("function.{function}")))
-        .map(|r| r.id.clone())
-        .ok_or_else(|| format!("function `{function}` is not deployed (not in state)"))?;
-    let code_dir = code_dir.ok_or_else(|| {
-        "cannot find the cargo workspace whose target directory holds the built code".to_string()
-    })?;
-    crate::smoke::StandIn::start(clients, &name, code_dir, port).await
 }
 
 /// Everything tagged with `environment`, and the reasons any of it may not be swept
@@ -972,18 +978,11 @@ fn build(s: &Settings, a: BuildArgs) -> Outcome {
     Ok(0)
 }
 
-/// The environment's spec, recorded state and clients, for smoke and serve.
+/// The environment's spec, recorded state and clients, for the commands that work on
+/// what is deployed (smoke, invoke, logs).
 async fn deployed(
     s: &Settings,
-) -> Result<
-    (
-        spec::LoadedSpec,
-        crate::state::State,
-        crate::aws::Clients,
-        Option<PathBuf>,
-    ),
-    Failure,
-> {
+) -> Result<(spec::LoadedSpec, crate::state::State, crate::aws::Clients), Failure> {
     let (loaded, desired) = load_full(s)?;
     let backend = LocalBackend::new(&s.state_dir);
     let state = backend
@@ -997,22 +996,13 @@ async fn deployed(
                 desired.environment
             ))
         })?;
-    let code_dir = known_code_dir(s);
-    let clients = aws_clients(&desired.region, code_dir.clone()).await?;
-    Ok((loaded, state, clients, code_dir))
+    let clients = aws_clients(&desired.region, None).await?;
+    Ok((loaded, state, clients))
 }
 
 async fn smoke(s: &Settings, a: SmokeArgs) -> Outcome {
-    let (loaded, state, clients, code_dir) = deployed(s).await?;
-    let report = run_smoke(
-        s,
-        &loaded.spec,
-        &state,
-        &clients,
-        a.url,
-        code_dir.as_deref(),
-    )
-    .await;
+    let (loaded, state, clients) = deployed(s).await?;
+    let report = run_smoke(&loaded.spec, &state, &clients, a.url).await;
     if a.json {
         println!(
             "{}",
@@ -1024,31 +1014,203 @@ async fn smoke(s: &Settings, a: SmokeArgs) -> Outcome {
     Ok(if report.ok { 0 } else { 1 })
 }
 
-async fn serve(s: &Settings, a: ServeArgs) -> Outcome {
-    let (loaded, state, clients, code_dir) = deployed(s).await?;
-    let mut si = start_stand_in(&loaded.spec, &state, &clients, code_dir.as_deref(), a.port)
+/// The deployed name of the spec's function `logical`.
+fn function_name(
+    loaded: &spec::LoadedSpec,
+    state: &crate::state::State,
+    logical: &str,
+) -> Result<String, Failure> {
+    if !loaded.spec.functions.contains_key(logical) {
+        let known: Vec<&str> = loaded.spec.functions.keys().map(String::as_str).collect();
+        return Err(Failure::new(format!(
+            "the spec has no function `{logical}` (functions: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    state
+        .resources
+        .get(&Address::new(format!("function.{logical}")))
+        .map(|r| r.id.clone())
+        .ok_or_else(|| {
+            Failure::new(format!(
+                "function `{logical}` is not deployed yet\n  hint: run `deploy apply -e {}`",
+                state.environment
+            ))
+        })
+}
+
+async fn invoke(s: &Settings, a: InvokeArgs) -> Outcome {
+    let payload = match a.payload.as_deref() {
+        None => b"{}".to_vec(),
+        Some(p) => match p.strip_prefix('@') {
+            Some(file) => std::fs::read(file)
+                .map_err(|e| Failure::new(format!("cannot read the payload from {file}: {e}")))?,
+            None => p.as_bytes().to_vec(),
+        },
+    };
+    if let Err(e) = serde_json::from_slice::<Value>(&payload) {
+        return Err(Failure::new(format!(
+            "the payload is not JSON: {e}\n  hint: --payload '{{\"key\": \"value\"}}' or --payload @event.json"
+        )));
+    }
+    let (loaded, state, clients) = deployed(s).await?;
+    let name = function_name(&loaded, &state, &a.function)?;
+    let inv = crate::aws::lambda::invoke(&clients, &name, payload, a.asynchronous, a.logs)
         .await
         .map_err(Failure::new)?;
-    println!("{}", si.url);
-    eprintln!(
-        "Serving the live version {} of the API at {} with its deployed configuration. Ctrl-C stops it.",
-        si.version, si.url
-    );
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Failure::new(format!("cannot watch for SIGTERM: {e}")))?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&inv).expect("invocation serializes")
+        );
+    } else {
+        if let Some(tail) = &inv.log_tail {
+            eprintln!("{}", tail.trim_end());
+        }
+        if a.asynchronous {
+            eprintln!("Queued an invocation of {name}:live (HTTP {}).", inv.status);
+        } else {
+            let shown = serde_json::from_str::<Value>(&inv.payload)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or_else(|| inv.payload.clone());
+            println!("{shown}");
+        }
+        if let Some(error) = &inv.function_error {
+            eprintln!(
+                "{} {name} version {} failed ({error}); the payload above is its error",
+                paint_error(),
+                inv.executed_version.as_deref().unwrap_or("?")
+            );
+        }
+    }
+    Ok(if inv.function_error.is_some() { 1 } else { 0 })
+}
+
+async fn logs(s: &Settings, a: LogsArgs) -> Outcome {
+    let since = humantime::parse_duration(&a.since).map_err(|e| {
+        Failure::new(format!(
+            "--since `{}` is not a duration ({e}); e.g. 10m, 2h, 1d",
+            a.since
+        ))
+    })?;
+    let (loaded, state, clients) = deployed(s).await?;
+    let functions: Vec<(String, String)> = match &a.function {
+        Some(f) => vec![(f.clone(), function_name(&loaded, &state, f)?)],
+        None => loaded
+            .spec
+            .functions
+            .keys()
+            .filter_map(|f| Some((f.clone(), function_name(&loaded, &state, f).ok()?)))
+            .collect(),
+    };
+    let width = functions.iter().map(|(f, _)| f.len()).max().unwrap_or(0);
+    let now_ms = |d: Duration| {
+        std::time::SystemTime::now()
+            .checked_sub(d)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as i64)
+    };
+    let mut from = now_ms(since);
+    let mut seen = std::collections::HashSet::new();
     loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                if let Some(status) = si.try_exited() {
-                    return Err(Failure::new(format!("the API stopped ({status})")));
+        let mut batch = Vec::new();
+        for (logical, name) in &functions {
+            let group = crate::aws::logs::function_group(name);
+            for e in crate::aws::logs::events(&clients, &group, from, a.filter.as_deref())
+                .await
+                .map_err(Failure::new)?
+            {
+                if seen.insert(e.id.clone()) {
+                    batch.push((logical, e));
                 }
             }
         }
+        batch.sort_by_key(|x| x.1.timestamp);
+        for (logical, e) in &batch {
+            from = from.max(e.timestamp);
+            if a.json {
+                println!(
+                    "{}",
+                    json!({"function": logical, "timestamp": e.timestamp, "stream": e.stream, "message": e.message})
+                );
+            } else {
+                let at = std::time::UNIX_EPOCH + Duration::from_millis(e.timestamp.max(0) as u64);
+                let prefix = if functions.len() > 1 {
+                    format!("{logical:width$}  ")
+                } else {
+                    String::new()
+                };
+                println!(
+                    "{} {prefix}{}",
+                    humantime::format_rfc3339_millis(at),
+                    e.message
+                );
+            }
+        }
+        if !a.follow {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
-    drop(si);
     Ok(0)
+}
+
+async fn local(c: LocalCommand) -> Outcome {
+    match c {
+        LocalCommand::Start(a) => {
+            let mut args = Vec::new();
+            if a.hostile {
+                args.push("--hostile".to_string());
+            }
+            for (flag, value) in [
+                ("--profile", a.profile.clone()),
+                ("--scale", a.scale.map(|v| v.to_string())),
+                ("--latency-ms", a.latency_ms.map(|v| v.to_string())),
+                ("--schedule-scale", a.schedule_scale.map(|v| v.to_string())),
+                ("--seed", a.seed.map(|v| v.to_string())),
+            ] {
+                if let Some(v) = value {
+                    args.extend([flag.to_string(), v]);
+                }
+            }
+            let running = crate::local::start(a.port, &args, &mut |line| eprintln!("{line}"))
+                .await
+                .map_err(|e| Failure::new(e.to_string()))?;
+            eprintln!(
+                "The local cloud runs on {} (pid {}, log {}). Aim deploy and AWS SDKs at it with:",
+                running.endpoint,
+                running.pid,
+                running.log.display()
+            );
+            print!("{}", running.exports());
+            Ok(0)
+        }
+        LocalCommand::Stop(a) => {
+            let said = crate::local::stop(a.port)
+                .await
+                .map_err(|e| Failure::new(e.to_string()))?;
+            eprintln!("{said}");
+            Ok(0)
+        }
+        LocalCommand::Status(a) => match crate::local::status(a.port).await {
+            Some(text) => {
+                println!("{text}");
+                Ok(0)
+            }
+            None => {
+                println!("The local cloud is not running on port {}.", a.port);
+                Ok(3)
+            }
+        },
+    }
 }
 
 async fn destroy(s: &Settings, a: DestroyArgs) -> Outcome {

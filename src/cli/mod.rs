@@ -57,9 +57,13 @@ pub enum Command {
     Build(BuildArgs),
     /// Check the live environment end to end (also run after every apply).
     Smoke(SmokeArgs),
-    /// Run the live HTTP function on this machine against the environment (for an
-    /// emulator that cannot run Lambda code); stops on Ctrl-C.
-    Serve(ServeArgs),
+    /// Invoke a function's live alias and print what it returned.
+    Invoke(InvokeArgs),
+    /// Print a function's log lines (every function's, without FUNCTION).
+    Logs(LogsArgs),
+    /// Run the local cloud: an AWS emulator that executes what is deployed.
+    #[command(subcommand)]
+    Local(LocalCommand),
     /// Estimate the environment's monthly AWS bill, resource by resource.
     Cost(CostArgs),
     /// Print outputs recorded in state (endpoints, ARNs, the API's URL).
@@ -198,10 +202,79 @@ pub struct SmokeArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Local port to serve on.
-    #[arg(long, default_value_t = 3000)]
+pub struct InvokeArgs {
+    /// The function, by its name in the spec.
+    pub function: String,
+    /// The event: JSON, or `@FILE` to read it from a file (default `{}`).
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub payload: Option<String>,
+    /// Queue the invocation and return at once (as a schedule does).
+    #[arg(long = "async")]
+    pub asynchronous: bool,
+    /// Also print the last 4 KB of the invocation's log.
+    #[arg(long)]
+    pub logs: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The function, by its name in the spec (default: every function).
+    pub function: Option<String>,
+    /// How far back to start (`10m`, `2h`, `1d`).
+    #[arg(long, default_value = "10m")]
+    pub since: String,
+    /// Keep printing new lines until Ctrl-C.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only lines containing this text.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Install (first use) and start the local cloud in the background, then print
+    /// the `export` lines that aim deploy and AWS SDKs at it.
+    Start(LocalStartArgs),
+    /// Stop the local cloud and everything it started (caches, functions).
+    Stop(LocalPortArg),
+    /// Whether it runs, and what it runs.
+    Status(LocalPortArg),
+}
+
+#[derive(Debug, Args)]
+pub struct LocalPortArg {
+    #[arg(long, default_value_t = 5000)]
     pub port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct LocalStartArgs {
+    #[arg(long, default_value_t = 5000)]
+    pub port: u16,
+    /// Behave like AWS at its worst: throttling, 5xx, eventual consistency (control
+    /// plane only).
+    #[arg(long)]
+    pub hostile: bool,
+    /// Timing profile of the control plane: fast, hostile or realistic.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// With `--profile realistic`: real durations times this (e.g. 0.01).
+    #[arg(long, value_name = "FACTOR")]
+    pub scale: Option<f64>,
+    /// Extra latency per control-plane call.
+    #[arg(long, value_name = "MS")]
+    pub latency_ms: Option<f64>,
+    /// Seed of hostile mode's dice, for a reproducible run.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Multiplies schedule periods (tests: 0.001 turns rate(6 hours) into 21.6 s).
+    #[arg(long, value_name = "FACTOR")]
+    pub schedule_scale: Option<f64>,
 }
 
 #[derive(Debug, Args)]

@@ -83,13 +83,8 @@ pub struct Ephemeral {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Smoke {
-    /// Run the live version of the HTTP function on this machine, with its deployed
-    /// configuration, and check it there instead of through API Gateway. For an
-    /// emulator that stores functions but cannot run them (`local.yaml`).
-    #[serde(default)]
-    pub local_stand_in: bool,
     /// Require the health route to report a TLS connection to Valkey (ElastiCache
-    /// Serverless only accepts TLS). Off only for a local Valkey without TLS.
+    /// Serverless only accepts TLS, and so does the local cloud's cache).
     #[serde(default = "default_true")]
     pub require_tls: bool,
 }
@@ -486,6 +481,11 @@ pub struct Schedule {
     pub function: String,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Also invoke the function once, asynchronously, right after the apply that
+    /// creates the rule, so a new environment does not wait a whole period for its
+    /// first run (e.g. questions preloaded now rather than in six hours).
+    #[serde(default)]
+    pub run_after_apply: bool,
 }
 
 fn default_true() -> bool {

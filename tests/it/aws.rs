@@ -27,13 +27,13 @@ impl Emulator {
             .local_addr()
             .unwrap()
             .port();
-        let out = Command::new("bash")
-            .arg(repo().join("tests/emulator/start"))
-            .arg("--port")
-            .arg(port.to_string())
+        // As a user starts it: the local cloud shipped inside the binary.
+        let out = Command::new(env!("CARGO_BIN_EXE_deploy"))
+            .args(["local", "start", "--port", &port.to_string()])
             .args(extra)
+            .stdin(Stdio::null())
             .output()
-            .expect("bash runs");
+            .expect("deploy runs");
         assert!(
             out.status.success(),
             "the emulator did not start: {}",
@@ -97,10 +97,8 @@ fn control(port: u16, method: &str, path: &str) -> serde_json::Value {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo().join("tests/emulator/stop"))
-            .arg("--port")
-            .arg(self.port.to_string())
+        let _ = Command::new(env!("CARGO_BIN_EXE_deploy"))
+            .args(["local", "stop", "--port", &self.port.to_string()])
             .output();
     }
 }

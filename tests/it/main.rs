@@ -4,5 +4,7 @@ mod aws;
 mod cli;
 mod ephemeral;
 mod lifecycle;
+mod local_cloud;
 mod render;
+mod runtime;
 mod ship;

@@ -1,6 +1,7 @@
-//! Shipping the app: the build step, code rollout by hash, smoke checks against a local
-//! stand-in of the live version, and rollback when new code fails them. Against the
-//! emulator, through the `deploy` binary, with real release builds of `app/`.
+//! Shipping the app: the build step, code rollout by hash, smoke checks through the
+//! local cloud's API Gateway and Lambda runtime, and rollback when new code fails them.
+//! Against the emulator, through the `deploy` binary, with real release builds of
+//! `app/`.
 
 use std::process::Output;
 
@@ -54,12 +55,6 @@ async fn alias_version(em: &Emulator, function: &str) -> String {
 async fn build_ship_smoke_and_roll_back_against_the_emulator() {
     let em = Emulator::start(&[]);
     let env = Env::new();
-    // The stand-in checks tokens against this emulator's JWKS.
-    env.edit(
-        "local.yaml",
-        "127.0.0.1:5000",
-        &format!("127.0.0.1:{}", em.port),
-    );
 
     // Two builds of unchanged code: byte-identical zips, the hash printed is the zip's.
     let first = ok(&ship(&env, &em, &["build", "--json"]));
@@ -86,7 +81,7 @@ async fn build_ship_smoke_and_roll_back_against_the_emulator() {
     let bootstrap = deploy::artifact::unpack(&zip1).unwrap();
     deploy::artifact::check_binary(&bootstrap, "x86_64").unwrap();
 
-    // The first apply builds, ships, and every smoke check passes on the stand-in.
+    // The first apply builds, ships, and every smoke check passes through the gateway.
     let out = ship(&env, &em, &["apply", "--yes"]);
     let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{log}");
@@ -147,13 +142,15 @@ async fn build_ship_smoke_and_roll_back_against_the_emulator() {
     );
     assert!(log.contains("1 updated"), "{log}");
 
-    // A broken build: the API function ships the preloader, whose /health never
-    // answers. Smoke fails, the alias goes back, the exit code says so.
+    // A broken build: the API function ships the preloader, which answers API
+    // Gateway's events with no proxy response: 502 at the gateway. Smoke fails, the
+    // alias goes back, the exit code says so.
     env.edit("base.yaml", "bin: trivia-api", "bin: trivia-preloader");
     let out = ship(&env, &em, &["apply", "--yes"]);
     let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(log.contains("health") && log.contains("FAIL"), "{log}");
+    assert!(log.contains("502"), "{log}");
     assert!(
         log.contains(&format!(
             "rolled back function.api (trivia-local-api): the live alias is on version {v1} again"

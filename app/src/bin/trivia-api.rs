@@ -17,6 +17,7 @@ async fn main() {
     let result = match config.mode {
         Mode::Lambda => {
             use tower::ServiceExt;
+            let app = app.layer(axum::middleware::from_fn(trivia::access_log));
             lambda_http::run(app.map_request(trivia::strip_stage))
                 .await
                 .map_err(|e| e.to_string())

@@ -43,11 +43,24 @@ async fn main() {
     let loader = Loader::new(store, source);
     match config.mode {
         Mode::Lambda => {
-            let handler =
-                lambda_runtime::service_fn(|_: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let handler = lambda_runtime::service_fn(
+                |e: lambda_runtime::LambdaEvent<serde_json::Value>| {
                     let loader = loader.clone();
-                    async move { Ok::<_, lambda_runtime::Error>(preload(&loader).await) }
-                });
+                    async move {
+                        // What started this run (a schedule's `Scheduled Event`, a manual
+                        // invoke), in the function's log.
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "event": e.payload.get("detail-type").cloned().unwrap_or(serde_json::Value::Null),
+                                "source": e.payload.get("source").cloned().unwrap_or(serde_json::Value::Null),
+                                "resources": e.payload.get("resources").cloned().unwrap_or(serde_json::Value::Null),
+                            })
+                        );
+                        Ok::<_, lambda_runtime::Error>(preload(&loader).await)
+                    }
+                },
+            );
             if let Err(e) = lambda_runtime::run(handler).await {
                 eprintln!("trivia-preloader: {e}");
                 std::process::exit(1);

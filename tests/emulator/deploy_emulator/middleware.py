@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 from urllib.parse import parse_qs, unquote
 
-from . import timing
+from . import gateway, lambda_runtime, schedules, timing
 
 QUERY_XML = {"iam", "sts", "elasticache"}
 JSON_SERVICES = {"ssm", "events", "cognito-idp"}
@@ -67,6 +67,7 @@ def _action(service, environ, body):
                 ("GET", "configuration"): "GetFunctionConfiguration",
                 ("PUT", "code"): "UpdateFunctionCode",
                 ("POST", "versions"): "PublishVersion",
+                ("POST", "invocations"): "Invoke",
                 ("POST", "aliases"): "CreateAlias",
                 ("PUT", "aliases"): "UpdateAlias",
                 ("GET", "aliases"): "GetAlias",
@@ -186,7 +187,16 @@ class Emulator:
                 self.lingering[ident] = now + timing.seconds("eni_linger")
 
     def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO", "").startswith("/_deploy/"):
+        path = environ.get("PATH_INFO", "")
+        # The data planes come first: hostile mode and injected latency are the control
+        # plane's, as on AWS.
+        if gateway.is_data_plane(path):
+            return gateway.serve(environ, start_response)
+        if path.startswith("/_deploy/lambda/"):
+            return lambda_runtime.control(environ, start_response)
+        if path.startswith("/_deploy/events/"):
+            return schedules.control(environ, start_response)
+        if path.startswith("/_deploy/"):
             return self.control(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""

@@ -1,6 +1,7 @@
 """ElastiCache Serverless for moto: create, describe, modify, delete and tags, with a
-real lifecycle (creating -> available, modifying, deleting) and an endpoint that is a
-real Valkey (cluster mode, like ElastiCache Serverless) started for each cache."""
+real lifecycle (creating -> available, modifying, deleting) and endpoints served by a
+real Valkey (cluster mode, like ElastiCache Serverless) started for each cache, behind
+`cache_front`'s TLS listeners."""
 
 import os
 import shutil
@@ -16,7 +17,7 @@ from moto.elasticache import models as ec_models
 from moto.elasticache.exceptions import ElastiCacheException
 from moto.elasticache.responses import ElastiCacheResponse
 
-from . import timing
+from . import cache_front, timing
 
 
 class ServerlessCacheNotFound(ElastiCacheException):
@@ -61,9 +62,11 @@ def _free_port():
 
 
 class Valkey:
-    """A cluster-mode valkey-server owning every slot, for one cache's endpoint."""
+    """A cluster-mode valkey-server owning every slot, for one cache's endpoint. It
+    announces `client_port` (the front's) in CLUSTER SLOTS/SHARDS/NODES and MOVED, so
+    cluster clients come back through the front."""
 
-    def __init__(self):
+    def __init__(self, client_port):
         self.port = _free_port()
         self.dir = tempfile.mkdtemp(prefix="emulated-cache-")
         binary = os.environ.get("VALKEY_SERVER") or shutil.which("valkey-server") or "valkey-server"
@@ -71,7 +74,8 @@ class Valkey:
             [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
              "--dir", self.dir, "--cluster-enabled", "yes", "--cluster-config-file", f"{self.dir}/nodes.conf",
              # The bus port defaults to port + 10000, which fails above 55535.
-             "--cluster-port", str(_free_port())],
+             "--cluster-port", str(_free_port()),
+             "--cluster-announce-client-ipv4", "127.0.0.1", "--cluster-announce-client-port", str(client_port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         threading.Thread(target=self._assign_slots, daemon=True).start()
 
@@ -109,6 +113,7 @@ class Valkey:
 
 class ServerlessCache:
     def __init__(self, account, region, params):
+        self.account, self.region = account, region
         self.name = params["ServerlessCacheName"].lower()
         self.arn = f"arn:aws:elasticache:{region}:{account}:serverlesscache:{self.name}"
         self.engine = params["Engine"]
@@ -124,15 +129,19 @@ class ServerlessCache:
         self.created = datetime.now(timezone.utc)
         self.status = "creating"
         self.settles_at = time.monotonic() + timing.seconds("cache_create")
-        self.valkey = Valkey()
+        self.front = cache_front.Front(self)
+        self.valkey = Valkey(client_port=self.front.ports[cache_front.ENDPOINT_PORT])
 
     def current_status(self):
         if self.status in ("creating", "modifying") and time.monotonic() >= self.settles_at and self.valkey.ready():
             self.status = "available"
         return self.status
 
+    def stop(self):
+        self.front.stop()
+        self.valkey.stop()
+
     def view(self):
-        endpoint = {"Address": "127.0.0.1", "Port": self.valkey.port}
         out = {
             "ServerlessCacheName": self.name,
             "Description": self.description,
@@ -151,9 +160,9 @@ class ServerlessCache:
         if self.kms:
             out["KmsKeyId"] = self.kms
         if self.status != "creating":
-            # The reader endpoint is the same server here (real caches use 6380).
-            out["Endpoint"] = endpoint
-            out["ReaderEndpoint"] = dict(endpoint)
+            # Both fronts pipe to the one server; CLUSTER SLOTS names the endpoint's.
+            out["Endpoint"] = {"Address": "127.0.0.1", "Port": self.front.ports[cache_front.ENDPOINT_PORT]}
+            out["ReaderEndpoint"] = {"Address": "127.0.0.1", "Port": self.front.ports[cache_front.READER_PORT]}
         return out
 
 
@@ -170,7 +179,7 @@ def _reap(resp):
     now = time.monotonic()
     for key, (deadline, cache) in list(_deleting.items()):
         if now >= deadline:
-            cache.valkey.stop()
+            cache.stop()
             del _deleting[key]
 
 
@@ -312,6 +321,6 @@ def install():
 def shutdown():
     for caches in _caches.values():
         for c in caches.values():
-            c.valkey.stop()
+            c.stop()
     for _, c in _deleting.values():
-        c.valkey.stop()
+        c.stop()

@@ -1,0 +1,1 @@
+"""The emulator's own tests: python -m unittest discover -s tests/emulator/tests -t tests/emulator"""
