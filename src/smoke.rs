@@ -341,7 +341,8 @@ async fn call(
 ) -> Result<Value, String> {
     let mut req = http
         .request(method.clone(), format!("{base}{path}"))
-        .bearer_auth(token);
+        // The raw ID token: the form API Gateway's Cognito authorizer documents.
+        .header(reqwest::header::AUTHORIZATION, token);
     if let Some(b) = body {
         req = req.json(&b);
     }

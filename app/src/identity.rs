@@ -136,15 +136,18 @@ impl Verifier {
 
     /// The player a bearer token belongs to.
     pub async fn verify(&self, authorization: Option<&str>) -> Result<Player, AppError> {
+        // The raw token, as API Gateway's Cognito authorizer documents it, or after
+        // `Bearer `, as OAuth clients send it.
         let token = authorization
-            .and_then(|h| {
+            .map(|h| {
                 h.strip_prefix("Bearer ")
                     .or_else(|| h.strip_prefix("bearer "))
+                    .unwrap_or(h)
             })
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                AppError::Unauthorized("sign in first: send `Authorization: Bearer <token>`".into())
+                AppError::Unauthorized("sign in first: send `Authorization: <ID token>`".into())
             })?;
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AppError::Unauthorized("the token is not a JWT".into()))?;

@@ -341,7 +341,7 @@ async fn removing_a_function_deletes_it_and_its_role_after_its_dependents() {
     let h = Harness::new();
     h.apply().await;
     // Drop the schedule and the preloader function from the spec.
-    h.replace_in("base.yaml", "schedules:\n  preload-questions:\n    expression: rate(6 hours)\n    function: preloader\n", "");
+    h.replace_in("base.yaml", "schedules:\n  preload-questions:\n    expression: rate(6 hours)\n    function: preloader\n    # A new environment gets its questions now, not six hours after it was created.\n    run_after_apply: true\n", "");
     let text = std::fs::read_to_string(h.dir.path().join("base.yaml")).unwrap();
     let start = text.find("  preloader:\n").unwrap();
     let end = text[start..].find("\napi:").unwrap() + start;

@@ -96,7 +96,7 @@ async fn changed_environment() -> Plan {
     let base = base
         .replace("memory_mb: 512", "memory_mb: 1024")
         .replace("a: 10.0.2.0/24", "a: 10.0.5.0/24")
-        .replace("schedules:\n  preload-questions:\n    expression: rate(6 hours)\n    function: preloader\n", "");
+        .replace("schedules:\n  preload-questions:\n    expression: rate(6 hours)\n    function: preloader\n    # A new environment gets its questions now, not six hours after it was created.\n    run_after_apply: true\n", "");
     std::fs::write(dir.path().join("base.yaml"), base).unwrap();
     cloud.tamper("function.preloader", "timeout_s", serde_json::json!(30));
     let (_, desired) = deploy::plan::load_desired(&spec).unwrap();
