@@ -21,37 +21,12 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-struct Emulator(u16);
+mod common;
+use common::LocalCloud as Emulator;
 
-impl Emulator {
-    fn start(args: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let out = Command::new("bash")
-            .arg(root().join("tests/emulator/start"))
-            .arg("--port")
-            .arg(port.to_string())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Emulator(port)
-    }
-
-    fn calls(&self, reset: bool) -> serde_json::Value {
-        control(
-            self.0,
-            if reset { "DELETE" } else { "GET" },
-            "/_deploy/calls",
-        )
-    }
+/// The control-plane calls the emulator counted (and, with `reset`, zeroes them).
+fn calls(em: &Emulator, reset: bool) -> serde_json::Value {
+    control(em.0, if reset { "DELETE" } else { "GET" }, "/_deploy/calls")
 }
 
 /// A plain HTTP/1.0 request to the emulator's control endpoint (no client library:
@@ -64,16 +39,6 @@ fn control(port: u16, method: &str, path: &str) -> serde_json::Value {
     s.read_to_string(&mut text).unwrap();
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("{}");
     serde_json::from_str(body).unwrap()
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(root().join("tests/emulator/stop"))
-            .arg("--port")
-            .arg(self.0.to_string())
-            .output();
-    }
 }
 
 fn deploy(
@@ -156,9 +121,9 @@ fn main() {
         String::from_utf8_lossy(&out.stderr)
     );
     let mut times = Vec::new();
-    let mut calls = 0;
+    let mut counted = 0;
     for _ in 0..5 {
-        em.calls(true);
+        calls(&em, true);
         let (t, out) = deploy(&em, state.path(), &["plan", "--detailed-exitcode"], None);
         assert_eq!(
             out.status.code(),
@@ -167,14 +132,14 @@ fn main() {
             String::from_utf8_lossy(&out.stdout)
         );
         times.push(t);
-        calls = em.calls(false)["total"].as_u64().unwrap();
+        counted = calls(&em, false)["total"].as_u64().unwrap();
     }
     times.sort();
     let median = times[times.len() / 2];
     println!("no-op `deploy plan -e local`, {resources} resources, 50 ms injected per call:");
     println!(
-        "  {calls} API calls = {:.2} per resource (target ≤ 1)",
-        calls as f64 / resources as f64
+        "  {counted} API calls = {:.2} per resource (target ≤ 1)",
+        counted as f64 / resources as f64
     );
     println!(
         "  wall time median {:.0} ms = {:.1}× the per-call latency (target ≤ 6×)",

@@ -24,15 +24,8 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-struct LocalCloud(u16);
-
-impl Drop for LocalCloud {
-    fn drop(&mut self) {
-        let _ = Command::new(env!("CARGO_BIN_EXE_deploy"))
-            .args(["local", "stop", "--port", &self.0.to_string()])
-            .output();
-    }
-}
+mod common;
+use common::LocalCloud;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -113,21 +106,8 @@ async fn requests(http: &reqwest::Client, url: &str, n: usize) -> Vec<(String, f
 
 #[tokio::main]
 async fn main() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = Command::new(env!("CARGO_BIN_EXE_deploy"))
-        .args(["local", "start", "--port", &port.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cloud = LocalCloud(port);
+    let cloud = LocalCloud::start(&[]);
+    let port = cloud.0;
     let endpoint = format!("http://127.0.0.1:{port}");
 
     // The release trivia-api, built as `deploy build` builds it for Lambda.

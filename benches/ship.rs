@@ -16,17 +16,8 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-struct Emulator(u16);
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(root().join("tests/emulator/stop"))
-            .arg("--port")
-            .arg(self.0.to_string())
-            .output();
-    }
-}
+mod common;
+use common::LocalCloud as Emulator;
 
 fn deploy(em: &Emulator, dir: &Path, args: &[&str]) -> (Duration, String) {
     let started = Instant::now();
@@ -62,22 +53,7 @@ fn edit(path: &Path, from: &str, to: &str) {
 }
 
 fn main() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = Command::new("bash")
-        .arg(root().join("tests/emulator/start"))
-        .args(["--port", &port.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let em = Emulator(port);
+    let em = Emulator::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     for f in ["base.yaml", "local.yaml"] {
         std::fs::copy(root().join("environments").join(f), dir.path().join(f)).unwrap();
