@@ -457,3 +457,32 @@ pub async fn status(port: u16) -> Option<String> {
     }
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_module_of_the_emulator_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/emulator/deploy_emulator");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".py"))
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<String> = SOURCES.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(
+            embedded, on_disk,
+            "SOURCES in src/local.rs must list every module"
+        );
+    }
+
+    #[test]
+    fn installations_are_keyed_by_what_they_hold() {
+        assert_eq!(hash(&["a", "b"]), hash(&["a", "b"]));
+        assert_ne!(hash(&["a", "b"]), hash(&["ab", ""]));
+        assert_eq!(hash(&["x"]).len(), 12);
+    }
+}

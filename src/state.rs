@@ -245,7 +245,16 @@ impl LocalBackend {
         ));
         let body = serde_json::to_vec_pretty(state).expect("state serializes");
         {
-            let mut f = File::create(&tmp).map_err(|e| io("write", e))?;
+            // Readable by its owner only: state holds configuration values (function
+            // environments, endpoints).
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = fs::remove_file(&tmp);
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| io("write", e))?;
             f.write_all(&body).map_err(|e| io("write", e))?;
             f.write_all(b"\n").map_err(|e| io("write", e))?;
             f.sync_all().map_err(|e| io("sync", e))?;
@@ -390,6 +399,21 @@ mod tests {
         let back = b.read("dev").unwrap().unwrap();
         assert_eq!(back.serial, 2);
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn state_files_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let mut s = State::new("trivia", "dev");
+        b.write(&mut s).unwrap();
+        b.write(&mut s).unwrap();
+        let mode = fs::metadata(dir.path().join("dev.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

@@ -321,6 +321,12 @@ impl UserPoolClient {
             ("user_pool_id".into(), json!(pool)),
             ("explicit_auth_flows".into(), json!(flows)),
             ("generate_secret".into(), json!(c.client_secret().is_some())),
+            (
+                "prevent_user_existence_errors".into(),
+                json!(c
+                    .prevent_user_existence_errors()
+                    .map_or("LEGACY", |p| p.as_str())),
+            ),
         ]);
         Ok(Some(Observed {
             id: id.into(),
@@ -328,6 +334,17 @@ impl UserPoolClient {
             outputs: Attrs::from([("id".into(), json!(client))]),
         }))
     }
+}
+
+fn existence_errors(
+    inputs: &Attrs,
+) -> aws_sdk_cognitoidentityprovider::types::PreventUserExistenceErrorTypes {
+    aws_sdk_cognitoidentityprovider::types::PreventUserExistenceErrorTypes::from(
+        inputs
+            .get("prevent_user_existence_errors")
+            .and_then(Value::as_str)
+            .unwrap_or("ENABLED"),
+    )
 }
 
 #[async_trait]
@@ -365,6 +382,7 @@ impl Provider for UserPoolClient {
             .user_pool_id(pool)
             .client_name(str_of(inputs, "name")?)
             .set_explicit_auth_flows(Some(flows(inputs)))
+            .prevent_user_existence_errors(existence_errors(inputs))
             .generate_secret(
                 inputs
                     .get("generate_secret")
@@ -401,6 +419,8 @@ impl Provider for UserPoolClient {
             .client_id(client)
             .client_name(str_of(after, "name")?)
             .set_explicit_auth_flows(Some(flows(after)))
+            // UpdateUserPoolClient resets what it is not sent.
+            .prevent_user_existence_errors(existence_errors(after))
             .send()
             .await
             .map_err(classify)?;

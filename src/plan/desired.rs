@@ -361,6 +361,8 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
                     "user_pool_id": r("cognito.user_pool", "id"),
                     "explicit_auth_flows": flows,
                     "generate_secret": client.generate_secret,
+                    // Sign-in and recovery answer alike whether the user exists or not.
+                    "prevent_user_existence_errors": "ENABLED",
                 })),
                 &[],
             );

@@ -401,6 +401,36 @@ async fn full_cycle(em: &Emulator) {
         .await
         .unwrap();
     assert_eq!(param.parameter().unwrap().value(), Some(endpoint.as_str()));
+    // App clients answer alike whether a user exists or not.
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(&cfg);
+    let pools = cognito
+        .list_user_pools()
+        .max_results(10)
+        .send()
+        .await
+        .unwrap();
+    let pool = pools.user_pools()[0].id().unwrap();
+    let clients = cognito
+        .list_user_pool_clients()
+        .user_pool_id(pool)
+        .send()
+        .await
+        .unwrap();
+    let client = cognito
+        .describe_user_pool_client()
+        .user_pool_id(pool)
+        .client_id(clients.user_pool_clients()[0].client_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .user_pool_client()
+            .unwrap()
+            .prevent_user_existence_errors()
+            .map(|p| p.as_str()),
+        Some("ENABLED")
+    );
     let lambda = aws_sdk_lambda::Client::new(&cfg);
     let f = lambda
         .get_function_configuration()

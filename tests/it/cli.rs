@@ -331,6 +331,17 @@ fn schema_matches_the_committed_copy_the_editors_use() {
 }
 
 #[test]
+fn the_ephemeral_template_is_yaml_editors_can_check() {
+    // Editors read it through its modeline before `deploy env create` renders it.
+    let body =
+        std::fs::read_to_string(repo().join("templates/environments/ephemeral.yaml")).unwrap();
+    assert!(body.starts_with("# yaml-language-server: $schema=../spec.schema.json"));
+    if let Err(e) = marked_yaml::parse_yaml(0, &body) {
+        panic!("templates/environments/ephemeral.yaml is not valid YAML: {e}");
+    }
+}
+
+#[test]
 fn usage_errors_exit_1_so_detailed_exitcode_2_always_means_changes() {
     let out = deploy(
         &["plan", "-e", "dev", "--detailed-exitcode", "--no-such-flag"],
