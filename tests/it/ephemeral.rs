@@ -77,7 +77,7 @@ async fn lost_state_and_an_out_of_band_group_are_swept_in_hostile_mode() {
     let p = Project::new();
     p.ok(&em, &["env", "create", "pr-1", "--ttl", "2h"]);
     let spec = std::fs::read_to_string(p.path().join("environments/pr-1.yaml")).unwrap();
-    assert!(spec.contains("environment: pr-1") && spec.contains("expires_at:"));
+    assert!(spec.contains("environment: \"pr-1\"") && spec.contains("expires_at:"));
     p.ok(&em, &["apply", "-e", "pr-1", "--yes"]);
 
     // Every resource carries the ephemeral marker and its expiry.

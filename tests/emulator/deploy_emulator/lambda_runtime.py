@@ -37,8 +37,8 @@ import uuid
 import zipfile
 from collections import Counter
 from datetime import datetime, timezone
+from http import HTTPStatus
 from http.client import parse_headers
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -53,6 +53,7 @@ MAX_RESPONSE = 6291556     # the function's response limit
 INIT_LIMIT = 10.0          # seconds an on-demand init may take
 THROTTLE_WAIT = 2.0        # seconds a synchronous invoke waits for a free instance
 TAIL_BYTES = 4096          # X-Amz-Log-Result holds the log's last 4 KB
+FLUSH_AFTER = 0.5          # seconds output waits for its invocation's end to go to the logs with it
 DEFAULT_CONCURRENCY = 10
 ELF_MACHINE = {"x86_64": 62, "arm64": 183}
 QEMU_CPU = {"x86_64": "x86_64", "arm64": "aarch64"}
@@ -62,6 +63,7 @@ INVOCATIONS = re.compile(r"^/[^/]+/functions/(.+?)/invocations/?$")
 FULL_ARN = re.compile(r"arn:aws[\w-]*:lambda:([\w-]+):(\d{12}):function:([\w-]+)(?::([\w$-]+))?")
 PARTIAL_ARN = re.compile(r"(\d{12}):function:([\w-]+)(?::([\w$-]+))?")
 NAME = re.compile(r"([\w-]+)(?::([\w$-]+))?")
+RUNTIME_POST = re.compile(r"/2018-06-01/runtime/invocation/([^/]+)/(response|error)")
 
 
 class NotFound(Exception):
@@ -155,31 +157,61 @@ def _exit_reason(code):
 
 # ---- The Runtime API of one instance ---------------------------------------------------
 
-class RuntimeApi(BaseHTTPRequestHandler):
+class RuntimeApi:
     """One connection of a runtime to its instance's Runtime API (HTTP/1.1, keep-alive);
-    `self.server` is the Instance."""
+    `self.server` is the Instance. Parsed by hand: http.server's email-based parsing
+    cost more than the rest of a warm invocation."""
 
-    protocol_version = "HTTP/1.1"
+    def __init__(self, connection, instance):
+        self.connection = connection
+        self.server = instance
+        self.rfile = connection.makefile("rb")
+        self.write_lock = threading.Lock()  # the invoker delivers events on this connection too
+        self.close_connection = False
+        self.awaiting = False  # its `next` waits for an invocation; guarded by the Instance's lock
+        self.path = ""
+        self.headers = {}  # lower-case names
 
-    def setup(self):
-        super().setup()
+    def serve(self):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, *args):
-        pass  # the emulator's own log is not the place for every runtime request
+        # A `next` that waits keeps even a `Connection: close` connection open: the
+        # runtime reads the event, then hangs up.
+        while not self.close_connection or self.awaiting:
+            line = self.rfile.readline(65537)
+            if not line:
+                return
+            parts = line.decode("latin-1").split()
+            if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+                self.close_connection = True
+                return self.reply_json(400, {"errorType": "BadRequest", "errorMessage": f"bad request line {line[:100]!r}"})
+            method, self.path, version = parts
+            self.headers = {}
+            while (header := self.rfile.readline(65537)) not in (b"\r\n", b"\n", b""):
+                name, _, value = header.decode("latin-1").partition(":")
+                self.headers[name.strip().lower()] = value.strip()
+            if version == "HTTP/1.0" or self.headers.get("connection", "").lower() == "close":
+                self.close_connection = True
+            if method == "GET":
+                self.do_GET()
+            elif method == "POST":
+                self.do_POST()
+            else:
+                self.body()
+                self.reply_json(405, {"errorType": "MethodNotAllowed", "errorMessage": f"{method} {self.path}"})
 
     def reply(self, status, body=b"", headers=()):
         """One write per response: headers and body together."""
-        reason = self.responses.get(status, ("",))[0]
+        reason = HTTPStatus(status).phrase
         head = [f"HTTP/1.1 {status} {reason}", f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers)]
-        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        with self.write_lock:
+            self.connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
 
     def reply_json(self, status, value):
         self.reply(status, json.dumps(value).encode(), [("Content-Type", "application/json")])
 
     def body(self):
         """The request body, and the trailers of a chunked one (streamed responses)."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
             chunks = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
@@ -188,7 +220,7 @@ class RuntimeApi(BaseHTTPRequestHandler):
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
             return b"".join(chunks), parse_headers(self.rfile)
-        length = int(self.headers.get("Content-Length") or 0)
+        length = int(self.headers.get("content-length") or 0)
         return (self.rfile.read(length) if length else b""), {}
 
     def do_GET(self):
@@ -198,7 +230,7 @@ class RuntimeApi(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body, trailers = self.body()
-        m = re.fullmatch(r"/2018-06-01/runtime/invocation/([^/]+)/(response|error)", self.path)
+        m = RUNTIME_POST.fullmatch(self.path)
         if m:
             request_id, kind = m.groups()
             error = kind == "error" or bool(trailers and trailers.get("Lambda-Runtime-Function-Error-Type"))
@@ -210,12 +242,14 @@ class RuntimeApi(BaseHTTPRequestHandler):
         self.reply_json(404, {"errorType": "NotFound", "errorMessage": f"unknown path {self.path}"})
 
 
-def _serve(connection, address, instance):
+def _serve(connection, instance):
+    handler = RuntimeApi(connection, instance)
     try:
-        RuntimeApi(connection, address, instance)
-    except OSError:
-        pass  # the runtime went away
+        handler.serve()
+    except (OSError, ValueError):
+        pass  # the runtime went away, or spoke something else than HTTP
     finally:
+        instance.forget(handler)
         connection.close()
 
 
@@ -239,9 +273,10 @@ class Instance:
         self.group = f"/aws/lambda/{self.name}"
         self.stream = f"{datetime.now(timezone.utc):%Y/%m/%d}/[{self.version}]{uuid.uuid4().hex}"
         self.state = "busy"       # busy | idle | dead; guarded by _cond
-        self.cond = threading.Condition()
+        self.lock = threading.Lock()  # guards pending, current, waiting, ready, dead
         self.pending = None       # the invocation waiting for `next`
         self.current = None       # the invocation the runtime is working on
+        self.waiting = []         # connections whose `next` waits for an invocation
         self.ready = False        # the runtime has called `next` once
         self.dead = False
         self.proc = None
@@ -249,10 +284,13 @@ class Instance:
         self.spawned = time.monotonic()
         self.init_ms = 0.0
         self.peak_mb = 0
+        self.memory_lock = threading.Lock()
+        self.status_fd = None     # /proc/PID/status, kept open; -1 once the process is gone
         self.tail_target = None   # the invocation whose tail collects the log lines
         self.log_lock = threading.Lock()
         self.selector = selectors.DefaultSelector()
         self.partial = {}         # pipe fd -> bytes of an unfinished line
+        self.unsent = []          # log events not yet in the stream; guarded by log_lock
         self.eof = set()
         _open_stream(account, region, self.group, self.stream)
 
@@ -286,10 +324,10 @@ class Instance:
     def _accept(self):
         while True:
             try:
-                connection, address = self.listener.accept()
+                connection, _ = self.listener.accept()
             except OSError:
                 return
-            threading.Thread(target=_serve, args=(connection, address, self), daemon=True).start()
+            threading.Thread(target=_serve, args=(connection, self), daemon=True).start()
 
     def _close_listener(self):
         if self.listener is not None:
@@ -310,12 +348,13 @@ class Instance:
     def _watch(self):
         """The process ended: the instance is gone, and so is what it was working on."""
         code = self.proc.wait()
+        self._close_status()
         self.kill()  # what it left running goes with the sandbox
         _retire(self)
-        with self.cond:
+        with self.lock:
             self.dead = True
             victim = self.current or self.pending
-            self.cond.notify_all()
+            self.waiting.clear()
         if victim is not None:
             victim.fail("invoke" if victim.started else "init", "Runtime.ExitError", _exit_reason(code))
         self._close_listener()
@@ -323,19 +362,37 @@ class Instance:
     # -- The Runtime API
 
     def next(self, handler):
-        with self.cond:
+        """The runtime asks for an event: it gets the pending invocation, or its
+        connection waits until `run` delivers the next one on it directly (no thread
+        hand-off on the warm path)."""
+        with self.lock:
             first = not self.ready
             if first:
                 self.ready = True
                 self.init_ms = (time.monotonic() - self.spawned) * 1000
-            while self.pending is None and not self.dead:
-                self.cond.wait()
             if self.dead:
                 handler.close_connection = True
                 return
-            inv, self.pending, self.current = self.pending, None, self.pending
+            inv = self.pending
+            if inv is None:
+                handler.awaiting = True
+                self.waiting.append(handler)
+            else:
+                self.pending, self.current = None, inv
         if first:
             self._sample_memory()  # a runtime that dies later still reports its init's peak
+        if inv is not None:
+            self._deliver(handler, inv)
+
+    def forget(self, handler):
+        """The connection closed: nothing is delivered on it any more."""
+        with self.lock:
+            if handler in self.waiting:
+                self.waiting.remove(handler)
+                handler.awaiting = False
+
+    def _deliver(self, handler, inv):
+        """Sends `inv` as the answer to the runtime's `next` on `handler`."""
         inv.started = time.monotonic()
         inv.deadline = inv.started + self.timeout
         headers = [("Content-Type", "application/json"),
@@ -346,12 +403,17 @@ class Instance:
         if inv.client_context:
             headers.append(("Lambda-Runtime-Client-Context", inv.client_context))
         # START before the event leaves, so the function's output follows it in the stream.
-        self.log([f"START RequestId: {inv.id} Version: {self.version}"])
+        self.log([f"START RequestId: {inv.id} Version: {self.version}"], flush=False)
         inv.delivered.set()
-        handler.reply(200, inv.payload, headers)
+        try:
+            handler.reply(200, inv.payload, headers)
+            if handler.close_connection:
+                handler.connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the runtime went away: its exit or the timeout ends the invocation
 
     def respond(self, handler, request_id, body, error):
-        with self.cond:
+        with self.lock:
             inv = self.current if self.current is not None and self.current.id == request_id else None
             if inv is not None:
                 self.current = None
@@ -366,11 +428,11 @@ class Instance:
         handler.reply_json(202, {"status": "OK"})
 
     def init_error(self, handler, body):
-        with self.cond:
+        with self.lock:
             inv = None if self.ready else self.pending
         if inv is None:
             return handler.reply_json(403, {"errorMessage": "init/error outside the init phase", "errorType": "InvalidStateTransition"})
-        error_type = handler.headers.get("Lambda-Runtime-Function-Error-Type") or "Runtime.Unknown"
+        error_type = handler.headers.get("lambda-runtime-function-error-type") or "Runtime.Unknown"
         try:
             posted = json.loads(body)
             error_type = posted.get("errorType") or error_type
@@ -389,12 +451,17 @@ class Instance:
         first when cold) and waits for its outcome, within the init limit and the
         function's timeout; then logs it."""
         cold = fn is not None
-        with self.cond:
+        handler = None
+        with self.lock:
             # Pending before the process starts: a bootstrap that dies at once fails it.
             alive = not self.dead
-            if alive:
+            if alive and self.waiting:
+                handler, self.current = self.waiting.pop(0), inv
+                handler.awaiting = False
+            elif alive:
                 self.pending = inv
-                self.cond.notify_all()
+        if handler is not None:
+            self._deliver(handler, inv)
         if not alive:  # it died between two invocations
             inv.fail("invoke", "Runtime.ExitError", _exit_reason(self.proc.returncode))
         if cold:
@@ -444,24 +511,37 @@ class Instance:
         self.log(lines)
 
     def _sample_memory(self):
-        """Max Memory Used: the process's peak resident set (VmHWM), in MB."""
-        try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        self.peak_mb = max(self.peak_mb, math.ceil(int(line.split()[1]) / 1024))
-                        break
-        except (OSError, AttributeError, ValueError):
-            pass  # gone (or never started): the last sample stands
-        return self.peak_mb
+        """Max Memory Used: the process's peak resident set (VmHWM), in MB. The status
+        file stays open while the process lives: one read per sample, not three calls."""
+        with self.memory_lock:
+            try:
+                if self.status_fd is None:
+                    self.status_fd = os.open(f"/proc/{self.proc.pid}/status", os.O_RDONLY)
+                if self.status_fd >= 0:
+                    status = os.pread(self.status_fd, 16384, 0)
+                    kb = int(status.split(b"VmHWM:", 1)[1].split(None, 1)[0])
+                    self.peak_mb = max(self.peak_mb, math.ceil(kb / 1024))
+            except (OSError, AttributeError, ValueError, IndexError):
+                pass  # gone (or never started): the last sample stands
+            return self.peak_mb
+
+    def _close_status(self):
+        with self.memory_lock:
+            if self.status_fd is not None and self.status_fd >= 0:
+                os.close(self.status_fd)
+            self.status_fd = -1  # never reopened: the pid may be another process's now
 
     # -- Logs
 
-    def log(self, lines):
-        """Writes the process's pending output, then `lines`, to the instance's stream."""
+    def log(self, lines, flush=True):
+        """Writes the process's pending output, then `lines`, to the instance's stream;
+        with flush=False they wait for the next write (one PutLogEvents per warm
+        invocation: each one costs the invoker)."""
         with self.log_lock:
             self._pump()
             self._emit(lines)
+            if flush:
+                self._flush()
 
     def _pump(self):
         """Reads whatever the process has written so far (never blocks) and logs its
@@ -482,13 +562,19 @@ class Instance:
             self._emit([line.decode(errors="replace").rstrip("\r") for line in lines])
 
     def _pump_until_closed(self):
+        """Reads the output as it comes; what no invocation's end has written within
+        FLUSH_AFTER goes to the stream from here."""
         while self.partial:
-            self.selector.select()
+            self.selector.select(FLUSH_AFTER if self.unsent else None)
             with self.log_lock:
                 self._pump()
                 for fd in self.eof & set(self.partial):
                     self.selector.unregister(fd)
                     del self.partial[fd]
+                if self.unsent and time.time() * 1000 - self.unsent[0]["timestamp"] >= FLUSH_AFTER * 1000:
+                    self._flush()
+        with self.log_lock:
+            self._flush()
         self.selector.close()
         self.proc.stdout.close()
         self.proc.stderr.close()
@@ -496,9 +582,16 @@ class Instance:
     def _emit(self, messages):
         if not messages:
             return
-        _put(self.account, self.region, self.group, self.stream, messages)
+        # Stamped now, sent later; in order, as PutLogEvents wants them.
+        now = max(int(time.time() * 1000), self.unsent[-1]["timestamp"] if self.unsent else 0)
+        self.unsent += [{"timestamp": now, "message": m} for m in messages]
         if self.tail_target is not None:
             self.tail_target.log += messages
+
+    def _flush(self):
+        if self.unsent:
+            events, self.unsent = self.unsent, []
+            _put(self.account, self.region, self.group, self.stream, events)
 
     def view(self):
         return {"pid": self.proc.pid, "function_name": self.name, "function_arn": self.function_arn,
@@ -725,9 +818,7 @@ def _open_stream(account, region, group, stream):
             backend.create_log_stream(group, stream)
 
 
-def _put(account, region, group, stream, messages):
-    now = int(time.time() * 1000)
-    events = [{"timestamp": now, "message": m} for m in messages]
+def _put(account, region, group, stream, events):
     try:
         with _logs_lock:
             logs_backends[account][region].put_log_events(group, stream, events)

@@ -41,8 +41,10 @@ while True:
         print("exiting on request", file=sys.stderr, flush=True)
         sys.exit(event["exit"])
     if "write" in event:
-        with open(event["write"], "w") as f:
+        # Whole or not at all: the test polls for the file.
+        with open(event["write"] + ".tmp", "w") as f:
             json.dump(event, f)
+        os.replace(event["write"] + ".tmp", event["write"])
     if event.get("fail"):
         api.request("POST", f"/2018-06-01/runtime/invocation/{request_id}/error",
                     json.dumps({"errorType": "Oops", "errorMessage": "asked to fail"}))

@@ -161,7 +161,8 @@ class ScheduledRulesTest(unittest.TestCase):
     def records(self, path, at_least=1, within=20.0):
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            lines = path.read_text().splitlines() if path.exists() else []
+            text = path.read_text() if path.exists() else ""
+            lines = text[: text.rfind("\n") + 1].splitlines()  # whole lines only
             if len(lines) >= at_least:
                 return [json.loads(line) for line in lines]
             time.sleep(0.1)
