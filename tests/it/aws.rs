@@ -48,6 +48,9 @@ impl Emulator {
 
     pub async fn sdk(&self) -> aws_config::SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
+            // A hostile emulator throttles 8% of calls: the tests' own reads retry as
+            // patiently as deploy does, so that three throttles in a row are no failure.
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(10))
             .endpoint_url(self.url())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
@@ -153,6 +156,29 @@ pub fn ok(out: &Output) -> String {
         text(&out.stderr)
     );
     text(&out.stdout)
+}
+
+/// The one user pool in the emulator and its first app client: (pool id, client id).
+pub async fn user_pool_and_client(em: &Emulator) -> (String, String) {
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(&em.sdk().await);
+    let pools = cognito
+        .list_user_pools()
+        .max_results(10)
+        .send()
+        .await
+        .unwrap();
+    let pool = pools.user_pools()[0].id().unwrap().to_string();
+    let clients = cognito
+        .list_user_pool_clients()
+        .user_pool_id(&pool)
+        .send()
+        .await
+        .unwrap();
+    let client = clients.user_pool_clients()[0]
+        .client_id()
+        .unwrap()
+        .to_string();
+    (pool, client)
 }
 
 /// Everything still tagged (or named) as this environment, listed service by service.
@@ -402,24 +428,11 @@ async fn full_cycle(em: &Emulator) {
         .unwrap();
     assert_eq!(param.parameter().unwrap().value(), Some(endpoint.as_str()));
     // App clients answer alike whether a user exists or not.
-    let cognito = aws_sdk_cognitoidentityprovider::Client::new(&cfg);
-    let pools = cognito
-        .list_user_pools()
-        .max_results(10)
-        .send()
-        .await
-        .unwrap();
-    let pool = pools.user_pools()[0].id().unwrap();
-    let clients = cognito
-        .list_user_pool_clients()
-        .user_pool_id(pool)
-        .send()
-        .await
-        .unwrap();
-    let client = cognito
+    let (pool, client) = user_pool_and_client(em).await;
+    let client = aws_sdk_cognitoidentityprovider::Client::new(&cfg)
         .describe_user_pool_client()
         .user_pool_id(pool)
-        .client_id(clients.user_pool_clients()[0].client_id().unwrap())
+        .client_id(client)
         .send()
         .await
         .unwrap();

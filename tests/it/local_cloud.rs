@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::aws::{ok, Emulator, Env};
+use super::aws::{ok, user_pool_and_client, Emulator, Env};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -112,23 +112,7 @@ async fn requests_go_through_the_gateway_authorizer_and_runtime_as_on_aws() {
     // A signed-in player gets their profile.
     let cfg = em.sdk().await;
     let cognito = aws_sdk_cognitoidentityprovider::Client::new(&cfg);
-    let pools = cognito
-        .list_user_pools()
-        .max_results(10)
-        .send()
-        .await
-        .unwrap();
-    let pool = pools.user_pools()[0].id().unwrap().to_string();
-    let clients = cognito
-        .list_user_pool_clients()
-        .user_pool_id(&pool)
-        .send()
-        .await
-        .unwrap();
-    let client = clients.user_pool_clients()[0]
-        .client_id()
-        .unwrap()
-        .to_string();
+    let (pool, client) = user_pool_and_client(&em).await;
     let token = id_token(&em, &pool, &client, "player@example.com").await;
     let me = http
         .get(format!("{url}/me"))

@@ -5,7 +5,7 @@
 
 use std::process::Output;
 
-use super::aws::{ok, Emulator, Env};
+use super::aws::{ok, user_pool_and_client, Emulator, Env};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -101,15 +101,8 @@ async fn build_ship_smoke_and_roll_back_against_the_emulator() {
     }
     let v1 = alias_version(&em, "trivia-local-api").await;
     // The temporary user is gone.
-    let cognito = aws_sdk_cognitoidentityprovider::Client::new(&em.sdk().await);
-    let pools = cognito
-        .list_user_pools()
-        .max_results(10)
-        .send()
-        .await
-        .unwrap();
-    let pool = pools.user_pools()[0].id().unwrap().to_string();
-    let users = cognito
+    let (pool, _) = user_pool_and_client(&em).await;
+    let users = aws_sdk_cognitoidentityprovider::Client::new(&em.sdk().await)
         .list_users()
         .user_pool_id(&pool)
         .send()
