@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use axum::http::{HeaderName, HeaderValue};
+
 /// How the process serves requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
@@ -41,6 +43,27 @@ pub struct Cognito {
     pub jwks_url: String,
 }
 
+/// Which browser origins may call the API from pages on another origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// No CORS headers at all: the site and the API share an origin (the default).
+    None,
+    /// `*`: pages on any origin.
+    Any,
+    /// Exactly these origins, as browsers send them: `scheme://host[:port]`, lowercase.
+    List(Vec<HeaderValue>),
+}
+
+/// Cross-origin settings: `CORS_ALLOW_ORIGINS`, `CORS_ALLOW_HEADERS`, `CORS_MAX_AGE_S`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cors {
+    pub origins: AllowedOrigins,
+    /// Request headers a page may send (preflight `Access-Control-Allow-Headers`).
+    pub headers: Vec<HeaderName>,
+    /// How long a browser may cache a preflight answer.
+    pub max_age: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub mode: Mode,
@@ -51,6 +74,7 @@ pub struct Config {
     /// uses only the question bank bundled in the crate.
     pub question_source: Option<String>,
     pub questions_per_game: u32,
+    pub cors: Cors,
 }
 
 /// A setting that is missing or malformed, named.
@@ -189,12 +213,139 @@ impl Config {
                 ),
             },
             questions_per_game: number("QUESTIONS_PER_GAME", 10, 50)? as u32,
+            cors: Cors {
+                origins: match non_empty("CORS_ALLOW_ORIGINS") {
+                    None => AllowedOrigins::None,
+                    Some(v) => allowed_origins(&v).map_err(|p| bad("CORS_ALLOW_ORIGINS", p))?,
+                },
+                headers: allowed_headers(
+                    non_empty("CORS_ALLOW_HEADERS")
+                        .as_deref()
+                        .unwrap_or("authorization,content-type"),
+                )
+                .map_err(|p| bad("CORS_ALLOW_HEADERS", p))?,
+                max_age: match non_empty("CORS_MAX_AGE_S") {
+                    None => Duration::from_secs(600),
+                    Some(v) => match v.trim().parse::<u64>() {
+                        // Browsers cap it lower anyway (Firefox at a day, Chromium at two hours).
+                        Ok(n) if n <= 86_400 => Duration::from_secs(n),
+                        _ => {
+                            return Err(bad(
+                                "CORS_MAX_AGE_S",
+                                format!("`{v}` is not a number of seconds from 0 to 86400"),
+                            ))
+                        }
+                    },
+                },
+            },
         })
     }
 
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
+}
+
+/// The items of a comma-separated list, trimmed; an empty item is a mistake.
+fn items(list: &str) -> Result<Vec<&str>, String> {
+    list.split(',')
+        .map(str::trim)
+        .map(|item| {
+            if item.is_empty() {
+                Err(format!(
+                    "`{list}` has an empty entry; separate entries with single commas"
+                ))
+            } else {
+                Ok(item)
+            }
+        })
+        .collect()
+}
+
+/// `*`, or origins such as `https://app.example.com,http://localhost:5173`.
+fn allowed_origins(list: &str) -> Result<AllowedOrigins, String> {
+    let items = items(list)?;
+    if items == ["*"] {
+        return Ok(AllowedOrigins::Any);
+    }
+    if items.contains(&"*") {
+        return Err(format!(
+            "`{list}` mixes `*` with origins; `*` alone allows every origin"
+        ));
+    }
+    items
+        .into_iter()
+        .map(origin)
+        .collect::<Result<_, _>>()
+        .map(AllowedOrigins::List)
+}
+
+/// One origin, checked for the form browsers send in `Origin` (an origin that cannot
+/// match any request is a configuration mistake, not something to ignore), and
+/// lowercased as they send it.
+fn origin(raw: &str) -> Result<HeaderValue, String> {
+    let form = "an origin is scheme://host[:port], e.g. https://app.example.com";
+    let not = |why: &str| format!("`{raw}` is not an origin: {why}; {form}");
+    let lower = raw.to_ascii_lowercase();
+    let (scheme, authority) = lower
+        .split_once("://")
+        .ok_or_else(|| not("there is no scheme"))?;
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !scheme_ok {
+        return Err(not("the scheme is malformed"));
+    }
+    if authority.contains(['/', '?', '#']) {
+        return Err(not("it has a path (browsers send no path, not even `/`)"));
+    }
+    if authority.contains('@') {
+        return Err(not("it has a user name"));
+    }
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    };
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        }
+        None => {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        }
+    };
+    if !host_ok {
+        return Err(not("the host is malformed"));
+    }
+    if let Some(port) = port {
+        match port.parse::<u16>() {
+            Ok(0) | Err(_) => return Err(not("the port is not a number from 1 to 65535")),
+            Ok(p) if (scheme, p) == ("http", 80) || (scheme, p) == ("https", 443) => {
+                return Err(not(&format!(
+                    "browsers leave the default port out, so write {scheme}://{host}"
+                )))
+            }
+            Ok(_) => {}
+        }
+    }
+    HeaderValue::from_str(&lower).map_err(|_| not("it has characters a header cannot carry"))
+}
+
+fn allowed_headers(list: &str) -> Result<Vec<HeaderName>, String> {
+    items(list)?
+        .into_iter()
+        .map(|h| {
+            HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| format!("`{h}` is not a header name (such as `authorization`)"))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -286,5 +437,95 @@ mod tests {
         .unwrap();
         assert_eq!(c.mode, Mode::Lambda);
         assert!(c.cognito.is_none());
+    }
+
+    #[test]
+    fn cors_is_off_unless_origins_are_listed() {
+        let c = with(LOCAL).unwrap().cors;
+        assert_eq!(c.origins, AllowedOrigins::None);
+        assert_eq!(
+            c.headers,
+            vec![
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE
+            ]
+        );
+        assert_eq!(c.max_age, Duration::from_secs(600));
+        let empty = with(&[LOCAL, &[("CORS_ALLOW_ORIGINS", " ")]].concat()).unwrap();
+        assert_eq!(empty.cors.origins, AllowedOrigins::None);
+    }
+
+    #[test]
+    fn cors_settings_are_read_and_normalized() {
+        let c = with(
+            &[
+                LOCAL,
+                &[
+                    (
+                        "CORS_ALLOW_ORIGINS",
+                        "https://App.Example.com, http://localhost:5173,http://[::1]:8080",
+                    ),
+                    ("CORS_ALLOW_HEADERS", "Authorization, x-request-id"),
+                    ("CORS_MAX_AGE_S", "0"),
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap()
+        .cors;
+        assert_eq!(
+            c.origins,
+            AllowedOrigins::List(vec![
+                HeaderValue::from_static("https://app.example.com"),
+                HeaderValue::from_static("http://localhost:5173"),
+                HeaderValue::from_static("http://[::1]:8080"),
+            ])
+        );
+        assert_eq!(
+            c.headers,
+            vec![
+                axum::http::header::AUTHORIZATION,
+                HeaderName::from_static("x-request-id")
+            ]
+        );
+        assert_eq!(c.max_age, Duration::ZERO);
+        let any = with(&[LOCAL, &[("CORS_ALLOW_ORIGINS", "*")]].concat()).unwrap();
+        assert_eq!(any.cors.origins, AllowedOrigins::Any);
+    }
+
+    #[test]
+    fn a_bad_cors_setting_is_named() {
+        for (name, value, says) in [
+            ("CORS_ALLOW_ORIGINS", "https://a.example.com/", "path"),
+            ("CORS_ALLOW_ORIGINS", "https://a.example.com/app", "path"),
+            ("CORS_ALLOW_ORIGINS", "a.example.com", "no scheme"),
+            ("CORS_ALLOW_ORIGINS", "https://", "host"),
+            ("CORS_ALLOW_ORIGINS", "https://a b.com", "host"),
+            ("CORS_ALLOW_ORIGINS", "https://u@a.example.com", "user name"),
+            ("CORS_ALLOW_ORIGINS", "https://a.example.com:99999", "port"),
+            (
+                "CORS_ALLOW_ORIGINS",
+                "https://a.example.com:443",
+                "default port",
+            ),
+            ("CORS_ALLOW_ORIGINS", "https://a.example.com,*", "`*` alone"),
+            (
+                "CORS_ALLOW_ORIGINS",
+                "https://a.example.com,",
+                "empty entry",
+            ),
+            (
+                "CORS_ALLOW_HEADERS",
+                "authorization,bad header",
+                "not a header name",
+            ),
+            ("CORS_MAX_AGE_S", "-1", "0 to 86400"),
+            ("CORS_MAX_AGE_S", "86401", "0 to 86400"),
+            ("CORS_MAX_AGE_S", "ten", "0 to 86400"),
+        ] {
+            let e = with(&[LOCAL, &[(name, value)]].concat()).unwrap_err();
+            assert_eq!(e.name, name, "{value}: {e}");
+            assert!(e.problem.contains(says), "{value}: {e}");
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! Games, answers, leaderboards and profiles on Valkey.
 //!
-//! Choosing the next question is one script in the category's slot: it samples a few
-//! ids, skips those the player has seen, marks the chosen one seen and returns only
-//! that question (about one KB). Answers and finishes are scripts on the game's key,
-//! so a replayed answer is refused atomically.
+//! A game lives in its category's slot and its public id names the category, so
+//! serving a question is one script there and nothing else: it checks the game, samples
+//! a few ids from the category's question hash, skips those the player has seen, marks
+//! the chosen one seen and makes it the game's current question, returning only that
+//! question (about one KB). Answers and finishes are scripts on the game's key, so a
+//! replayed answer is refused atomically.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,50 +18,55 @@ use crate::error::AppError;
 use crate::identity::Player;
 use crate::keys;
 use crate::questions::{Category, Loader, Question};
-use crate::store::Store;
+use crate::store::{Conn, Store, StoreError};
 
 pub const GAME_TTL: Duration = Duration::from_secs(3600);
 pub const SEEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const LEADERBOARD_TTL: Duration = Duration::from_secs(8 * 7 * 24 * 3600);
 pub const PROFILE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
-/// KEYS: ids, seen. ARGV: question key prefix, sample size, seen TTL (s).
-const NEXT_QUESTION: &str = r#"
-local function serve(id)
-  local q = redis.call('GET', ARGV[1] .. id)
-  if not q then
-    redis.call('SREM', KEYS[1], id)
-    return nil
-  end
-  redis.call('SADD', KEYS[2], id)
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-  return q
-end
-for _, id in ipairs(redis.call('SRANDMEMBER', KEYS[1], tonumber(ARGV[2]))) do
-  if redis.call('SISMEMBER', KEYS[2], id) == 0 then
-    local q = serve(id)
-    if q then return q end
-  end
-end
-for _, id in ipairs(redis.call('SDIFF', KEYS[1], KEYS[2])) do
-  local q = serve(id)
-  if q then return q end
-end
--- Seen them all: start the cycle again.
-redis.call('DEL', KEYS[2])
-local any = redis.call('SRANDMEMBER', KEYS[1])
-if any then return serve(any) end
-return nil
-"#;
+/// How many random ids a pick looks at before scanning for an unseen one.
+const SAMPLE: u32 = 5;
 
-/// KEYS: game. ARGV: the question id read before choosing, new id, answer, question.
-const SET_QUESTION: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
-local current = redis.call('HGET', KEYS[1], 'qid') or ''
-if current ~= ARGV[1] then return {'raced', redis.call('HGET', KEYS[1], 'question') or ''} end
-redis.call('HSET', KEYS[1], 'qid', ARGV[2], 'answer', ARGV[3], 'question', ARGV[4])
-redis.call('HINCRBY', KEYS[1], 'asked', 1)
-return {'ok', ARGV[4]}
+/// KEYS: game, questions, seen. ARGV: player id, sample size, seen TTL (s), shuffle
+/// seed, and, to start the game, questions per game and game TTL (s).
+///
+/// Replies `current` (unanswered, shown again), `new`, `complete`, `finished`,
+/// `not_found`, or `empty` when the category has no questions to give.
+const SERVE: &str = r#"
+if ARGV[5] then
+  redis.call('HSET', KEYS[1], 'user', ARGV[1], 'status', 'active', 'score', 0, 'answered', 0, 'asked', 0, 'total', ARGV[5])
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+elseif redis.call('HGET', KEYS[1], 'user') ~= ARGV[1] then
+  return {'not_found'}
+end
+local g = redis.call('HMGET', KEYS[1], 'status', 'qid', 'asked', 'total')
+if g[1] ~= 'active' then return {'finished'} end
+if g[2] and redis.call('HEXISTS', KEYS[1], 'answered:' .. g[2]) == 0 then
+  local shown = redis.call('HMGET', KEYS[1], 'question', 'seed')
+  return {'current', shown[1], shown[2], g[3], g[4]}
+end
+local asked = tonumber(g[3])
+if asked >= tonumber(g[4]) then return {'complete'} end
+local function unseen()
+  for _, id in ipairs(redis.call('HRANDFIELD', KEYS[2], tonumber(ARGV[2]))) do
+    if redis.call('SISMEMBER', KEYS[3], id) == 0 then return id end
+  end
+  for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do
+    if redis.call('SISMEMBER', KEYS[3], id) == 0 then return id end
+  end
+  -- Seen them all: start the cycle again.
+  redis.call('DEL', KEYS[3])
+  return redis.call('HRANDFIELD', KEYS[2])
+end
+local id = unseen()
+if not id then return {'empty'} end
+local q = redis.call('HGET', KEYS[2], id)
+redis.call('SADD', KEYS[3], id)
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+asked = asked + 1
+redis.call('HSET', KEYS[1], 'qid', id, 'question', q, 'answer', cjson.decode(q).correct, 'seed', ARGV[4], 'asked', asked)
+return {'new', q, ARGV[4], asked, g[4]}
 "#;
 
 /// KEYS: game. ARGV: player id, question id, answer.
@@ -85,15 +92,49 @@ redis.call('HSET', KEYS[1], 'status', 'finished')
 return {'ok', redis.call('HGET', KEYS[1], 'score'), redis.call('HGET', KEYS[1], 'answered'), redis.call('HGET', KEYS[1], 'total')}
 "#;
 
-/// KEYS: profile. ARGV: score, answered, TTL (s).
+/// KEYS: profile. ARGV: score, answered, TTL (s), then each global statistic and what
+/// this game added to it (kept as `global:<statistic>`).
 const RECORD_PROFILE: &str = r#"
 redis.call('HINCRBY', KEYS[1], 'games_played', 1)
 redis.call('HINCRBY', KEYS[1], 'correct', ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'answered', ARGV[2])
+for i = 4, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], 'global:' .. ARGV[i], ARGV[i + 1])
+end
 local best = tonumber(redis.call('HGET', KEYS[1], 'best_score') or '-1')
 if tonumber(ARGV[1]) > best then redis.call('HSET', KEYS[1], 'best_score', ARGV[1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return redis.call('HGET', KEYS[1], 'best_score')
+"#;
+
+/// KEYS: profile. Deletes it and replies how many keys that removed, then each global
+/// statistic and the player's contribution to it. Taking and deleting in one step means
+/// a repeated forget finds nothing to take back twice.
+const TAKE_PROFILE: &str = r#"
+local out = {0}
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 7) == 'global:' then
+    table.insert(out, string.sub(fields[i], 8))
+    table.insert(out, fields[i + 1])
+  end
+end
+out[1] = redis.call('DEL', KEYS[1])
+return out
+"#;
+
+/// KEYS: global statistics. ARGV: pairs of statistic and amount to take back; a
+/// statistic never goes below zero (it may have been reset since the player played).
+const SUBTRACT_STATS: &str = r#"
+for i = 1, #ARGV, 2 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if current then
+    local left = tonumber(current) - tonumber(ARGV[i + 1])
+    if left < 0 then left = 0 end
+    redis.call('HSET', KEYS[1], ARGV[i], left)
+  end
+end
+return redis.status_reply('OK')
 "#;
 
 /// What a player sees of a question: no answer.
@@ -108,14 +149,16 @@ pub struct PublicQuestion {
     pub choices: Vec<String>,
 }
 
-fn public(q: &Question, number: u32, of: u32) -> PublicQuestion {
+/// The player's view of `q`, its choices shuffled by `seed`: the game keeps the seed,
+/// so showing the same question again shows the same order.
+fn public(q: &Question, number: u32, of: u32, seed: u64) -> PublicQuestion {
     let mut choices: Vec<String> = q
         .incorrect
         .iter()
         .cloned()
         .chain(std::iter::once(q.correct.clone()))
         .collect();
-    fastrand::shuffle(&mut choices);
+    fastrand::Rng::with_seed(seed).shuffle(&mut choices);
     PublicQuestion {
         id: q.id.clone(),
         number,
@@ -196,52 +239,67 @@ pub struct Standing {
     pub score: u32,
 }
 
-fn new_id() -> String {
-    format!("{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..))
+/// A game as its public id names it, `CATEGORY-NONCE`: the category says which slot
+/// the game lives in, so no lookup comes before the script that does the work.
+struct GameRef {
+    category: &'static Category,
+    nonce: String,
 }
 
-fn game_id(raw: &str) -> Result<&str, AppError> {
-    if raw.len() == 24 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(raw)
-    } else {
-        Err(AppError::not_found(
+impl GameRef {
+    fn new(category: &'static Category) -> Self {
+        Self {
+            category,
+            nonce: format!("{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..)),
+        }
+    }
+
+    fn parse(raw: &str) -> Result<Self, AppError> {
+        raw.split_once('-')
+            .and_then(|(cat, nonce)| {
+                let category = crate::questions::category(cat)?;
+                (nonce.len() == 24 && nonce.bytes().all(|b| b.is_ascii_hexdigit())).then(|| Self {
+                    category,
+                    nonce: nonce.to_ascii_lowercase(),
+                })
+            })
+            .ok_or_else(|| AppError::not_found("game_not_found", format!("no game `{raw}`")))
+    }
+
+    fn id(&self) -> String {
+        format!("{}-{}", self.category.id, self.nonce)
+    }
+
+    fn key(&self) -> String {
+        keys::game(self.category.id, &self.nonce)
+    }
+
+    fn gone(&self) -> AppError {
+        AppError::not_found(
             "game_not_found",
-            format!("no game `{raw}`"),
-        ))
+            format!("no game `{}` (games expire after an hour)", self.id()),
+        )
     }
 }
 
+/// What one finished game adds to each global statistic. The player's profile records
+/// the same amounts, so forgetting the player can take them back.
+fn contributions(answered: u32) -> [(&'static str, u64); 2] {
+    [("games", 1), ("answers", answered.into())]
+}
+
 impl Games {
-    pub async fn start(&self, player: &Player, category: &Category) -> Result<Started, AppError> {
-        self.loader.fill(category, false).await?;
-        let id = new_id();
-        let key = keys::game(&id);
-        let mut c = self.store.conn().await?;
-        redis::pipe()
-            .cmd("HSET")
-            .arg(&key)
-            .arg(&[
-                ("user", player.id.as_str()),
-                ("name", player.name.as_str()),
-                ("category", category.id),
-                ("status", "active"),
-            ])
-            .arg(&[
-                ("score", 0),
-                ("answered", 0),
-                ("asked", 0),
-                ("total", self.questions_per_game),
-            ])
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(GAME_TTL.as_secs())
-            .ignore()
-            .query_async::<()>(&mut c)
+    pub async fn start(
+        &self,
+        player: &Player,
+        category: &'static Category,
+    ) -> Result<Started, AppError> {
+        let game = GameRef::new(category);
+        let question = self
+            .serve(player, &game, Some(self.questions_per_game))
             .await?;
-        let question = self.question(player, &id).await?;
         Ok(Started {
-            game_id: id,
+            game_id: game.id(),
             category: category.id.into(),
             questions: self.questions_per_game,
             question,
@@ -254,87 +312,79 @@ impl Games {
         player: &Player,
         raw_id: &str,
     ) -> Result<PublicQuestion, AppError> {
-        let id = game_id(raw_id)?;
-        let key = keys::game(id);
+        self.serve(player, &GameRef::parse(raw_id)?, None).await
+    }
+
+    /// Runs [`SERVE`], creating the game first when `start` gives its length. One round
+    /// trip, unless the category's questions are missing (a cold or expired cache): then
+    /// it fills them and tries once more.
+    async fn serve(
+        &self,
+        player: &Player,
+        game: &GameRef,
+        start: Option<u32>,
+    ) -> Result<PublicQuestion, AppError> {
         let mut c = self.store.conn().await?;
-        let g: HashMap<String, String> = c.hgetall(&key).await?;
-        if g.is_empty() || g.get("user") != Some(&player.id) {
-            return Err(AppError::not_found(
-                "game_not_found",
-                format!("no game `{id}` (games expire after an hour)"),
-            ));
+        let mut reply = self.serve_once(&mut c, player, game, start).await?;
+        if reply.first().and_then(Value::as_str) == Some("empty") {
+            self.loader.fill(game.category, false).await?;
+            // The game exists now, whether or not this call created it.
+            reply = self.serve_once(&mut c, player, game, None).await?;
         }
-        if g.get("status").map(String::as_str) != Some("active") {
-            return Err(AppError::conflict("game_finished", "this game is finished"));
-        }
-        let current = g.get("qid").cloned().unwrap_or_default();
-        if !current.is_empty() && !g.contains_key(&format!("answered:{current}")) {
-            return serde_json::from_str(&g["question"])
-                .map_err(|e| AppError::Internal(e.to_string()));
-        }
-        let asked: u32 = g.get("asked").and_then(|v| v.parse().ok()).unwrap_or(0);
-        let total: u32 = g
-            .get("total")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(self.questions_per_game);
-        if asked >= total {
-            return Err(AppError::conflict(
+        match reply.first().and_then(Value::as_str) {
+            Some("current" | "new") => {
+                let q: Question = serde_json::from_str(reply[1].as_str().unwrap_or_default())
+                    .map_err(|e| {
+                        AppError::Internal(format!("a stored question is unreadable: {e}"))
+                    })?;
+                let seed = reply[2]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_default();
+                Ok(public(
+                    &q,
+                    int(&reply[3]) as u32,
+                    int(&reply[4]) as u32,
+                    seed,
+                ))
+            }
+            Some("complete") => Err(AppError::conflict(
                 "game_complete",
-                "every question is answered; POST /games/{id}/finish",
-            ));
-        }
-        let category = g.get("category").cloned().unwrap_or_default();
-        let cat = crate::questions::category(&category)
-            .ok_or_else(|| AppError::Internal(format!("game has unknown category {category}")))?;
-        let mut picked: Option<String> = self.pick(&mut c, cat, &player.id).await?;
-        if picked.is_none() {
-            // The cache expired under the game: refill and try once more.
-            self.loader.fill(cat, false).await?;
-            picked = self.pick(&mut c, cat, &player.id).await?;
-        }
-        let body = picked.ok_or_else(|| {
-            AppError::Store(crate::store::StoreError(format!(
-                "no questions available in `{category}`"
-            )))
-        })?;
-        let q: Question =
-            serde_json::from_str(&body).map_err(|e| AppError::Internal(e.to_string()))?;
-        let shown = public(&q, asked + 1, total);
-        let shown_json = serde_json::to_string(&shown).expect("question serializes");
-        let reply: Vec<String> = redis::Script::new(SET_QUESTION)
-            .key(&key)
-            .arg(&current)
-            .arg(&q.id)
-            .arg(&q.correct)
-            .arg(&shown_json)
-            .invoke_async(&mut c)
-            .await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(shown),
-            // Another request moved the game on first: show what it chose.
-            Some("raced") => serde_json::from_str(reply.get(1).map(String::as_str).unwrap_or(""))
-                .map_err(|e| AppError::Internal(e.to_string())),
-            _ => Err(AppError::not_found(
-                "game_not_found",
-                format!("no game `{id}`"),
+                format!(
+                    "every question is answered; POST /games/{}/finish",
+                    game.id()
+                ),
             )),
+            Some("finished") => Err(AppError::conflict("game_finished", "this game is finished")),
+            Some("empty") => Err(AppError::Store(StoreError(format!(
+                "no questions available in `{}`",
+                game.category.id
+            )))),
+            _ => Err(game.gone()),
         }
     }
 
-    async fn pick(
+    async fn serve_once(
         &self,
-        c: &mut crate::store::Conn,
-        cat: &Category,
-        player: &str,
-    ) -> Result<Option<String>, AppError> {
-        Ok(redis::Script::new(NEXT_QUESTION)
-            .key(keys::question_ids(cat.id))
-            .key(keys::seen(cat.id, player))
-            .arg(keys::question_prefix(cat.id))
-            .arg(5)
+        c: &mut Conn,
+        player: &Player,
+        game: &GameRef,
+        start: Option<u32>,
+    ) -> Result<Vec<Value>, AppError> {
+        let lua = redis::Script::new(SERVE);
+        let mut script = lua.prepare_invoke();
+        script
+            .key(game.key())
+            .key(keys::questions(game.category.id))
+            .key(keys::seen(game.category.id, &player.id))
+            .arg(&player.id)
+            .arg(SAMPLE)
             .arg(SEEN_TTL.as_secs())
-            .invoke_async(c)
-            .await?)
+            .arg(fastrand::u64(..).to_string());
+        if let Some(total) = start {
+            script.arg(total).arg(GAME_TTL.as_secs());
+        }
+        Ok(values(script.invoke_async(c).await?))
     }
 
     pub async fn answer(
@@ -344,16 +394,16 @@ impl Games {
         question_id: &str,
         answer: &str,
     ) -> Result<Answered, AppError> {
-        let id = game_id(raw_id)?;
+        let game = GameRef::parse(raw_id)?;
         let mut c = self.store.conn().await?;
         let reply: Vec<Value> = redis::Script::new(ANSWER)
-            .key(keys::game(id))
+            .key(game.key())
             .arg(&player.id)
             .arg(question_id)
             .arg(answer.trim())
             .invoke_async(&mut c)
             .await
-            .map(|v: redis::Value| values(v))?;
+            .map(values)?;
         match reply.first().and_then(Value::as_str) {
             Some("ok") => Ok(Answered {
                 correct: int(&reply[1]) == 1,
@@ -370,18 +420,15 @@ impl Games {
                 format!("`{question_id}` is not this game's current question"),
             )),
             Some("finished") => Err(AppError::conflict("game_finished", "this game is finished")),
-            _ => Err(AppError::not_found(
-                "game_not_found",
-                format!("no game `{id}` (games expire after an hour)"),
-            )),
+            _ => Err(game.gone()),
         }
     }
 
     pub async fn finish(&self, player: &Player, raw_id: &str) -> Result<Finished, AppError> {
-        let id = game_id(raw_id)?;
+        let game = GameRef::parse(raw_id)?;
         let mut c = self.store.conn().await?;
         let reply: Vec<Value> = redis::Script::new(FINISH)
-            .key(keys::game(id))
+            .key(game.key())
             .arg(&player.id)
             .invoke_async(&mut c)
             .await
@@ -394,12 +441,7 @@ impl Games {
                     "this game is already finished",
                 ))
             }
-            _ => {
-                return Err(AppError::not_found(
-                    "game_not_found",
-                    format!("no game `{id}` (games expire after an hour)"),
-                ))
-            }
+            _ => return Err(game.gone()),
         }
         let (score, answered, total) = (
             int(&reply[1]) as u32,
@@ -438,32 +480,41 @@ impl Games {
             .arg(&player.id)
             .query_async(&mut c)
             .await?;
-        let best: u32 = redis::Script::new(RECORD_PROFILE)
-            .key(keys::profile(&player.id))
-            .arg(score)
-            .arg(answered)
-            .arg(PROFILE_TTL.as_secs())
-            .invoke_async::<String>(&mut c)
-            .await?
-            .parse()
-            .unwrap_or(score);
-        redis::pipe()
-            .cmd("HINCRBY")
-            .arg(keys::stats())
-            .arg("games")
-            .arg(1)
-            .ignore()
-            .cmd("HINCRBY")
-            .arg(keys::stats())
-            .arg("answers")
-            .arg(answered)
-            .ignore()
+        // The global statistics first, then the profile with what they received: if the
+        // second step fails the statistics keep one game too many, which forgetting
+        // cannot undo, rather than the profile claiming more than was added.
+        let added = contributions(answered);
+        let mut stats = redis::pipe();
+        for (field, n) in added {
+            stats
+                .cmd("HINCRBY")
+                .arg(keys::stats())
+                .arg(field)
+                .arg(n)
+                .ignore();
+        }
+        stats
             .cmd("EXPIRE")
             .arg(keys::stats())
             .arg(PROFILE_TTL.as_secs())
             .ignore()
             .query_async::<()>(&mut c)
             .await?;
+        let lua = redis::Script::new(RECORD_PROFILE);
+        let mut record = lua.prepare_invoke();
+        record
+            .key(keys::profile(&player.id))
+            .arg(score)
+            .arg(answered)
+            .arg(PROFILE_TTL.as_secs());
+        for (field, n) in added {
+            record.arg(field).arg(n);
+        }
+        let best: u32 = record
+            .invoke_async::<String>(&mut c)
+            .await?
+            .parse()
+            .unwrap_or(score);
         Ok(Finished {
             score,
             answered,
@@ -531,11 +582,28 @@ impl Games {
     }
 
     /// Deletes what the game keeps about `player`: profile, "seen" sets, and entries
-    /// on every leaderboard still kept. Returns how many keys changed. Global counters
-    /// are aggregates and stay.
+    /// on every leaderboard still kept, and takes back what their games added to the
+    /// global statistics (the smoke checks' players must not inflate them). Returns how
+    /// many keys changed.
     pub async fn forget(&self, player: &Player) -> Result<u64, AppError> {
         let mut c = self.store.conn().await?;
-        let mut changed: u64 = c.del(keys::profile(&player.id)).await?;
+        let taken = redis::Script::new(TAKE_PROFILE)
+            .key(keys::profile(&player.id))
+            .invoke_async(&mut c)
+            .await
+            .map(values)?;
+        let mut changed = taken.first().map(int).unwrap_or(0) as u64;
+        if taken.len() > 1 {
+            // The profile and the statistics are in different slots: two steps. Should
+            // the second fail, the statistics keep the player's games, never lose more.
+            let lua = redis::Script::new(SUBTRACT_STATS);
+            let mut subtract = lua.prepare_invoke();
+            subtract.key(keys::stats());
+            for v in &taken[1..] {
+                subtract.arg(v.as_str().unwrap_or_default());
+            }
+            subtract.invoke_async::<()>(&mut c).await?;
+        }
         for cat in crate::questions::CATEGORIES {
             let n: u64 = c.del(keys::seen(cat.id, &player.id)).await?;
             changed += n;
@@ -604,4 +672,64 @@ fn int(v: &Value) -> i64 {
     v.as_i64()
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cluster mode lets a script touch only the keys it declares: each `redis.call`
+    /// in this crate's scripts must name its key as `KEYS[n]`, never build it.
+    #[test]
+    fn scripts_touch_only_the_keys_they_declare() {
+        let call = concat!("redis", ".call(");
+        let sources = [
+            ("game.rs", include_str!("game.rs")),
+            ("questions.rs", include_str!("questions.rs")),
+        ];
+        let mut calls = 0;
+        for (file, source) in sources {
+            for rest in source.split(call).skip(1) {
+                calls += 1;
+                let statement: String = rest.chars().take_while(|c| *c != '\n').collect();
+                let key = statement.split_once(',').map(|(_, k)| k.trim_start());
+                assert!(
+                    key.is_some_and(|k| k.starts_with("KEYS[")
+                        && k[5..].starts_with(|c: char| c.is_ascii_digit())),
+                    "{file}: `{call}{statement}` names a key that is not in KEYS"
+                );
+            }
+        }
+        assert!(calls > 20, "found only {calls} calls: the scan is broken");
+    }
+
+    #[test]
+    fn game_ids_name_their_category_and_nothing_else_parses() {
+        let game = GameRef::new(crate::questions::category("music").unwrap());
+        let parsed = GameRef::parse(&game.id()).unwrap();
+        assert_eq!(parsed.key(), game.key());
+        assert!(
+            game.key().starts_with("trivia:{c:music}:"),
+            "{}",
+            game.key()
+        );
+        for bad in [
+            "nope",
+            "0123456789abcdef01234567",
+            "astrology-0123456789abcdef01234567",
+            "music-0123456789abcdef0123456",
+            "music-0123456789abcdef0123456z",
+        ] {
+            assert!(GameRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_same_seed_shows_the_same_order() {
+        let q = Question::from_encoded("music", "easy", "Q?", "a", &["b", "c", "d"]);
+        let orders: std::collections::BTreeSet<Vec<String>> =
+            (0..20).map(|seed| public(&q, 1, 1, seed).choices).collect();
+        assert!(orders.len() > 1, "seeds shuffle");
+        assert_eq!(public(&q, 1, 1, 7), public(&q, 1, 1, 7));
+    }
 }

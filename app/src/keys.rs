@@ -1,18 +1,16 @@
 //! Key names. Each family shares a hash tag (`{…}`) so the keys a command or script
-//! touches together live in one cluster slot: a category's questions, locks and the
-//! per-player "seen" sets; a game; a week's leaderboard and its names; a player.
+//! touches together live in one cluster slot: a category's questions, its games, the
+//! loader's lock and the per-player "seen" sets; a week's leaderboard and its names;
+//! a player.
+//!
+//! Games live in their category's slot because serving the next question reads the
+//! game, the category's questions and the player's "seen" set and writes the game, all
+//! in one script (one round trip). The price is that a category's traffic is one slot;
+//! the questions already were.
 
-pub fn question_ids(category: &str) -> String {
-    format!("trivia:{{c:{category}}}:ids")
-}
-
-/// Prefix of a category's question keys (scripts append the id).
-pub fn question_prefix(category: &str) -> String {
-    format!("trivia:{{c:{category}}}:q:")
-}
-
-pub fn question(category: &str, id: &str) -> String {
-    format!("{}{id}", question_prefix(category))
+/// A category's questions: one hash, field = question id, value = the question's JSON.
+pub fn questions(category: &str) -> String {
+    format!("trivia:{{c:{category}}}:questions")
 }
 
 /// The questions of `category` a player has been served.
@@ -24,8 +22,9 @@ pub fn loader_lock(category: &str) -> String {
     format!("trivia:{{c:{category}}}:lock")
 }
 
-pub fn game(id: &str) -> String {
-    format!("trivia:{{g:{id}}}")
+/// A game of `category`; `nonce` is the random part of its public id.
+pub fn game(category: &str, nonce: &str) -> String {
+    format!("trivia:{{c:{category}}}:game:{nonce}")
 }
 
 /// `week` is ISO `YYYY-Www`.

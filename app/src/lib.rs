@@ -56,6 +56,7 @@ pub enum Auth {
 pub struct AppState {
     pub games: Games,
     pub auth: Auth,
+    pub cors: config::Cors,
 }
 
 impl AppState {
@@ -81,6 +82,7 @@ impl AppState {
                 questions_per_game: config.questions_per_game,
             },
             auth,
+            cors: config.cors.clone(),
         }
     }
 }
@@ -198,7 +200,8 @@ pub fn strip_stage<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B>
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let cors = cors_layer(&state.cors);
+    let app = Router::new()
         .route("/", get(index))
         .route("/health", get(health))
         .route("/categories", get(categories))
@@ -210,19 +213,39 @@ pub fn router(state: AppState) -> Router {
         .route("/leaderboard/me", get(leaderboard_me))
         .route("/me", get(me).delete(forget_me))
         .fallback(|| async { AppError::not_found("not_found", "no such route") })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(
-            tower_http::cors::CorsLayer::new()
-                .allow_origin(tower_http::cors::Any)
-                .allow_methods([
-                    axum::http::Method::GET,
-                    axum::http::Method::POST,
-                    axum::http::Method::DELETE,
-                    axum::http::Method::OPTIONS,
-                ])
-                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
-        )
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    // Outermost, so error responses and rejected tokens carry the headers too (a
+    // browser hides a response without them from the page, error and all), and
+    // preflights are answered before any route asks for a token: API Gateway sends
+    // them to the function unauthenticated.
+    let app = match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.with_state(state)
+}
+
+/// The CORS layer the settings describe, or none when no origin is allowed (the site
+/// and the API share an origin and browsers need no headers).
+fn cors_layer(c: &config::Cors) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+    let origins = match &c.origins {
+        config::AllowedOrigins::None => return None,
+        config::AllowedOrigins::Any => AllowOrigin::any(),
+        config::AllowedOrigins::List(list) => AllowOrigin::list(list.iter().cloned()),
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([
+                axum::http::Method::GET,
+                axum::http::Method::POST,
+                axum::http::Method::DELETE,
+                axum::http::Method::OPTIONS,
+            ])
+            .allow_headers(AllowHeaders::list(c.headers.iter().cloned()))
+            .max_age(c.max_age),
+    )
 }
 
 /// A page that shows the game's state (cache health, categories, this week's board)
@@ -254,8 +277,9 @@ async fn health(State(s): State<AppState>) -> Response {
     }
 }
 
-/// Removes the player's profile, "seen" sets and leaderboard entries (the smoke
-/// checks' temporary players use it to leave nothing behind).
+/// Removes the player's profile, "seen" sets and leaderboard entries, and their share
+/// of the global statistics (the smoke checks' temporary players use it to leave
+/// nothing behind).
 async fn forget_me(State(s): State<AppState>, player: Player) -> Result<Json<Value>, AppError> {
     let removed = s.games.forget(&player).await?;
     Ok(Json(

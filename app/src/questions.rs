@@ -300,6 +300,17 @@ pub struct Loader {
     pub batch: u32,
 }
 
+/// KEYS: questions. ARGV: TTL (s), then id and JSON of each question.
+const STORE_QUESTIONS: &str = r#"
+redis.call('DEL', KEYS[1])
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+if #ARGV > 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return redis.status_reply('OK')
+"#;
+
+/// KEYS: lock. ARGV: the owner's token.
 const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 impl Loader {
@@ -314,7 +325,7 @@ impl Loader {
 
     pub async fn count(&self, category: &Category) -> Result<u64, StoreError> {
         let mut c = self.store.conn().await?;
-        Ok(c.scard(keys::question_ids(category.id)).await?)
+        Ok(c.hlen(keys::questions(category.id)).await?)
     }
 
     /// Makes sure `category` has questions: fills it if empty (or always, with
@@ -396,30 +407,28 @@ impl Loader {
         })
     }
 
-    /// Writes questions (deduplicated by id) with their TTL; all keys share the
-    /// category's hash slot, so one pipeline carries them.
+    /// Replaces the category's questions with `questions` (deduplicated by id) in one
+    /// script, so players never see the category empty or half written. Replacing
+    /// rather than adding keeps the hash to one load's worth: a single key has a single
+    /// TTL, so old questions cannot expire one by one.
     pub async fn store_questions(
         &self,
         category: &Category,
         questions: &[Question],
     ) -> Result<(), StoreError> {
         let mut c = self.store.conn().await?;
-        let ttl = QUESTION_TTL.as_secs();
-        let ids_key = keys::question_ids(category.id);
+        let lua = redis::Script::new(STORE_QUESTIONS);
+        let mut script = lua.prepare_invoke();
+        script
+            .key(keys::questions(category.id))
+            .arg(QUESTION_TTL.as_secs());
         let mut seen = std::collections::BTreeSet::new();
-        let mut pipe = redis::pipe();
         for q in questions.iter().filter(|q| seen.insert(q.id.clone())) {
-            let body = serde_json::to_string(q).expect("question serializes");
-            pipe.cmd("SET")
-                .arg(keys::question(category.id, &q.id))
-                .arg(body)
-                .arg("EX")
-                .arg(ttl)
-                .ignore();
-            pipe.cmd("SADD").arg(&ids_key).arg(&q.id).ignore();
+            script
+                .arg(&q.id)
+                .arg(serde_json::to_string(q).expect("question serializes"));
         }
-        pipe.cmd("EXPIRE").arg(&ids_key).arg(ttl).ignore();
-        pipe.query_async::<()>(&mut c).await?;
+        script.invoke_async::<()>(&mut c).await?;
         Ok(())
     }
 }

@@ -6,15 +6,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use common::{app, call, Fakes, Flavor, Server};
-use serde_json::Value;
+use common::{app, call, send, Fakes, Flavor, Server};
+use serde_json::{json, Value};
 use trivia::questions::{category, Load, Loader, Origin, Question};
 
 /// The correct answer of a game's current question, read behind the app's back.
 async fn peek_answer(server: &Server, game: &str) -> String {
     let mut c = server.raw().await.unwrap();
+    let (category, nonce) = game.split_once('-').unwrap();
     redis::cmd("HGET")
-        .arg(format!("trivia:{{g:{game}}}"))
+        .arg(format!("trivia:{{c:{category}}}:game:{nonce}"))
         .arg("answer")
         .query_async(&mut c)
         .await
@@ -559,17 +560,16 @@ async fn the_preloader_fills_from_the_source_and_decodes_entities() {
         "a session token is requested once"
     );
     let mut c = server.raw().await.unwrap();
-    let ids: Vec<String> = redis::cmd("SMEMBERS")
-        .arg("trivia:{c:general}:ids")
+    // One hash per category: question id -> question.
+    let stored: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg("trivia:{c:general}:questions")
         .query_async(&mut c)
         .await
         .unwrap();
-    let body: String = redis::cmd("GET")
-        .arg(format!("trivia:{{c:general}}:q:{}", ids[0]))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let q: Question = serde_json::from_str(&body).unwrap();
+    assert_eq!(stored.len(), 20);
+    let (id, body) = stored.iter().next().unwrap();
+    let q: Question = serde_json::from_str(body).unwrap();
+    assert_eq!(&q.id, id);
     assert!(
         q.text.contains("\"") && q.text.contains('&') && !q.text.contains("&quot;"),
         "{}",
@@ -578,8 +578,8 @@ async fn the_preloader_fills_from_the_source_and_decodes_entities() {
     assert!(q.incorrect.iter().any(|w| w.contains('\'')));
     // Refilling adds the same questions again: ids are stable, so nothing duplicates.
     loader_for(&state).fill(cat, true).await.unwrap();
-    let n: u64 = redis::cmd("SCARD")
-        .arg("trivia:{c:general}:ids")
+    let n: u64 = redis::cmd("HLEN")
+        .arg("trivia:{c:general}:questions")
         .query_async(&mut c)
         .await
         .unwrap();
@@ -884,10 +884,27 @@ async fn a_game_over_tls() {
     assert_eq!(f["score"], 2);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn lambda_mode_takes_the_player_from_the_authorizer_claims() {
-    use tower::ServiceExt;
-    let server = Server::start(Flavor::Cluster).await;
+/// An API Gateway REST proxy event as the Lambda adapter turns it into a request: the
+/// stage in the path, the authorizer's claims (if any) in the request context.
+fn lambda_request(
+    method: &str,
+    path: &str,
+    headers: Value,
+    claims: Option<Value>,
+) -> axum::http::Request<axum::body::Body> {
+    let mut ctx = serde_json::json!({"accountId": "1", "resourceId": "r", "stage": "v1", "requestId": "id", "identity": {}, "resourcePath": path, "httpMethod": method, "apiId": "api", "authorizer": {}});
+    if let Some(c) = claims {
+        ctx["authorizer"]["claims"] = c;
+    }
+    let e = serde_json::json!({"resource": path, "path": path, "httpMethod": method, "headers": headers, "multiValueHeaders": {}, "queryStringParameters": null, "multiValueQueryStringParameters": null, "pathParameters": null, "stageVariables": null, "requestContext": ctx, "body": null, "isBase64Encoded": false});
+    let (parts, body) = lambda_http::request::from_str(&e.to_string())
+        .unwrap()
+        .into_parts();
+    axum::http::Request::from_parts(parts, axum::body::Body::from(body.to_vec()))
+}
+
+/// The router as `trivia-api` runs it in Lambda mode: the stage stripped before routing.
+fn lambda_app(server: &Server, extra: &[(&str, &str)]) -> axum::Router {
     let map: std::collections::HashMap<String, String> = server
         .env()
         .into_iter()
@@ -895,41 +912,507 @@ async fn lambda_mode_takes_the_player_from_the_authorizer_claims() {
             "AWS_LAMBDA_RUNTIME_API".to_string(),
             "127.0.0.1:9".to_string(),
         )])
+        .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
         .collect();
     let config = trivia::config::Config::from_lookup(|k| map.get(k).cloned()).unwrap();
-    // As `trivia-api` runs it in Lambda mode: the stage stripped before routing.
-    let app = trivia::router(trivia::AppState::new(&config)).map_request(trivia::strip_stage);
-    let event = |claims: Option<Value>| {
-        let mut ctx = serde_json::json!({"accountId": "1", "resourceId": "r", "stage": "v1", "requestId": "id", "identity": {}, "resourcePath": "/me", "httpMethod": "GET", "apiId": "api", "authorizer": {}});
-        if let Some(c) = claims {
-            ctx["authorizer"]["claims"] = c;
-        }
-        let e = serde_json::json!({"resource": "/me", "path": "/me", "httpMethod": "GET", "headers": {}, "multiValueHeaders": {}, "queryStringParameters": null, "multiValueQueryStringParameters": null, "pathParameters": null, "stageVariables": null, "requestContext": ctx, "body": null, "isBase64Encoded": false});
-        lambda_http::request::from_str(&e.to_string()).unwrap()
-    };
-    let req = event(Some(
-        serde_json::json!({"sub": "sub-ada", "cognito:username": "ada"}),
-    ));
-    let (parts, body) = req.into_parts();
-    let req = axum::http::Request::from_parts(parts, axum::body::Body::from(body.to_vec()));
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let v: Value = serde_json::from_slice(
-        &http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .unwrap()
-            .to_bytes(),
+    let app = trivia::router(trivia::AppState::new(&config));
+    axum::Router::new().fallback_service(tower::ServiceExt::map_request(app, trivia::strip_stage))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lambda_mode_takes_the_player_from_the_authorizer_claims() {
+    let server = Server::start(Flavor::Cluster).await;
+    let app = lambda_app(&server, &[]);
+    let (status, _, v) = send(
+        &app,
+        lambda_request(
+            "GET",
+            "/me",
+            json!({}),
+            Some(json!({"sub": "sub-ada", "cognito:username": "0f8fad5b", "preferred_username": "ada", "email": "ada@example.com"})),
+        ),
     )
-    .unwrap();
+    .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["player"], "ada");
-    let (parts, body) = event(None).into_parts();
-    let resp = app
-        .oneshot(axum::http::Request::from_parts(
-            parts,
-            axum::body::Body::from(body.to_vec()),
-        ))
+    let (status, _, v) = send(
+        &app,
+        lambda_request(
+            "GET",
+            "/me",
+            json!({}),
+            Some(json!({"sub": "5f1c2a9e-0000-4000-8000-000000000001", "cognito:username": "5f1c2a9e-0000-4000-8000-000000000001", "email": "ada@example.com"})),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["player"], "player-5f1c2a9e",
+        "no chosen name: not the email"
+    );
+    let (status, _, _) = send(&app, lambda_request("GET", "/me", json!({}), None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// The commands the server receives from clients while `during` runs, as its own
+/// MONITOR feed reports them: one line per command a client sent, each a round trip
+/// unless pipelined (a pipeline would count more, never fewer). Commands that scripts
+/// run inside the server are left out.
+async fn commands_during<F: std::future::Future>(
+    server: &Server,
+    during: F,
+) -> (F::Output, Vec<String>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut monitor = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    monitor.write_all(b"MONITOR\r\n").await.unwrap();
+    let mut feed = BufReader::new(monitor).lines();
+    assert_eq!(feed.next_line().await.unwrap().as_deref(), Some("+OK"));
+    let mut fence = server.raw().await.unwrap();
+    let nonce = fastrand::u64(..);
+    let (start, end) = (format!("fence-start-{nonce}"), format!("fence-end-{nonce}"));
+    let mut read_until = async |mark: &str| {
+        let mut lines = Vec::new();
+        loop {
+            let line = tokio::time::timeout(std::time::Duration::from_secs(5), feed.next_line())
+                .await
+                .expect("the MONITOR feed went quiet")
+                .unwrap()
+                .expect("the MONITOR feed ended");
+            if line.contains(mark) {
+                return lines;
+            }
+            lines.push(line);
+        }
+    };
+    let _: String = redis::cmd("ECHO")
+        .arg(&start)
+        .query_async(&mut fence)
+        .await
+        .unwrap();
+    read_until(&start).await;
+    let out = during.await;
+    let _: String = redis::cmd("ECHO")
+        .arg(&end)
+        .query_async(&mut fence)
+        .await
+        .unwrap();
+    // `+1700000000.123456 [0 127.0.0.1:5555] "EVALSHA" …`, or `[0 lua]` from a script.
+    let sent = read_until(&end)
+        .await
+        .into_iter()
+        .filter(|l| {
+            let client = l.split(']').next().unwrap_or_default();
+            !client.ends_with(" lua")
+        })
+        .collect();
+    (out, sent)
+}
+
+/// Serving the next question, once the game's scripts are loaded, costs the server at
+/// most two round trips (the design aims for one script call).
+async fn the_next_question_costs_at_most_two_round_trips(flavor: Flavor) {
+    let server = Server::start(flavor).await;
+    let fakes = Fakes::start().await;
+    let (app, _) = app(&server, &fakes, &[("QUESTIONS_PER_GAME", "3")]);
+    let token = fakes.token("ada");
+    // Starting and answering once loads the scripts and opens the connection.
+    let (s, started) = call(
+        &app,
+        "POST",
+        "/games",
+        Some(&token),
+        Some(r#"{"category":"science"}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{started}");
+    let game = started["game_id"].as_str().unwrap().to_string();
+    let body = json!({"question_id": started["question"]["id"], "answer": "x"}).to_string();
+    let (s, a) = call(
+        &app,
+        "POST",
+        &format!("/games/{game}/answers"),
+        Some(&token),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+
+    let path = format!("/games/{game}/question");
+    let ((s, next), sent) =
+        commands_during(&server, call(&app, "GET", &path, Some(&token), None)).await;
+    assert_eq!(s, StatusCode::OK, "{next}");
+    assert_eq!(next["number"], 2, "a new question was served: {next}");
+    assert_ne!(next["id"], started["question"]["id"]);
+    assert!(
+        !sent.is_empty() && sent.len() <= 2,
+        "{} commands: {sent:#?}",
+        sent.len()
+    );
+    // Asking again before answering shows the same question, as cheaply.
+    let ((_, again), sent) =
+        commands_during(&server, call(&app, "GET", &path, Some(&token), None)).await;
+    assert_eq!(again, next);
+    assert!(sent.len() <= 2, "{sent:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_question_costs_at_most_two_round_trips_standalone() {
+    the_next_question_costs_at_most_two_round_trips(Flavor::Standalone).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_question_costs_at_most_two_round_trips_in_cluster_mode() {
+    the_next_question_costs_at_most_two_round_trips(Flavor::Cluster).await;
+}
+
+async fn global_stats(server: &Server) -> std::collections::BTreeMap<String, i64> {
+    let mut c = server.raw().await.unwrap();
+    redis::cmd("HGETALL")
+        .arg("trivia:{stats}:global")
+        .query_async(&mut c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forgetting_a_player_takes_back_their_share_of_the_global_statistics() {
+    let server = Server::start(Flavor::Cluster).await;
+    let fakes = Fakes::start().await;
+    let (app, _) = app(&server, &fakes, &[("QUESTIONS_PER_GAME", "3")]);
+    let (a, b) = (fakes.token("ada"), fakes.token("smoke-test-user"));
+    play(&app, &server, &a, "science", 3, 2).await;
+    let ada_alone = global_stats(&server).await;
+    assert_eq!(ada_alone.get("games"), Some(&1), "{ada_alone:?}");
+    assert_eq!(ada_alone.get("answers"), Some(&3), "{ada_alone:?}");
+
+    play(&app, &server, &b, "history", 3, 1).await;
+    play(&app, &server, &b, "music", 3, 3).await;
+    assert_eq!(global_stats(&server).await.get("games"), Some(&3));
+    let (s, forgot) = call(&app, "DELETE", "/me", Some(&b), None).await;
+    assert_eq!(s, StatusCode::OK, "{forgot}");
+    assert_eq!(global_stats(&server).await, ada_alone);
+    // Forgetting again takes nothing more back.
+    call(&app, "DELETE", "/me", Some(&b), None).await;
+    assert_eq!(global_stats(&server).await, ada_alone);
+    let (_, board) = call(&app, "GET", "/leaderboard", None, None).await;
+    let names: Vec<&str> = board["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["player"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["ada"]);
+
+    // The statistics were reset since Ada played: they stop at zero.
+    let mut c = server.raw().await.unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("trivia:{stats}:global")
+        .arg(&[("games", 0), ("answers", 1)])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    call(&app, "DELETE", "/me", Some(&a), None).await;
+    let after = global_stats(&server).await;
+    assert_eq!(
+        (after.get("games"), after.get("answers")),
+        (Some(&0), Some(&0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leaderboards_show_the_chosen_name_never_the_email() {
+    let server = Server::start(Flavor::Cluster).await;
+    let fakes = Fakes::start().await;
+    let (app, _) = app(&server, &fakes, &[("QUESTIONS_PER_GAME", "2")]);
+    let chosen = fakes.token_changed("ada", json!({"preferred_username": "Ada L."}));
+    let sub = "7d3f9a2c-1b2e-4c5d-9e8f-0a1b2c3d4e5f";
+    let unnamed = fakes.token_changed(
+        "bob",
+        json!({"sub": sub, "cognito:username": sub, "email": "bob@example.com", "preferred_username": null}),
+    );
+    play(&app, &server, &chosen, "sports", 2, 2).await;
+    play(&app, &server, &unnamed, "sports", 2, 1).await;
+    let (_, board) = call(&app, "GET", "/leaderboard", None, None).await;
+    let names: Vec<&str> = board["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["player"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["Ada L.", "player-7d3f9a2c"]);
+    let (_, me) = call(&app, "GET", "/me", Some(&unnamed), None).await;
+    assert_eq!(me["player"], "player-7d3f9a2c");
+    let (_, me) = call(&app, "GET", "/leaderboard/me", Some(&chosen), None).await;
+    assert_eq!(me["player"], "Ada L.");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_not_valid_yet_are_refused() {
+    let server = Server::start(Flavor::Standalone).await;
+    let fakes = Fakes::start().await;
+    let (app, _) = app(&server, &fakes, &[]);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let early = fakes.token_changed("ada", json!({"nbf": now + 600}));
+    let (s, e) = call(&app, "GET", "/me", Some(&early), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("not valid"), "{e}");
+    // Within the clock leeway, as for `exp`.
+    let skewed = fakes.token_changed("ada", json!({"nbf": now + 10}));
+    let (s, e) = call(&app, "GET", "/me", Some(&skewed), None).await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_keys_expire_and_unknown_keys_refetch_at_most_once_per_interval() {
+    use trivia::identity::{KeyRefresh, Verifier};
+    let fakes = Fakes::start().await;
+    let cognito = trivia::config::Cognito {
+        issuer: fakes.issuer(),
+        client_id: common::CLIENT_ID.into(),
+        jwks_url: format!("{}/.well-known/jwks.json", fakes.issuer()),
+    };
+    let verifier = |max_age_ms, interval_ms| {
+        Verifier::with_refresh(
+            cognito.clone(),
+            KeyRefresh {
+                max_age: std::time::Duration::from_millis(max_age_ms),
+                unknown_key_interval: std::time::Duration::from_millis(interval_ms),
+            },
+        )
+    };
+    let fetches = || fakes.jwks_fetches.load(Ordering::SeqCst);
+    let old = fakes.token("ada");
+    let new = fakes.token_with("ada", "id", common::CLIENT_ID, 3600, "test-key-2");
+
+    let v = verifier(500, 60_000);
+    assert!(v.verify(Some(&old)).await.is_ok());
+    assert_eq!(fetches(), 1);
+    // The pool rotates its key: the same material under a new id, the old id retired.
+    let rotated = include_str!("fixtures/jwks.json").replace("test-key-1", "test-key-2");
+    *fakes.jwks.lock().unwrap() = rotated;
+    assert!(v.verify(Some(&old)).await.is_ok(), "cached keys are used");
+    assert!(
+        v.verify(Some(&new)).await.is_err(),
+        "an unknown key within the interval is refused without a fetch"
+    );
+    assert_eq!(fetches(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(
+        v.verify(Some(&old)).await.is_err(),
+        "expired keys are fetched again and the retired one is gone"
+    );
+    assert_eq!(fetches(), 2);
+    assert!(v.verify(Some(&new)).await.is_ok());
+    assert_eq!(fetches(), 2);
+
+    // An unknown key fetches again once the interval has passed, not before.
+    *fakes.jwks.lock().unwrap() = include_str!("fixtures/jwks.json").into();
+    let v = verifier(60_000, 400);
+    assert!(v.verify(Some(&old)).await.is_ok());
+    assert_eq!(fetches(), 3);
+    *fakes.jwks.lock().unwrap() =
+        include_str!("fixtures/jwks.json").replace("test-key-1", "test-key-2");
+    for _ in 0..5 {
+        assert!(v.verify(Some(&new)).await.is_err());
+    }
+    assert_eq!(fetches(), 3);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(v.verify(Some(&new)).await.is_ok());
+    assert_eq!(fetches(), 4);
+}
+
+const PLAY: &str = "https://play.example.com";
+
+fn with_origin(method: &str, path: &str, origin: &str) -> axum::http::request::Builder {
+    axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("origin", origin)
+}
+
+fn preflight(path: &str, origin: &str, method: &str) -> axum::http::Request<axum::body::Body> {
+    with_origin("OPTIONS", path, origin)
+        .header("access-control-request-method", method)
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .body(axum::body::Body::empty())
+        .unwrap()
+}
+
+fn header<'a>(h: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_echoes_listed_origins_only_on_every_response_and_preflight() {
+    let server = Server::start(Flavor::Standalone).await;
+    let fakes = Fakes::start().await;
+    let (app, _) = app(
+        &server,
+        &fakes,
+        &[
+            (
+                "CORS_ALLOW_ORIGINS",
+                "https://play.example.com,http://localhost:5173",
+            ),
+            ("CORS_MAX_AGE_S", "1234"),
+        ],
+    );
+    let empty = axum::body::Body::empty;
+    let (s, h, _) = send(
+        &app,
+        with_origin("GET", "/categories", PLAY)
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(header(&h, "access-control-allow-origin"), Some(PLAY));
+    assert!(
+        header(&h, "vary").is_some_and(|v| v.split(',').any(|x| x.trim() == "origin")),
+        "{h:?}"
+    );
+    // Errors too: a browser would hide the 401 from the page otherwise.
+    let (s, h, _) = send(
+        &app,
+        with_origin("GET", "/me", "http://localhost:5173")
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&h, "access-control-allow-origin"),
+        Some("http://localhost:5173")
+    );
+    let (s, h, _) = send(
+        &app,
+        with_origin("GET", "/no/such/route", PLAY)
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(header(&h, "access-control-allow-origin"), Some(PLAY));
+    // Another origin is not told anything.
+    for origin in [
+        "https://evil.example.com",
+        "https://play.example.com.evil.com",
+        "http://play.example.com",
+    ] {
+        let (s, h, _) = send(
+            &app,
+            with_origin("GET", "/categories", origin)
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(header(&h, "access-control-allow-origin"), None, "{origin}");
+        let (_, h, _) = send(&app, preflight("/games", origin, "POST")).await;
+        assert_eq!(header(&h, "access-control-allow-origin"), None, "{origin}");
+    }
+    // Preflights on every route, without a token.
+    for (path, method) in [
+        ("/games", "POST"),
+        ("/games/science-0123456789abcdef01234567/question", "GET"),
+        ("/games/science-0123456789abcdef01234567/answers", "POST"),
+        ("/games/science-0123456789abcdef01234567/finish", "POST"),
+        ("/me", "DELETE"),
+        ("/leaderboard/me", "GET"),
+    ] {
+        let (s, h, _) = send(&app, preflight(path, PLAY, method)).await;
+        assert!(
+            s == StatusCode::OK || s == StatusCode::NO_CONTENT,
+            "{path}: {s}"
+        );
+        assert_eq!(
+            header(&h, "access-control-allow-origin"),
+            Some(PLAY),
+            "{path}"
+        );
+        assert_eq!(header(&h, "access-control-max-age"), Some("1234"), "{path}");
+        let allowed = header(&h, "access-control-allow-headers").unwrap_or_default();
+        assert!(
+            allowed.contains("authorization") && allowed.contains("content-type"),
+            "{path}: {allowed}"
+        );
+        let methods = header(&h, "access-control-allow-methods").unwrap_or_default();
+        assert!(methods.contains(method), "{path}: {methods}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_star_allows_every_origin_and_no_setting_sends_no_headers() {
+    let server = Server::start(Flavor::Standalone).await;
+    let fakes = Fakes::start().await;
+    let (any, _) = app(&server, &fakes, &[("CORS_ALLOW_ORIGINS", "*")]);
+    let req = || {
+        with_origin("GET", "/categories", "https://anywhere.example.org")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let (_, h, _) = send(&any, req()).await;
+    assert_eq!(header(&h, "access-control-allow-origin"), Some("*"));
+    let (s, h, _) = send(
+        &any,
+        preflight("/games", "https://anywhere.example.org", "POST"),
+    )
+    .await;
+    assert!(s.is_success(), "{s}");
+    assert_eq!(header(&h, "access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        header(&h, "access-control-max-age"),
+        Some("600"),
+        "the default"
+    );
+
+    let (same_origin, _) = app(&server, &fakes, &[]);
+    let (s, h, _) = send(&same_origin, req()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        !h.keys().any(|k| k.as_str().starts_with("access-control-")),
+        "{h:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lambda_mode_answers_preflights_without_a_token() {
+    let server = Server::start(Flavor::Standalone).await;
+    let app = lambda_app(&server, &[("CORS_ALLOW_ORIGINS", PLAY)]);
+    let headers = json!({
+        "origin": PLAY,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization,content-type",
+    });
+    for path in [
+        "/games",
+        "/games/science-0123456789abcdef01234567/answers",
+        "/me",
+    ] {
+        let (s, h, _) = send(
+            &app,
+            lambda_request("OPTIONS", &format!("/v1{path}"), headers.clone(), None),
+        )
+        .await;
+        assert!(s.is_success(), "{path}: {s}");
+        assert_eq!(
+            header(&h, "access-control-allow-origin"),
+            Some(PLAY),
+            "{path}"
+        );
+        assert_eq!(header(&h, "access-control-max-age"), Some("600"));
+    }
+    // The refusal of an unauthenticated call carries the headers too.
+    let (s, h, _) = send(
+        &app,
+        lambda_request("GET", "/v1/me", json!({"origin": PLAY}), None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&h, "access-control-allow-origin"), Some(PLAY));
 }

@@ -254,6 +254,9 @@ pub struct Fakes {
     pub token_resets: Arc<AtomicUsize>,
     /// Delay before answering a batch (to widen race windows).
     pub delay_ms: Arc<AtomicUsize>,
+    /// What the JWKS endpoint serves (the fixture until a test rotates it).
+    pub jwks: Arc<Mutex<String>>,
+    pub jwks_fetches: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -277,6 +280,8 @@ impl Fakes {
             token_requests: Arc<AtomicUsize>,
             token_resets: Arc<AtomicUsize>,
             delay_ms: Arc<AtomicUsize>,
+            jwks: Arc<Mutex<String>>,
+            jwks_fetches: Arc<AtomicUsize>,
         }
         let s = S {
             fetches: Arc::default(),
@@ -284,6 +289,8 @@ impl Fakes {
             token_requests: Arc::default(),
             token_resets: Arc::default(),
             delay_ms: Arc::default(),
+            jwks: Arc::new(Mutex::new(include_str!("../fixtures/jwks.json").into())),
+            jwks_fetches: Arc::default(),
         };
         let app = axum::Router::new()
             .route(
@@ -327,7 +334,11 @@ impl Fakes {
             )
             .route(
                 "/pool/.well-known/jwks.json",
-                get(|| async { ([("content-type", "application/json")], include_str!("../fixtures/jwks.json")) }),
+                get(|State(s): State<S>| async move {
+                    s.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+                    let body = s.jwks.lock().unwrap().clone();
+                    ([("content-type", "application/json")], body)
+                }),
             )
             .with_state(s.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -342,6 +353,8 @@ impl Fakes {
             token_requests: s.token_requests,
             token_resets: s.token_resets,
             delay_ms: s.delay_ms,
+            jwks: s.jwks,
+            jwks_fetches: s.jwks_fetches,
             task,
         }
     }
@@ -350,7 +363,7 @@ impl Fakes {
         format!("{}{ISSUER_PATH}", self.url)
     }
 
-    /// A token as Cognito would issue it for `user`.
+    /// A token as Cognito would issue it for `user`, who chose `user` as display name.
     pub fn token(&self, user: &str) -> String {
         self.token_with(user, "id", CLIENT_ID, 3600, "test-key-1")
     }
@@ -366,7 +379,9 @@ impl Fakes {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut claims = json!({
             "sub": format!("sub-{user}"),
-            "cognito:username": user,
+            "cognito:username": format!("0f8fad5b-d9cb-469f-a165-70867728950e-{user}"),
+            "preferred_username": user,
+            "email": format!("{user}@example.com"),
             "iss": self.issuer(),
             "token_use": token_use,
             "iat": now,
@@ -377,13 +392,37 @@ impl Fakes {
         } else {
             claims["client_id"] = json!(client);
         }
+        self.sign(&claims, kid)
+    }
+
+    /// An ID token for `user` with `changes` applied to its claims (a `null` removes one).
+    pub fn token_changed(&self, user: &str, changes: Value) -> String {
+        let mut claims = json!({
+            "sub": format!("sub-{user}"),
+            "preferred_username": user,
+            "iss": self.issuer(),
+            "token_use": "id",
+            "aud": CLIENT_ID,
+            "exp": time::OffsetDateTime::now_utc().unix_timestamp() + 3600,
+        });
+        for (k, v) in changes.as_object().unwrap() {
+            match v {
+                Value::Null => claims.as_object_mut().unwrap().remove(k),
+                v => claims.as_object_mut().unwrap().insert(k.clone(), v.clone()),
+            };
+        }
+        self.sign(&claims, "test-key-1")
+    }
+
+    /// Signs `claims` with the test key, naming it `kid`.
+    pub fn sign(&self, claims: &Value, kid: &str) -> String {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = Some(kid.into());
         let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!(
             "../fixtures/jwt-signing-key.pem"
         ))
         .unwrap();
-        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
     }
 }
 
@@ -404,6 +443,22 @@ pub fn app(
     let config = trivia::config::Config::from_lookup(|k| map.get(k).cloned()).unwrap();
     let state = trivia::AppState::new(&config);
     (trivia::router(state.clone()), state)
+}
+
+/// One request through the router: (status, headers, body as JSON).
+pub async fn send(
+    app: &axum::Router,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
+    (status, headers, value)
 }
 
 /// One request through the router: (status, JSON body).
@@ -427,13 +482,6 @@ pub async fn call(
                 .unwrap_or_else(Body::empty),
         )
         .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
+    let (status, _, value) = send(app, req).await;
     (status, value)
 }
