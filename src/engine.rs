@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::graph::{walk, Graph, NodeId};
-use crate::model::{substitute, Action, Address, Attrs, Reference};
+use crate::model::{substitute, Action, Address, Attrs, Kind, Reference};
 use crate::plan::{Actual, Change, Plan};
 use crate::provider::{
     Deletion, ErrorClass, Observed, Provider, ProviderError, Providers, Readiness, Target,
@@ -185,6 +185,28 @@ impl Shared {
             .map_err(|e| StepError(format!("writing state: {e}")))
     }
 
+    /// The first of `found` that the state does not already account for: the deposed
+    /// half of a replacement carries the same address tag, so it is not a candidate.
+    /// Ids are compared within the kind: a role and a function may share a name.
+    fn unaccounted(&self, kind: Kind, found: Vec<Observed>) -> Option<Observed> {
+        let state = self.state.lock().expect("state lock");
+        let known = |id: &str| {
+            state
+                .resources
+                .values()
+                .chain(state.deposed.values())
+                .any(|r| r.kind == kind && r.id == id)
+        };
+        found.into_iter().find(|o| !known(&o.id))
+    }
+
+    fn adopted(&self, address: &Address, found: &Observed) {
+        self.emit(Event::Adopted {
+            address: address.clone(),
+            id: found.id.clone(),
+        });
+    }
+
     fn provider(&self, address: &Address) -> Result<Arc<dyn Provider>, StepError> {
         let kind = self
             .changes
@@ -235,17 +257,22 @@ where
                     && started.elapsed() < policy.max_elapsed =>
             {
                 attempt += 1;
-                let ceiling = policy
-                    .base
-                    .saturating_mul(1u32 << attempt.min(16))
-                    .min(policy.max_delay);
-                let delay = ceiling.mul_f64(0.5 + fastrand::f64() / 2.0);
+                let delay = backoff_delay(policy, attempt);
                 on_retry(attempt, delay, &e);
                 tokio::time::sleep(delay).await;
             }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Exponential backoff with jitter for the `attempt`th retry.
+fn backoff_delay(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let ceiling = policy
+        .base
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(policy.max_delay);
+    ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
 #[derive(Debug)]
@@ -370,10 +397,12 @@ pub async fn adopt_intents(
             name: intent.name.clone(),
             tags: intent.tags.clone(),
         };
+        // Within the kind: a role and a function may share a name.
         let known: Vec<String> = state
             .resources
             .values()
             .chain(state.deposed.values())
+            .filter(|r| r.kind == intent.kind)
             .map(|r| r.id.clone())
             .collect();
         // A create that was in flight when the process died may land moments after a
@@ -728,38 +757,14 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
     let adopted = match &prior {
         Some(_) => {
             let found = shared.call(address, || provider.find(&target)).await?;
-            // Objects the state already accounts for (the deposed half of a
-            // replacement carries the same address tag) are not candidates.
-            let state = shared.state.lock().expect("state lock");
-            let known = |id: &str| {
-                state
-                    .resources
-                    .values()
-                    .chain(state.deposed.values())
-                    .any(|r| r.id == id)
-            };
-            found.into_iter().find(|o| !known(&o.id))
+            shared.unaccounted(change.kind, found)
         }
         None => None,
     };
-    let observed = match adopted {
+    let made = match adopted {
         Some(found) => {
-            shared.emit(Event::Adopted {
-                address: address.clone(),
-                id: found.id.clone(),
-            });
-            let differs = inputs
-                .iter()
-                .any(|(k, v)| found.inputs.get(k).is_some_and(|f| f != v));
-            if differs {
-                shared
-                    .call(address, || {
-                        provider.update(&found.id, &found.inputs, &inputs)
-                    })
-                    .await?
-            } else {
-                found
-            }
+            shared.adopted(address, &found);
+            Made::Found(found)
         }
         None => {
             let token = prior
@@ -777,9 +782,61 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
             shared.save(|s| {
                 s.intents.insert(address.clone(), intent);
             })?;
-            shared
-                .call(address, || provider.create(&target, &inputs, &token))
-                .await?
+            create_resolving_ambiguity(
+                shared,
+                change.kind,
+                provider.as_ref(),
+                &target,
+                &inputs,
+                &token,
+            )
+            .await?
+        }
+    };
+    let observed = match made {
+        Made::New(o) => o,
+        // Found rather than made here: it may be half-configured (the create's
+        // follow-up calls did not all run), so it is brought to the inputs.
+        Made::Found(found) => {
+            let differs = inputs
+                .iter()
+                .any(|(k, v)| found.inputs.get(k).is_some_and(|f| f != v));
+            if differs {
+                // Just created and found by a list call: the object's own API may not
+                // see it yet (eventual consistency), so "not found" is waited out.
+                // Each attempt starts from a fresh read, since a failed attempt may
+                // have done part of its work; what the cloud does not report is taken
+                // to be as the inputs say.
+                let since = Instant::now();
+                let patient = |e: ProviderError| {
+                    if e.class == ErrorClass::NotFound && since.elapsed() < Duration::from_secs(60)
+                    {
+                        ProviderError {
+                            class: ErrorClass::Retryable,
+                            ..e
+                        }
+                    } else {
+                        e
+                    }
+                };
+                shared
+                    .call(address, || async {
+                        let now = provider
+                            .read(&found.id)
+                            .await
+                            .map_err(patient)?
+                            .unwrap_or_else(|| found.clone());
+                        let mut before = inputs.clone();
+                        before.extend(now.inputs);
+                        provider
+                            .update(&found.id, &before, &inputs)
+                            .await
+                            .map_err(patient)
+                    })
+                    .await?
+            } else {
+                found
+            }
         }
     };
     shared.save(|s| {
@@ -788,6 +845,74 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
             .insert(address.clone(), record(change, &inputs, &observed, true));
     })?;
     settle(shared, change, provider.as_ref(), &inputs, &observed.id).await
+}
+
+/// How a create step got its object.
+enum Made {
+    New(Observed),
+    /// An earlier attempt's object, found by its address tag.
+    Found(Observed),
+}
+
+/// Creates a resource whose create call may not be repeated blindly. An ambiguous
+/// failure (timeout, 5xx, conflict) may hide a create that happened: unless the
+/// provider's create is idempotent, the resource is looked up by its address tag
+/// before the next attempt, and adopted if it is there. Throttling is a refusal, so it
+/// is simply retried. An "already exists" after an ambiguous attempt is the first
+/// attempt's object; on a first attempt it is someone else's, and fatal.
+async fn create_resolving_ambiguity(
+    shared: &Shared,
+    kind: Kind,
+    provider: &dyn Provider,
+    target: &Target<'_>,
+    inputs: &Attrs,
+    token: &str,
+) -> Result<Made, ProviderError> {
+    let address = target.address;
+    if provider.create_is_idempotent() {
+        return shared
+            .call(address, || provider.create(target, inputs, token))
+            .await
+            .map(Made::New);
+    }
+    let policy = &shared.config.retry;
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    let mut maybe_created = false;
+    loop {
+        let e = match provider.create(target, inputs, token).await {
+            Ok(o) => return Ok(Made::New(o)),
+            Err(e) => e,
+        };
+        let repeat = e.is_retryable() || (maybe_created && e.is_already_exists());
+        if !repeat || attempt + 1 >= policy.max_attempts || started.elapsed() >= policy.max_elapsed
+        {
+            if maybe_created {
+                if let Some(found) = shared.unaccounted(kind, provider.find(target).await?) {
+                    shared.adopted(address, &found);
+                    return Ok(Made::Found(found));
+                }
+            }
+            return Err(e);
+        }
+        maybe_created |= e.is_ambiguous() || e.is_already_exists();
+        attempt += 1;
+        let delay = backoff_delay(policy, attempt);
+        shared.emit(Event::Retrying {
+            address: address.clone(),
+            attempt,
+            delay,
+            error: e.to_string(),
+        });
+        tokio::time::sleep(delay).await;
+        if maybe_created {
+            let found = shared.call(address, || provider.find(target)).await?;
+            if let Some(found) = shared.unaccounted(kind, found) {
+                shared.adopted(address, &found);
+                return Ok(Made::Found(found));
+            }
+        }
+    }
 }
 
 async fn update(shared: &Shared, step: &Step) -> Result<(), StepError> {

@@ -164,36 +164,47 @@ pub async fn run_on(
         .await;
         r.push("refused without token", t, res);
 
-        // CORS preflight.
-        let t = Instant::now();
-        let res = async {
-            let resp = http
-                .request(reqwest::Method::OPTIONS, format!("{base}/games"))
-                .header("Origin", "https://smoke.example.com")
-                .header("Access-Control-Request-Method", "POST")
-                .header(
-                    "Access-Control-Request-Headers",
-                    "authorization,content-type",
-                )
-                .send()
-                .await
-                .map_err(|e| format!("OPTIONS /games: {}", error_chain(&e)))?;
-            let allow = resp
-                .headers()
-                .get("access-control-allow-origin")
-                .and_then(|v| v.to_str().ok())
-                .map(String::from);
-            match (resp.status().is_success(), allow) {
-                (true, Some(o)) => Ok(format!("preflight {} allows origin {o}", resp.status())),
-                (_, allow) => Err(format!(
-                    "preflight answered {} with Access-Control-Allow-Origin {}",
-                    resp.status(),
-                    allow.unwrap_or_else(|| "missing".into())
-                )),
+        // CORS preflight, from an origin the spec allows.
+        let cors = spec.api.as_ref().and_then(|a| a.cors.as_ref());
+        if let Some(cors) = cors {
+            let t = Instant::now();
+            let origin = cors
+                .allow_origins
+                .iter()
+                .find(|o| o.as_str() != "*")
+                .cloned()
+                .unwrap_or_else(|| "https://smoke.example.com".into());
+            let res = async {
+                let resp = http
+                    .request(reqwest::Method::OPTIONS, format!("{base}/games"))
+                    .header("Origin", &origin)
+                    .header("Access-Control-Request-Method", "POST")
+                    .header(
+                        "Access-Control-Request-Headers",
+                        "authorization,content-type",
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| format!("OPTIONS /games: {}", error_chain(&e)))?;
+                let allow = resp
+                    .headers()
+                    .get("access-control-allow-origin")
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from);
+                match (resp.status().is_success(), allow) {
+                    (true, Some(o)) if o == origin || o == "*" => {
+                        Ok(format!("preflight {} allows origin {o}", resp.status()))
+                    }
+                    (_, allow) => Err(format!(
+                        "preflight from {origin} answered {} with Access-Control-Allow-Origin {}",
+                        resp.status(),
+                        allow.unwrap_or_else(|| "missing".into())
+                    )),
+                }
             }
+            .await;
+            r.push("cors preflight", t, res);
         }
-        .await;
-        r.push("cors preflight", t, res);
 
         round(&mut r, clients, spec, state, &http, &base).await;
     }
@@ -257,7 +268,9 @@ async fn round(
 
     let t = Instant::now();
     let token = async {
-        crate::aws::cognito::temporary_user(clients, &pool, &username, &password).await?;
+        let display_name = format!("smoke-{}", &suffix[..8]);
+        crate::aws::cognito::temporary_user(clients, &pool, &username, &display_name, &password)
+            .await?;
         crate::aws::cognito::sign_in(clients, &client, &username, &password).await
     }
     .await;

@@ -1,6 +1,6 @@
-//! The API Gateway REST API, from the OpenAPI template in `templates/` rendered with
-//! the real ARNs: Lambda proxy integrations to each function's `live` alias, the
-//! Cognito authorizer, CORS preflight mocks and gateway responses. Definitions go in
+//! The API Gateway REST API, from an OpenAPI document built with the real ARNs: Lambda
+//! proxy integrations to each function's `live` alias, the Cognito authorizer, CORS
+//! preflights answered by the functions, and gateway responses. Definitions go in
 //! with `PutRestApi` in overwrite mode, and a deployment to the stage follows whenever
 //! the definition's hash changes (forgetting that is a classic way to ship nothing).
 //!
@@ -22,97 +22,79 @@ use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, R
 
 pub(super) struct RestApi(pub Arc<Clients>);
 
-const TEMPLATE: &str = include_str!("../../templates/rest-api.openapi.json");
-
-fn fill(text: &str, vars: &BTreeMap<&str, String>) -> String {
-    vars.iter().fold(text.to_string(), |t, (k, v)| {
-        t.replace(&format!("${{{k}}}"), v)
-    })
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
-/// The OpenAPI document for these inputs, and its hash.
+/// A literal for a `responseParameters` map: single-quoted, as API Gateway wants.
+/// Spec validation allows no quote in origins or header names; one here is refused
+/// rather than let through to change the document's meaning.
+fn literal(value: &str) -> Result<Value, ProviderError> {
+    if value.contains('\'') {
+        return Err(ProviderError::fatal(format!(
+            "`{value}` cannot be a response header value (it holds a quote)"
+        )));
+    }
+    Ok(json!(format!("'{value}'")))
+}
+
+/// The OpenAPI document for these inputs, and its hash. Built as data: values from the
+/// spec are JSON strings, never spliced into text.
+///
+/// - Each route is a Lambda proxy integration to its function's alias, behind the
+///   Cognito authorizer when it asks for sign-in.
+/// - With `cors`, each path answers `OPTIONS` through the same proxy integration
+///   without authorization: the function echoes an allowed `Origin` (API Gateway's own
+///   MOCK preflight can only send one fixed origin).
+/// - Gateway responses (the authorizer's 401, throttling, 5xx) carry CORS headers too,
+///   or a browser reports them as network errors. They cannot check the origin: with
+///   one allowed origin (or `*`) it is sent as is; with several, the request's
+///   `Origin` is echoed, which exposes only API Gateway's own error bodies.
 pub fn render(region: &str, inputs: &Attrs) -> Result<(String, String), ProviderError> {
+    let doc = document(region, inputs)?;
+    let text = serde_json::to_string_pretty(&doc).expect("document serializes");
+    let hash = Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((text, hash))
+}
+
+fn document(region: &str, inputs: &Attrs) -> Result<Value, ProviderError> {
     let cors = inputs.get("cors").filter(|c| !c.is_null());
-    let origins: Vec<String> = cors
-        .and_then(|c| c.get("allow_origins"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let headers: Vec<String> = cors
-        .and_then(|c| c.get("allow_headers"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
     let routes = inputs
         .get("routes")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    let field = |r: &Value, key: &str| {
+        r.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let integration = |function_arn: &str| {
+        json!({
+            "x-amazon-apigateway-integration": {
+                "type": "aws_proxy",
+                "httpMethod": "POST",
+                "uri": format!("arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{function_arn}/invocations"),
+                "passthroughBehavior": "when_no_match",
+            },
+            "responses": {},
+        })
+    };
     let mut by_path: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for r in &routes {
-        by_path
-            .entry(
-                r.get("path")
-                    .and_then(Value::as_str)
-                    .unwrap_or("/")
-                    .to_string(),
-            )
-            .or_default()
-            .push(r);
+        let path = r.get("path").and_then(Value::as_str).unwrap_or("/");
+        by_path.entry(path.to_string()).or_default().push(r);
     }
-    let methods: BTreeSet<String> = routes
-        .iter()
-        .filter_map(|r| r.get("method").and_then(Value::as_str))
-        .map(String::from)
-        .chain(["OPTIONS".to_string()])
-        .collect();
-    let vars = BTreeMap::from([
-        ("api_name", str_of(inputs, "name")?.to_string()),
-        ("region", region.to_string()),
-        (
-            "user_pool_arn",
-            inputs
-                .get("authorizer_pool_arn")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        ),
-        (
-            "cors_origin",
-            origins.first().cloned().unwrap_or_else(|| "*".into()),
-        ),
-        ("cors_headers", headers.join(",")),
-        (
-            "cors_methods",
-            methods.into_iter().collect::<Vec<_>>().join(","),
-        ),
-        (
-            "cors_max_age",
-            cors.and_then(|c| c.get("max_age_s"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0)
-                .to_string(),
-        ),
-    ]);
-    let mut doc: Value = serde_json::from_str(&fill(TEMPLATE, &vars))
-        .map_err(|e| ProviderError::fatal(format!("the OpenAPI template is broken: {e}")))?;
-    let method_template = doc
-        .as_object_mut()
-        .and_then(|d| d.remove("x-deploy-method"))
-        .unwrap_or_default()
-        .to_string();
-    let preflight = doc
-        .as_object_mut()
-        .and_then(|d| d.remove("x-deploy-preflight"))
-        .unwrap_or_default();
     let mut paths = Map::new();
     for (path, rs) in by_path {
         let mut item = Map::new();
@@ -124,15 +106,9 @@ pub fn render(region: &str, inputs: &Attrs) -> Result<(String, String), Provider
         if !params.is_empty() {
             item.insert("parameters".into(), json!(params));
         }
-        for r in rs {
-            let function = r
-                .get("function_arn")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let mut op: Value =
-                serde_json::from_str(&method_template.replace("${function_arn}", function))
-                    .map_err(|e| ProviderError::fatal(e.to_string()))?;
-            if r.get("auth").and_then(Value::as_str) == Some("cognito") {
+        for r in &rs {
+            let mut op = integration(&field(r, "function_arn"));
+            if field(r, "auth") == "cognito" {
                 op["security"] = json!([{"cognito": []}]);
             }
             let method = r
@@ -149,23 +125,53 @@ pub fn render(region: &str, inputs: &Attrs) -> Result<(String, String), Provider
                 op,
             );
         }
-        if cors.is_some() {
-            item.insert("options".into(), preflight.clone());
+        if cors.is_some() && !item.contains_key("options") {
+            item.insert("options".into(), integration(&field(rs[0], "function_arn")));
         }
         paths.insert(path, Value::Object(item));
     }
-    doc["paths"] = Value::Object(paths);
-    if inputs.get("authorizer_pool_arn").is_none_or(Value::is_null) {
-        if let Some(c) = doc.get_mut("components") {
-            c["securitySchemes"] = json!({});
-        }
+    let mut doc = json!({
+        "openapi": "3.0.1",
+        "info": {
+            "title": str_of(inputs, "name")?,
+            "version": "1",
+            "description": "Deployed by deploy; edits made in the console are overwritten.",
+        },
+        "paths": paths,
+        "components": {"securitySchemes": {}},
+    });
+    if let Some(pool) = inputs.get("authorizer_pool_arn").and_then(Value::as_str) {
+        doc["components"]["securitySchemes"]["cognito"] = json!({
+            "type": "apiKey",
+            "name": "Authorization",
+            "in": "header",
+            "x-amazon-apigateway-authtype": "cognito_user_pools",
+            "x-amazon-apigateway-authorizer": {"type": "cognito_user_pools", "providerARNs": [pool]},
+        });
     }
-    let text = serde_json::to_string_pretty(&doc).expect("document serializes");
-    let hash = Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((text, hash))
+    if let Some(cors) = cors {
+        let origins = strings(cors.get("allow_origins"));
+        let origin = match origins.as_slice() {
+            [one] => literal(one)?,
+            _ => json!("method.request.header.Origin"),
+        };
+        let mut headers = Map::new();
+        headers.insert(
+            "gatewayresponse.header.Access-Control-Allow-Origin".into(),
+            origin,
+        );
+        headers.insert(
+            "gatewayresponse.header.Access-Control-Allow-Headers".into(),
+            literal(&strings(cors.get("allow_headers")).join(","))?,
+        );
+        if origins.len() != 1 || origins[0] != "*" {
+            headers.insert("gatewayresponse.header.Vary".into(), literal("Origin")?);
+        }
+        let responses = json!({"responseParameters": headers});
+        doc["x-amazon-apigateway-gateway-responses"] =
+            json!({"DEFAULT_4XX": responses.clone(), "DEFAULT_5XX": responses});
+    }
+    Ok(doc)
 }
 
 fn functions(inputs: &Attrs) -> BTreeSet<String> {
@@ -215,19 +221,10 @@ impl RestApi {
         ])
     }
 
-    /// Deploys the current definition to the stage and lets it invoke the functions.
+    /// Lets the API invoke the functions, then deploys the current definition to the
+    /// stage: granted first, so a new route is never served without its permission.
     async fn deploy(&self, api: &str, inputs: &Attrs, hash: &str) -> Result<String, ProviderError> {
         let stage = str_of(inputs, "stage")?;
-        let d = self
-            .0
-            .apigateway
-            .create_deployment()
-            .rest_api_id(api)
-            .stage_name(stage)
-            .description(format!("definition sha256:{hash}"))
-            .send()
-            .await
-            .map_err(classify)?;
         let source = format!(
             "arn:aws:execute-api:{}:{}:{api}/*",
             self.0.region, self.0.account
@@ -242,6 +239,16 @@ impl RestApi {
             )
             .await?;
         }
+        let d = self
+            .0
+            .apigateway
+            .create_deployment()
+            .rest_api_id(api)
+            .stage_name(stage)
+            .description(format!("definition sha256:{hash}"))
+            .send()
+            .await
+            .map_err(classify)?;
         Ok(d.id().unwrap_or_default().to_string())
     }
 
@@ -401,6 +408,8 @@ impl Provider for RestApi {
             .create_rest_api()
             .name(str_of(inputs, "name")?)
             .set_tags(Some(tags))
+            .customize()
+            .config_override(once!(aws_sdk_apigateway))
             .send()
             .await
             .map_err(classify)?;
@@ -466,14 +475,16 @@ impl Provider for RestApi {
                     .await
                     .map_err(classify)?;
             }
-            self.0
-                .apigateway
-                .tag_resource()
-                .resource_arn(&arn)
-                .set_tags(Some(tags.set.into_iter().collect()))
-                .send()
-                .await
-                .map_err(classify)?;
+            if !tags.set.is_empty() {
+                self.0
+                    .apigateway
+                    .tag_resource()
+                    .resource_arn(&arn)
+                    .set_tags(Some(tags.set.into_iter().collect()))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+            }
         }
         let stage = str_of(after, "stage")?;
         let new_id = format!("{api}/{stage}");

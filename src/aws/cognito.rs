@@ -211,6 +211,8 @@ impl Provider for UserPool {
             )
             .deletion_protection(protection(inputs))
             .set_user_pool_tags(Some(tags))
+            .customize()
+            .config_override(once!(aws_sdk_cognitoidentityprovider))
             .send()
             .await
             .map_err(classify)?;
@@ -389,6 +391,8 @@ impl Provider for UserPoolClient {
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
             )
+            .customize()
+            .config_override(once!(aws_sdk_cognitoidentityprovider))
             .send()
             .await
             .map_err(classify)?;
@@ -453,6 +457,7 @@ pub async fn temporary_user(
     c: &Clients,
     pool: &str,
     username: &str,
+    display_name: &str,
     password: &str,
 ) -> Result<(), String> {
     c.cognito
@@ -471,6 +476,14 @@ pub async fn temporary_user(
             AttributeType::builder()
                 .name("email_verified")
                 .value("true")
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+        // What leaderboards show (the pool's standard attribute).
+        .user_attributes(
+            AttributeType::builder()
+                .name("preferred_username")
+                .value(display_name)
                 .build()
                 .map_err(|e| e.to_string())?,
         )

@@ -42,6 +42,8 @@ impl Seen {
 pub(super) trait Ec2Kind: Send + Sync + 'static {
     /// The describe filter that selects by id (`vpc-id`).
     const ID_FILTER: &'static str;
+    /// The create call takes a client token (see [`Provider::create_is_idempotent`]).
+    const IDEMPOTENT_CREATE: bool = false;
     async fn describe(&self, c: &Clients, filters: Vec<Filter>)
         -> Result<Vec<Seen>, ProviderError>;
     async fn create(
@@ -188,6 +190,10 @@ impl<K: Ec2Kind> Provider for Ec2<K> {
             .into_iter()
             .filter_map(Seen::observed)
             .collect())
+    }
+
+    fn create_is_idempotent(&self) -> bool {
+        K::IDEMPOTENT_CREATE
     }
 
     async fn create(
@@ -344,6 +350,8 @@ impl Ec2Kind for Vpc {
             .create_vpc()
             .cidr_block(str_of(inputs, "cidr_block")?)
             .tag_specifications(tag_spec(ResourceType::Vpc, tags))
+            .customize()
+            .config_override(once!(aws_sdk_ec2))
             .send()
             .await
             .map_err(classify)?;
@@ -456,6 +464,8 @@ impl Ec2Kind for Subnet {
             .cidr_block(str_of(inputs, "cidr_block")?)
             .availability_zone(str_of(inputs, "availability_zone")?)
             .tag_specifications(tag_spec(ResourceType::Subnet, tags))
+            .customize()
+            .config_override(once!(aws_sdk_ec2))
             .send()
             .await
             .map_err(classify)?;
@@ -547,6 +557,8 @@ impl Ec2Kind for InternetGateway {
             .ec2
             .create_internet_gateway()
             .tag_specifications(tag_spec(ResourceType::InternetGateway, tags))
+            .customize()
+            .config_override(once!(aws_sdk_ec2))
             .send()
             .await
             .map_err(classify)?;
@@ -684,6 +696,8 @@ impl Ec2Kind for ElasticIp {
             .allocate_address()
             .domain(DomainType::Vpc)
             .tag_specifications(tag_spec(ResourceType::ElasticIp, tags))
+            .customize()
+            .config_override(once!(aws_sdk_ec2))
             .send()
             .await
             .map_err(classify)?;
@@ -734,6 +748,7 @@ struct NatGateway;
 #[async_trait]
 impl Ec2Kind for NatGateway {
     const ID_FILTER: &'static str = "nat-gateway-id";
+    const IDEMPOTENT_CREATE: bool = true;
 
     async fn describe(
         &self,
@@ -983,6 +998,8 @@ impl Ec2Kind for RouteTable {
             .create_route_table()
             .vpc_id(str_of(inputs, "vpc_id")?)
             .tag_specifications(tag_spec(ResourceType::RouteTable, tags))
+            .customize()
+            .config_override(once!(aws_sdk_ec2))
             .send()
             .await
             .map_err(classify)?;
@@ -1142,6 +1159,8 @@ impl Ec2Kind for SecurityGroup {
             .description(str_of(inputs, "description")?)
             .vpc_id(str_of(inputs, "vpc_id")?)
             .tag_specifications(tag_spec(ResourceType::SecurityGroup, tags))
+            .customize()
+            .config_override(once!(aws_sdk_ec2))
             .send()
             .await
             .map_err(classify)?;
@@ -1295,6 +1314,8 @@ impl Ec2Kind for SecurityGroupRule {
                 .group_id(group)
                 .ip_permissions(perm)
                 .tag_specifications(spec)
+                .customize()
+                .config_override(once!(aws_sdk_ec2))
                 .send()
                 .await
                 .map_err(classify)?
@@ -1306,6 +1327,8 @@ impl Ec2Kind for SecurityGroupRule {
                 .group_id(group)
                 .ip_permissions(perm)
                 .tag_specifications(spec)
+                .customize()
+                .config_override(once!(aws_sdk_ec2))
                 .send()
                 .await
                 .map_err(classify)?

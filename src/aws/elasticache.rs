@@ -253,6 +253,8 @@ impl Provider for ServerlessCache {
                     .map(String::from),
             )
             .set_tags(Some(tags))
+            .customize()
+            .config_override(once!(aws_sdk_elasticache))
             .send()
             .await
             .map_err(classify)?;

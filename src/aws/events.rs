@@ -26,7 +26,9 @@ pub(super) fn function_and_qualifier(arn: &str) -> (String, Option<String>) {
 }
 
 /// Grants `principal` (from `source_arn`) permission to invoke the function behind
-/// `function_arn`, replacing an earlier grant with the same statement id.
+/// `function_arn`. Idempotent: a grant already in the function's policy is left alone,
+/// so redeploying never opens a window in which invocations are refused. Only a
+/// statement that says something else is replaced.
 pub(super) async fn allow_invoke(
     c: &Clients,
     function_arn: &str,
@@ -35,26 +37,105 @@ pub(super) async fn allow_invoke(
     source_arn: &str,
 ) -> Result<(), ProviderError> {
     let (name, qualifier) = function_and_qualifier(function_arn);
-    let _ = c
+    match granted(c, &name, qualifier.as_deref(), statement).await? {
+        Some(grant) if grant.allows(principal, source_arn) => return Ok(()),
+        Some(_) => {
+            if let Err(e) = c
+                .lambda
+                .remove_permission()
+                .function_name(&name)
+                .set_qualifier(qualifier.clone())
+                .statement_id(statement)
+                .send()
+                .await
+                .map_err(classify)
+            {
+                if e.class != ErrorClass::NotFound {
+                    return Err(e);
+                }
+            }
+        }
+        None => {}
+    }
+    let added = c
         .lambda
-        .remove_permission()
-        .function_name(&name)
-        .set_qualifier(qualifier.clone())
-        .statement_id(statement)
-        .send()
-        .await;
-    c.lambda
         .add_permission()
         .function_name(&name)
-        .set_qualifier(qualifier)
+        .set_qualifier(qualifier.clone())
         .statement_id(statement)
         .action("lambda:InvokeFunction")
         .principal(principal)
         .source_arn(source_arn)
         .send()
         .await
-        .map_err(classify)?;
-    Ok(())
+        .map_err(classify);
+    match added {
+        Ok(_) => Ok(()),
+        // A statement with this id appeared meanwhile (an earlier attempt whose
+        // answer was lost): fine if it grants the same.
+        Err(e) if e.is_already_exists() => {
+            match granted(c, &name, qualifier.as_deref(), statement).await? {
+                Some(grant) if grant.allows(principal, source_arn) => Ok(()),
+                _ => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// One statement of a function's resource policy, as far as grants go.
+#[derive(Debug, PartialEq)]
+struct Grant {
+    principal: Option<String>,
+    source_arn: Option<String>,
+    action: Option<String>,
+}
+
+impl Grant {
+    fn allows(&self, principal: &str, source_arn: &str) -> bool {
+        self.principal.as_deref() == Some(principal)
+            && self.source_arn.as_deref() == Some(source_arn)
+            && self.action.as_deref() == Some("lambda:InvokeFunction")
+    }
+}
+
+/// The statement `sid` of a function policy document, if it has one.
+fn statement_of(policy: &str, sid: &str) -> Option<Grant> {
+    let doc: Value = serde_json::from_str(policy).ok()?;
+    let statements = match doc.get("Statement")? {
+        Value::Array(list) => list.clone(),
+        one => vec![one.clone()],
+    };
+    let s = statements
+        .into_iter()
+        .find(|s| s.get("Sid").and_then(Value::as_str) == Some(sid))?;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(String::from);
+    Some(Grant {
+        principal: text(s.pointer("/Principal/Service")).or_else(|| text(s.get("Principal"))),
+        source_arn: text(s.pointer("/Condition/ArnLike/AWS:SourceArn")),
+        action: text(s.get("Action")),
+    })
+}
+
+async fn granted(
+    c: &Clients,
+    name: &str,
+    qualifier: Option<&str>,
+    statement: &str,
+) -> Result<Option<Grant>, ProviderError> {
+    match c
+        .lambda
+        .get_policy()
+        .function_name(name)
+        .set_qualifier(qualifier.map(String::from))
+        .send()
+        .await
+        .map_err(classify)
+    {
+        Ok(out) => Ok(out.policy().and_then(|p| statement_of(p, statement))),
+        Err(e) if e.class == ErrorClass::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 pub(super) async fn revoke_invoke(c: &Clients, function_arn: &str, statement: &str) {
@@ -314,14 +395,16 @@ impl Provider for ScheduleRule {
                 .into_iter()
                 .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
                 .collect();
-            self.0
-                .events
-                .tag_resource()
-                .resource_arn(&arn)
-                .set_tags(Some(set))
-                .send()
-                .await
-                .map_err(classify)?;
+            if !set.is_empty() {
+                self.0
+                    .events
+                    .tag_resource()
+                    .resource_arn(&arn)
+                    .set_tags(Some(set))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+            }
         }
         self.get(id)
             .await?
@@ -374,4 +457,29 @@ pub async fn rule_status(c: &Clients, rule: &str) -> Result<(bool, Vec<String>),
         r.state() == Some(&RuleState::Enabled),
         t.targets().iter().map(|x| x.arn().to_string()).collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_policy_statement_is_read_as_a_grant() {
+        let policy = r#"{"Version":"2012-10-17","Id":"default","Statement":[
+            {"Sid":"other","Effect":"Allow","Principal":{"Service":"s3.amazonaws.com"},"Action":"lambda:InvokeFunction","Resource":"arn:f"},
+            {"Sid":"apigateway-abc","Effect":"Allow","Principal":{"Service":"apigateway.amazonaws.com"},"Action":"lambda:InvokeFunction","Resource":"arn:f:live","Condition":{"ArnLike":{"AWS:SourceArn":"arn:aws:execute-api:us-east-1:1:abc/*"}}}]}"#;
+        let g = super::statement_of(policy, "apigateway-abc").unwrap();
+        assert!(g.allows(
+            "apigateway.amazonaws.com",
+            "arn:aws:execute-api:us-east-1:1:abc/*"
+        ));
+        assert!(!g.allows(
+            "apigateway.amazonaws.com",
+            "arn:aws:execute-api:us-east-1:1:xyz/*"
+        ));
+        assert!(!g.allows(
+            "events.amazonaws.com",
+            "arn:aws:execute-api:us-east-1:1:abc/*"
+        ));
+        assert!(super::statement_of(policy, "missing").is_none());
+        assert!(super::statement_of("not json", "apigateway-abc").is_none());
+    }
 }

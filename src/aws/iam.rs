@@ -221,6 +221,8 @@ impl Provider for Role {
             .role_name(name)
             .assume_role_policy_document(trust)
             .set_tags(Some(tags))
+            .customize()
+            .config_override(once!(aws_sdk_iam))
             .send()
             .await
             .map_err(classify)?;

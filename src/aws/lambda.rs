@@ -76,6 +76,37 @@ fn int(inputs: &Attrs, key: &str) -> Option<i32> {
     inputs.get(key).and_then(Value::as_i64).map(|v| v as i32)
 }
 
+/// Whether the version `live` serves is what `$LATEST` holds: same code and same
+/// configuration. Not so after a run died between an update and its publish.
+fn same_release(
+    latest: &aws_sdk_lambda::types::FunctionConfiguration,
+    live: &aws_sdk_lambda::types::FunctionConfiguration,
+) -> bool {
+    let env = |c: &aws_sdk_lambda::types::FunctionConfiguration| {
+        c.environment().and_then(|e| e.variables()).cloned()
+    };
+    let network = |c: &aws_sdk_lambda::types::FunctionConfiguration| {
+        c.vpc_config()
+            .map(|v| {
+                let mut subnets = v.subnet_ids().to_vec();
+                let mut groups = v.security_group_ids().to_vec();
+                subnets.sort();
+                groups.sort();
+                (subnets, groups)
+            })
+            .filter(|(s, g)| !s.is_empty() || !g.is_empty())
+    };
+    latest.code_sha256() == live.code_sha256()
+        && latest.role() == live.role()
+        && latest.handler() == live.handler()
+        && latest.runtime() == live.runtime()
+        && latest.memory_size() == live.memory_size()
+        && latest.timeout() == live.timeout()
+        && latest.architectures() == live.architectures()
+        && env(latest) == env(live)
+        && network(latest) == network(live)
+}
+
 impl Function {
     /// The zip to ship for `inputs`: the built one its `code_sha256` names, checked
     /// against that hash, or the placeholder when nothing was built.
@@ -234,7 +265,7 @@ impl Function {
             .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
         tags.retain(|k, _| !k.starts_with("aws:"));
-        let inputs = Attrs::from([
+        let mut inputs = Attrs::from([
             ("name".into(), json!(cfg.function_name())),
             ("role_arn".into(), json!(cfg.role())),
             ("runtime".into(), json!(cfg.runtime().map(|r| r.as_str()))),
@@ -261,6 +292,10 @@ impl Function {
             ("tags".into(), json!(tags)),
             ("code_sha256".into(), json!(live_code)),
         ]);
+        inputs.insert(
+            "published".into(),
+            json!(live.as_ref().is_some_and(|l| same_release(latest, l))),
+        );
         let mut outputs = Attrs::from([("id".into(), json!(name)), ("arn".into(), json!(arn))]);
         if let Some(l) = &live {
             outputs.insert("version".into(), json!(l.version()));
@@ -363,6 +398,8 @@ impl Provider for Function {
                     .build(),
             )
             .set_tags(Some(tags))
+            .customize()
+            .config_override(once!(aws_sdk_lambda))
             .send()
             .await
             .map_err(classify)?;
@@ -463,14 +500,16 @@ impl Provider for Function {
                     .await
                     .map_err(classify)?;
             }
-            self.0
-                .lambda
-                .tag_resource()
-                .resource(&arn)
-                .set_tags(Some(tags.set.into_iter().collect()))
-                .send()
-                .await
-                .map_err(classify)?;
+            if !tags.set.is_empty() {
+                self.0
+                    .lambda
+                    .tag_resource()
+                    .resource(&arn)
+                    .set_tags(Some(tags.set.into_iter().collect()))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+            }
         }
         self.release(id).await?;
         self.get(id)

@@ -4,6 +4,16 @@
 //! profiles, SSO, instance metadata); `AWS_ENDPOINT_URL` and its per-service variants
 //! are honoured, which is how tests point the SDK at the emulator.
 
+/// A service's config override that sends a call once, without the SDK's own retries:
+/// for creates that AWS does not make idempotent. A timeout or 5xx then reaches the
+/// engine, which looks the resource up by its tags before it creates again.
+macro_rules! once {
+    ($service:ident) => {
+        $service::config::Builder::default()
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+    };
+}
+
 mod apigateway;
 pub mod cognito;
 mod ec2;

@@ -62,9 +62,13 @@ impl Parameter {
         }
     }
 
-    async fn tag(&self, name: &str, inputs: &Attrs) -> Result<(), ProviderError> {
-        let tags: Vec<Tag> = tags_of(inputs)
-            .into_iter()
+    async fn tag(
+        &self,
+        name: &str,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), ProviderError> {
+        let tags: Vec<Tag> = tags
+            .iter()
             .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
             .collect();
         self.0
@@ -171,6 +175,8 @@ impl Provider for Parameter {
             .value(value_of(inputs))
             .r#type(kind_of(inputs))
             .set_tags(Some(tags))
+            .customize()
+            .config_override(once!(aws_sdk_ssm))
             .send()
             .await
             .map_err(classify)?;
@@ -200,8 +206,20 @@ impl Provider for Parameter {
                 .await
                 .map_err(classify)?;
         }
-        if tags_of(before) != tags_of(after) {
-            self.tag(id, after).await?;
+        let tags = super::tag_changes(before, after);
+        if !tags.removed.is_empty() {
+            self.0
+                .ssm
+                .remove_tags_from_resource()
+                .resource_type(ResourceTypeForTagging::Parameter)
+                .resource_id(id)
+                .set_tag_keys(Some(tags.removed.clone()))
+                .send()
+                .await
+                .map_err(classify)?;
+        }
+        if !tags.set.is_empty() {
+            self.tag(id, &tags.set).await?;
         }
         self.get(id)
             .await?

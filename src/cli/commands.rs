@@ -1176,6 +1176,7 @@ async fn local(c: LocalCommand) -> Outcome {
                 ("--latency-ms", a.latency_ms.map(|v| v.to_string())),
                 ("--schedule-scale", a.schedule_scale.map(|v| v.to_string())),
                 ("--seed", a.seed.map(|v| v.to_string())),
+                ("--lose-responses", a.lose_responses.map(|v| v.to_string())),
             ] {
                 if let Some(v) = value {
                     args.extend([flag.to_string(), v]);

@@ -272,6 +272,10 @@ pub struct LocalStartArgs {
     /// Seed of hostile mode's dice, for a reproducible run.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// With `--hostile`: the share of create calls that take effect but answer 500,
+    /// as a lost response does (default 0.1).
+    #[arg(long, value_name = "RATE")]
+    pub lose_responses: Option<f64>,
     /// Multiplies schedule periods (tests: 0.001 turns rate(6 hours) into 21.6 s).
     #[arg(long, value_name = "FACTOR")]
     pub schedule_scale: Option<f64>,

@@ -15,6 +15,12 @@ use crate::spec::validate::parse_ports;
 use crate::spec::yaml::escape;
 use crate::spec::{Diagnostic, Diagnostics, LoadedSpec};
 
+/// The settings through which a function behind the API learns `api.cors` (read by
+/// the app's configuration); the spec's `env` may not set them itself.
+pub const CORS_ORIGINS: &str = "CORS_ALLOW_ORIGINS";
+pub const CORS_HEADERS: &str = "CORS_ALLOW_HEADERS";
+pub const CORS_MAX_AGE: &str = "CORS_MAX_AGE_S";
+
 /// One resource as the spec wants it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resource {
@@ -388,6 +394,18 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
             }
             env.insert(k.clone(), Value::String(canonical));
         }
+        // A function behind the API answers its CORS preflights and sets the headers
+        // on its responses, as the spec's `api.cors` says.
+        if let Some(cors) = spec
+            .api
+            .as_ref()
+            .filter(|api| api.routes.iter().any(|rt| rt.function == *name))
+            .and_then(|api| api.cors.as_ref())
+        {
+            env.insert(CORS_ORIGINS.into(), json!(cors.allow_origins.join(",")));
+            env.insert(CORS_HEADERS.into(), json!(cors.allow_headers.join(",")));
+            env.insert(CORS_MAX_AGE.into(), json!(cors.max_age_s.to_string()));
+        }
         let mut statements = Vec::new();
         if !ssm_reads.is_empty() {
             let arns: Vec<Value> = ssm_reads
@@ -435,6 +453,9 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
                 "environment": env,
                 "code": {"crate": f.krate, "bin": f.bin},
                 "alias": "live",
+                // The alias serves what $LATEST holds. A run that died between an
+                // update and its publish leaves it behind, which reads as false.
+                "published": true,
             })),
             &[],
         );

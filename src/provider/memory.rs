@@ -49,6 +49,27 @@ pub enum Fault {
     Fail(ProviderError),
     /// Do the work, then stop the run (the result never reaches the engine).
     CrashAfter,
+    /// Do the work, then fail with this error: the response was lost on the way back
+    /// (a timeout or a 5xx after the cloud acted).
+    LoseResponse(ProviderError),
+}
+
+/// What happens once the cloud has done a call's work.
+enum After {
+    Answer,
+    Crash,
+    Lose(ProviderError),
+}
+
+impl After {
+    /// Crashes or loses the response as decided; otherwise hands back `value`.
+    async fn deliver<T>(self, cloud: &MemoryCloud, value: T) -> Result<T, ProviderError> {
+        match self {
+            After::Answer => Ok(value),
+            After::Crash => cloud.crash().await,
+            After::Lose(e) => Err(e),
+        }
+    }
 }
 
 type FaultFn = dyn Fn(&Call) -> Fault + Send + Sync;
@@ -176,14 +197,15 @@ impl MemoryCloud {
         op: Op,
         kind: Kind,
         address: Option<String>,
-    ) -> Result<bool, ProviderError> {
+    ) -> Result<After, ProviderError> {
         let call = Call { op, kind, address };
         self.calls.lock().unwrap().push(call.clone());
         let f = self.fault.lock().unwrap().clone();
         match f(&call) {
-            Fault::None => Ok(false),
+            Fault::None => Ok(After::Answer),
             Fault::Fail(e) => Err(e),
-            Fault::CrashAfter => Ok(true),
+            Fault::CrashAfter => Ok(After::Crash),
+            Fault::LoseResponse(e) => Ok(After::Lose(e)),
         }
     }
 
@@ -282,13 +304,17 @@ impl Provider for MemoryProvider {
             .collect())
     }
 
+    fn create_is_idempotent(&self) -> bool {
+        self.kind == Kind::NatGateway
+    }
+
     async fn create(
         &self,
         target: &Target<'_>,
         inputs: &Attrs,
         client_token: &str,
     ) -> Result<Observed, ProviderError> {
-        let crash = self
+        let then = self
             .cloud
             .enter(Op::Create, self.kind, Some(target.address.to_string()))
             .await?;
@@ -349,10 +375,7 @@ impl Provider for MemoryProvider {
                 .insert(client_token.into(), id);
             observed
         };
-        if crash {
-            self.cloud.crash().await;
-        }
-        Ok(observed)
+        then.deliver(&self.cloud, observed).await
     }
 
     async fn update(
@@ -361,7 +384,7 @@ impl Provider for MemoryProvider {
         _before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        let crash = self
+        let then = self
             .cloud
             .enter(Op::Update, self.kind, self.cloud.address_of(id))
             .await?;
@@ -379,21 +402,16 @@ impl Provider for MemoryProvider {
             o.pending_polls = lag;
             self.observed(id, o)
         };
-        if crash {
-            self.cloud.crash().await;
-        }
-        Ok(observed)
+        then.deliver(&self.cloud, observed).await
     }
 
     async fn delete(&self, id: &str, _inputs: &Attrs) -> Result<Deletion, ProviderError> {
-        let crash = self
+        let then = self
             .cloud
             .enter(Op::Delete, self.kind, self.cloud.address_of(id))
             .await?;
         let existed = self.cloud.objects.lock().unwrap().remove(id).is_some();
-        if crash {
-            self.cloud.crash().await;
-        }
+        then.deliver(&self.cloud, ()).await?;
         if existed {
             Ok(Deletion::Done)
         } else {

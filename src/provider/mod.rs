@@ -67,6 +67,22 @@ impl ProviderError {
         Self::new(ErrorClass::Fatal, message)
     }
 
+    /// Whether the call may have taken effect although it failed: a timeout, a 5xx or
+    /// a conflict can hide a create that happened. Throttling and validation errors
+    /// are refused before anything is done.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(self.class, ErrorClass::Retryable | ErrorClass::Conflict)
+    }
+
+    /// The cloud says the object already exists (its name or rule is taken).
+    pub fn is_already_exists(&self) -> bool {
+        self.code.as_deref().is_some_and(|c| {
+            c.contains("AlreadyExist")
+                || c.ends_with(".Duplicate")
+                || matches!(c, "EntityAlreadyExists" | "ResourceConflictException")
+        })
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.class,
@@ -146,6 +162,14 @@ pub trait Provider: Send + Sync {
         Err(ProviderError::fatal(
             "this kind of resource cannot be listed by tags",
         ))
+    }
+    /// Whether repeating a create that may have happened is harmless: the API takes a
+    /// client token (`CreateNatGateway`) or is an upsert (`PutRule`). For every other
+    /// kind the engine looks the resource up by its address tag after an ambiguous
+    /// failure before it creates again, and the provider must send the create call
+    /// once (no SDK-level retries).
+    fn create_is_idempotent(&self) -> bool {
+        false
     }
     /// Starts creating; `client_token` makes a retried create idempotent.
     async fn create(

@@ -416,9 +416,15 @@ pub struct Cors {
     pub allow_origins: Vec<String>,
     #[serde(default = "default_cors_headers")]
     pub allow_headers: Vec<String>,
-    #[serde(default)]
+    /// How long browsers may cache a preflight answer. Preflights reach the function,
+    /// so 0 would double the invocations of every cross-origin call.
+    #[serde(default = "default_cors_max_age")]
     #[schemars(range(max = 86400))]
     pub max_age_s: u32,
+}
+
+fn default_cors_max_age() -> u32 {
+    600
 }
 
 fn default_cors_headers() -> Vec<String> {

@@ -743,6 +743,15 @@ impl Checker<'_> {
                     .hint("letters, digits and underscores, starting with a letter");
                 } else if RESERVED_ENV.contains(&key.as_str()) {
                     self.key_err(&p, format!("`{key}` is reserved by the Lambda runtime"));
+                } else if [
+                    crate::plan::desired::CORS_ORIGINS,
+                    crate::plan::desired::CORS_HEADERS,
+                    crate::plan::desired::CORS_MAX_AGE,
+                ]
+                .contains(&key.as_str())
+                {
+                    self.key_err(&p, format!("`{key}` is set from `api.cors`"))
+                        .hint("set the origins, headers and max age under `api.cors` instead");
                 }
             }
         }
@@ -776,6 +785,34 @@ impl Checker<'_> {
         if api.routes.is_empty() {
             self.err("/api/routes", "the API has no routes")
                 .hint("add at least one `{ method, path, function }`");
+        }
+        if let Some(cors) = &api.cors {
+            if cors.allow_origins.is_empty() {
+                self.err("/api/cors/allow_origins", "no origins are allowed")
+                    .hint("list the front end's origins (`https://app.example.com`), or remove `cors`");
+            }
+            for (i, origin) in cors.allow_origins.iter().enumerate() {
+                if let Err((why, hint)) = cors_origin(origin) {
+                    self.err(&format!("/api/cors/allow_origins/{i}"), why)
+                        .hint(hint);
+                }
+            }
+            if cors.allow_origins.len() > 1 && cors.allow_origins.iter().any(|o| o == "*") {
+                self.err(
+                    "/api/cors/allow_origins",
+                    "`*` allows every origin, so it cannot be listed with others",
+                )
+                .hint("keep `*` alone, or list only the origins to allow");
+            }
+            for (i, header) in cors.allow_headers.iter().enumerate() {
+                if !is_header_name(header) {
+                    self.err(
+                        &format!("/api/cors/allow_headers/{i}"),
+                        format!("`{header}` is not an HTTP header name"),
+                    )
+                    .hint("letters, digits and `-` (e.g. `Content-Type`)");
+                }
+            }
         }
         let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
         for (i, r) in api.routes.iter().enumerate() {
@@ -858,6 +895,42 @@ fn is_region(s: &str) -> bool {
             .iter()
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
         && parts[parts.len() - 1].parse::<u8>().is_ok()
+}
+
+/// An origin as browsers send it (`scheme://host[:port]`), or `*`.
+pub fn cors_origin(origin: &str) -> Result<(), (String, String)> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let url = reqwest::Url::parse(origin).map_err(|e| {
+        (
+            format!("`{origin}` is not an origin: {e}"),
+            "write it as `https://host` or `http://host:port`".to_string(),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err((
+            format!("`{origin}` is not an http or https origin"),
+            "write it as `https://host` or `http://host:port`".into(),
+        ));
+    }
+    let canonical = url.origin().ascii_serialization();
+    if canonical != origin {
+        return Err((
+            format!("`{origin}` is not an origin as browsers send it (no path, no trailing `/`, lowercase host, no default port)"),
+            format!("write `{canonical}`"),
+        ));
+    }
+    Ok(())
+}
+
+/// An HTTP header name (RFC 9110 token).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+        && !name.contains('\'')
 }
 
 fn is_hh_mm(s: &str) -> bool {

@@ -588,6 +588,91 @@ async fn full_cycle_in_hostile_mode() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn creates_whose_responses_are_lost_leave_no_duplicates() {
+    // Most creates take effect and then answer 500: a blind retry would make another.
+    let em = Emulator::start(&["--hostile", "--seed", "3", "--lose-responses", "0.6"]);
+    let env = Env::new();
+    ok(&env.deploy(&em, &["apply", "--yes"]));
+    let lost = em.calls()["lost"].as_object().cloned().unwrap_or_default();
+    let lost_total: u64 = lost.values().filter_map(|v| v.as_u64()).sum();
+    assert!(
+        lost_total >= 5,
+        "too few lost responses to mean anything: {lost:?}"
+    );
+
+    // Every object tagged with the environment is one the state accounts for, and no
+    // name appears twice.
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.dir.path().join("state/local.json")).unwrap(),
+    )
+    .unwrap();
+    let ids: std::collections::BTreeSet<String> = state["resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|r| r["id"].as_str().map(String::from))
+        .collect();
+    let left = leftovers(&em, "local").await;
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in &left {
+        assert!(seen.insert(entry.clone()), "{entry} exists twice: {left:?}");
+        let id = entry.rsplit(' ').next().unwrap();
+        let ec2 = [
+            "vpc-",
+            "subnet-",
+            "sg-",
+            "nat-",
+            "eipalloc-",
+            "rtb-",
+            "igw-",
+        ];
+        if ec2.iter().any(|p| id.starts_with(p)) {
+            assert!(ids.contains(id), "{entry} is not in the state: a duplicate");
+        }
+    }
+    let again = env.deploy(&em, &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+    ok(&env.deploy(&em, &["destroy", "--yes", "--allow-data-loss"]));
+    assert_eq!(leftovers(&em, "local").await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configuration_left_unpublished_is_published_by_the_next_apply() {
+    let em = Emulator::start(&[]);
+    let env = Env::new();
+    ok(&env.deploy(&em, &["apply", "--yes", "--no-smoke"]));
+    // A run that died after UpdateFunctionConfiguration and before PublishVersion:
+    // $LATEST already says what the spec now says, the alias still serves the old.
+    let lambda = aws_sdk_lambda::Client::new(&em.sdk().await);
+    lambda
+        .update_function_configuration()
+        .function_name("trivia-local-api")
+        .memory_size(768)
+        .send()
+        .await
+        .unwrap();
+    env.edit("base.yaml", "memory_mb: 512", "memory_mb: 768");
+    let plan = env.deploy(&em, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan.stdout));
+    assert!(
+        text(&plan.stdout).contains("published: false → true"),
+        "{}",
+        text(&plan.stdout)
+    );
+    ok(&env.deploy(&em, &["apply", "--yes", "--no-smoke"]));
+    let live = lambda
+        .get_function_configuration()
+        .function_name("trivia-local-api")
+        .qualifier("live")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.memory_size(), Some(768));
+    let after = env.deploy(&em, &["plan", "--detailed-exitcode"]);
+    assert_eq!(after.status.code(), Some(0), "{}", text(&after.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_killed_apply_rerun_converges_without_duplicates() {
     let em = Emulator::start(&["--hostile", "--seed", "11"]);
     let env = Env::new();

@@ -535,6 +535,76 @@ async fn a_crash_after_any_step_then_a_rerun_converges_without_duplicates() {
 }
 
 #[tokio::test]
+async fn creates_whose_response_was_lost_are_found_not_made_twice() {
+    // The first create of every resource happens, but its answer is lost (a 5xx or a
+    // timeout after the cloud acted); a conflict answer is as ambiguous.
+    let h = Harness::new();
+    let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    let s = seen.clone();
+    h.cloud.set_fault(move |c: &Call| {
+        let first = c.op == Op::Create && s.lock().unwrap().insert(c.address.clone());
+        match (first, c.kind) {
+            (false, _) => Fault::None,
+            (true, Kind::SecurityGroup) => Fault::LoseResponse(
+                ProviderError::new(ErrorClass::Conflict, "concurrent modification")
+                    .with_code("ConcurrentModificationException"),
+            ),
+            (true, _) => Fault::LoseResponse(
+                ProviderError::new(ErrorClass::Retryable, "We encountered an internal error")
+                    .with_code("InternalError"),
+            ),
+        }
+    });
+    h.apply().await;
+    h.assert_no_duplicates();
+    assert!(!h.plan().await.has_changes());
+    let adopted = h
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Event::Adopted { .. }))
+        .count();
+    // Every kind but the NAT gateway (whose client token makes a repeat harmless) is
+    // looked up and adopted instead of created again.
+    let nat = h
+        .cloud
+        .inventory()
+        .iter()
+        .filter(|(_, k, _)| *k == Kind::NatGateway)
+        .count();
+    assert_eq!(adopted, h.desired_count() - nat);
+}
+
+#[tokio::test]
+async fn a_name_taken_before_any_ambiguity_is_an_error_not_an_adoption() {
+    let h = Harness::new();
+    h.cloud.set_fault(|c: &Call| {
+        if c.op == Op::Create && c.kind == Kind::IamRole {
+            Fault::Fail(
+                ProviderError::new(ErrorClass::Fatal, "Role with name x already exists.")
+                    .with_code("EntityAlreadyExists"),
+            )
+        } else {
+            Fault::None
+        }
+    });
+    let plan = h.plan().await;
+    let report = h.apply_plan(&plan, false).await.unwrap();
+    assert!(!report.ok());
+    assert!(report
+        .failed
+        .iter()
+        .all(|(_, _, e)| e.contains("EntityAlreadyExists")));
+    assert!(!h
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::Adopted { .. })));
+}
+
+#[tokio::test]
 async fn a_throttling_lagging_cloud_still_converges() {
     let h = Harness::new();
     let n = Arc::new(AtomicUsize::new(0));

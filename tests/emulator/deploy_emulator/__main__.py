@@ -129,6 +129,8 @@ def main():
     p.add_argument("--scale", type=float, default=0.01)
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--seed", type=int)
+    p.add_argument("--lose-responses", type=float, metavar="RATE",
+                   help="hostile mode: share of create calls that take effect but answer 500 (default 0.1)")
     p.add_argument("--schedule-scale", type=float, default=1.0,
                    help="multiplies schedule periods (tests: 0.001 turns rate(6 hours) into 21.6 s)")
     a = p.parse_args()
@@ -137,6 +139,8 @@ def main():
     os.environ.setdefault("MOTO_PORT", str(a.port))
     os.environ["DEPLOY_EMULATOR_PORT"] = str(a.port)
     os.environ["DEPLOY_EMULATOR_SCHEDULE_SCALE"] = str(a.schedule_scale)
+    if a.lose_responses is not None:
+        os.environ["DEPLOY_EMULATOR_LOST"] = str(a.lose_responses)
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 

@@ -39,6 +39,15 @@ EC2_NOT_FOUND = {
     "rtb": ("RouteTableId", "InvalidRouteTableID.NotFound"),
     "nat": ("NatGatewayId", "NatGatewayNotFound"),
 }
+# Calls that create something, whose response hostile mode may lose after the work is
+# done: the case that makes a blind retry create a second object.
+LOSABLE = {
+    "CreateVpc", "CreateSubnet", "CreateInternetGateway", "AllocateAddress", "CreateNatGateway",
+    "CreateRouteTable", "CreateSecurityGroup", "AuthorizeSecurityGroupIngress",
+    "AuthorizeSecurityGroupEgress", "CreateUserPool", "CreateUserPoolClient", "POST /restapis",
+    "CreateServerlessCache", "CreateRole", "CreateFunction", "PutParameter", "PutRule",
+    "AddPermission", "CreateLogGroup",
+}
 LAMBDA_PATH = re.compile(r"^/2015-03-31/functions/?([^/]*)/?(.*)$")
 
 
@@ -98,6 +107,9 @@ class Emulator:
         self.lingering = {}        # subnet or group id -> until (ENIs left by deleted functions)
         self.throttle_rate = float(os.environ.get("DEPLOY_EMULATOR_THROTTLE", "0.08"))
         self.error_rate = float(os.environ.get("DEPLOY_EMULATOR_5XX", "0.03"))
+        # Creates that take effect but whose response is lost (a 500 after the work).
+        self.lost_rate = float(os.environ.get("DEPLOY_EMULATOR_LOST", "0.1"))
+        self.lost = Counter()
 
     # Responses in each protocol's own error format.
     def error(self, start_response, service, code, message, status):
@@ -134,7 +146,7 @@ class Emulator:
             with self.lock:
                 if environ["REQUEST_METHOD"] == "DELETE":
                     self.calls.clear()
-                data = {"total": sum(self.calls.values()), "calls": dict(sorted(self.calls.items()))}
+                data = {"total": sum(self.calls.values()), "calls": dict(sorted(self.calls.items())), "lost": dict(sorted(self.lost.items()))}
             return reply("200 OK", "application/json", json.dumps(data).encode())
         return reply("404 Not Found", "text/plain", b"unknown control path")
 
@@ -218,11 +230,26 @@ class Emulator:
         captured = {}
 
         def capture(status, headers, exc_info=None):
-            captured["status"] = status
-            return start_response(status, headers, exc_info)
+            # Held back until the response is known to be delivered (hostile mode
+            # may lose it).
+            captured["status"], captured["headers"], captured["exc_info"] = status, headers, exc_info
+
+            def write(_data):
+                raise RuntimeError("the emulator's apps return their bodies")
+
+            return write
 
         chunks = list(self.app(environ, capture))
-        if self.hostile and captured.get("status", "").startswith("2"):
+        succeeded = captured.get("status", "").startswith("2")
+        if self.hostile and succeeded:
             with self.lock:
                 self.observe(service, action, params_text, b"".join(chunks))
+                lose = action in LOSABLE and self.rng.random() < self.lost_rate
+            if lose:
+                # The call took effect; its answer never arrives.
+                with self.lock:
+                    self.lost[f"{service}.{action}"] += 1
+                code = "InternalError" if service in ("ec2", "iam") else "InternalFailure"
+                return self.error(start_response, service, code, "We encountered an internal error. Please try again. (the emulator did the work and lost the response)", 500)
+        start_response(captured["status"], captured["headers"], captured["exc_info"])
         return chunks

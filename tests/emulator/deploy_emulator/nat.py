@@ -26,3 +26,30 @@ def install():
         self.__dict__["_state"] = value
 
     NatGateway.state = property(get_state, set_state)
+
+    # CreateNatGateway is idempotent by ClientToken on AWS: a repeat with the same token
+    # (a retry after a lost response) returns the first call's gateway. moto ignores it.
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses.nat_gateways import NatGateways
+    from moto.ec2.utils import add_tag_specification
+
+    created = {}
+
+    def create_nat_gateway(self):
+        token = self._get_param("ClientToken")
+        key = (self.current_account, self.region, token)
+        if token and key in created:
+            gateway = self.ec2_backend.nat_gateways.get(created[key])
+            if gateway is not None:
+                return ActionResult({"NatGateway": gateway})
+        gateway = self.ec2_backend.create_nat_gateway(
+            subnet_id=self._get_param("SubnetId"),
+            allocation_id=self._get_param("AllocationId"),
+            tags=add_tag_specification(self._get_param("TagSpecifications", [])),
+            connectivity_type=self._get_param("ConnectivityType"),
+        )
+        if token:
+            created[key] = gateway.id
+        return ActionResult({"NatGateway": gateway})
+
+    NatGateways.create_nat_gateway = create_nat_gateway

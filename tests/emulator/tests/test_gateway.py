@@ -9,14 +9,12 @@ import time
 import unittest
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 from joserfc import jwk, jwt
 from moto.utilities.utils import load_resource
 
 from .support import ACCOUNT, REGION, Emulator
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "templates" / "rest-api.openapi.json"
 ORIGIN = "https://game.example.com"
 ALLOW_HEADERS = "authorization,content-type"
 STAGE = "v1"
@@ -48,25 +46,61 @@ while True:
 
 
 def render(function_arns, pool_arn, routes):
-    """The API definition as src/aws/apigateway.rs renders it from the template:
-    routes are (method, path, function, auth, extra operation fields)."""
-    text = TEMPLATE.read_text()
+    """An API definition shaped like the one src/aws/apigateway.rs builds (Lambda proxy
+    routes, the Cognito authorizer, gateway responses with CORS headers), plus MOCK
+    preflights, which the emulator also serves: routes are (method, path, function,
+    auth, extra integration fields)."""
     methods = sorted({m for m, *_ in routes} | {"OPTIONS"})
-    for name, value in {"api_name": "gateway-test", "region": REGION, "user_pool_arn": pool_arn,
-                        "cors_origin": ORIGIN, "cors_headers": ALLOW_HEADERS,
-                        "cors_methods": ",".join(methods), "cors_max_age": "600"}.items():
-        text = text.replace("${%s}" % name, value)
-    doc = json.loads(text)
-    method_template, preflight = json.dumps(doc.pop("x-deploy-method")), doc.pop("x-deploy-preflight")
+    cors = {
+        "Access-Control-Allow-Origin": f"'{ORIGIN}'",
+        "Access-Control-Allow-Headers": f"'{ALLOW_HEADERS}'",
+    }
+    preflight = {
+        "responses": {"200": {"description": "CORS preflight", "headers": {
+            h: {"schema": {"type": "string"}} for h in
+            ("Access-Control-Allow-Origin", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Access-Control-Max-Age")}}},
+        "x-amazon-apigateway-integration": {
+            "type": "mock",
+            "requestTemplates": {"application/json": '{"statusCode": 200}'},
+            "responses": {"default": {"statusCode": "200", "responseParameters": {
+                "method.response.header.Access-Control-Allow-Origin": f"'{ORIGIN}'",
+                "method.response.header.Access-Control-Allow-Methods": f"'{','.join(methods)}'",
+                "method.response.header.Access-Control-Allow-Headers": f"'{ALLOW_HEADERS}'",
+                "method.response.header.Access-Control-Max-Age": "'600'",
+            }}},
+        },
+    }
+    doc = {
+        "openapi": "3.0.1",
+        "info": {"title": "gateway-test", "version": "1"},
+        "paths": {},
+        "components": {"securitySchemes": {"cognito": {
+            "type": "apiKey", "name": "Authorization", "in": "header",
+            "x-amazon-apigateway-authtype": "cognito_user_pools",
+            "x-amazon-apigateway-authorizer": {"type": "cognito_user_pools", "providerARNs": [pool_arn]},
+        }}},
+        "x-amazon-apigateway-gateway-responses": {
+            kind: {"responseParameters": {f"gatewayresponse.header.{h}": v for h, v in cors.items()}}
+            for kind in ("DEFAULT_4XX", "DEFAULT_5XX")
+        },
+    }
     for method, path, function, auth, extra in routes:
         item = doc["paths"].setdefault(path, {})
         params = [s.strip("{}+") for s in path.split("/") if s.startswith("{")]
         if params:
             item["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
-        op = json.loads(method_template.replace("${function_arn}", function_arns[function]))
+        op = {
+            "x-amazon-apigateway-integration": {
+                "type": "aws_proxy",
+                "httpMethod": "POST",
+                "uri": f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arns[function]}/invocations",
+                "passthroughBehavior": "when_no_match",
+                **extra,
+            },
+            "responses": {},
+        }
         if auth:
             op["security"] = [{"cognito": auth if isinstance(auth, list) else []}]
-        op["x-amazon-apigateway-integration"].update(extra)
         item["x-amazon-apigateway-any-method" if method == "ANY" else method.lower()] = op
         item["options"] = preflight
     return doc
