@@ -26,6 +26,9 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// Multiplies every kind's poll interval and wait timeout (tests shrink them).
     pub wait_scale: f64,
+    /// Set by Ctrl-C or SIGTERM: no new step starts, and steps waiting for a resource
+    /// to settle stop waiting (it is recorded as pending, and the next run waits).
+    pub interrupt: Arc<Interrupt>,
 }
 
 impl Default for Config {
@@ -34,6 +37,57 @@ impl Default for Config {
             parallelism: 10,
             retry: RetryPolicy::default(),
             wait_scale: 1.0,
+            interrupt: Arc::default(),
+        }
+    }
+}
+
+/// A request to stop a run early, and what is still in flight when it comes.
+#[derive(Debug, Default)]
+pub struct Interrupt {
+    stopping: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+    in_flight: Mutex<BTreeMap<Address, StepOp>>,
+}
+
+impl Interrupt {
+    /// Stops starting steps and waking waiters; steps in a provider call finish it.
+    pub fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Resolves once `stop` was called.
+    pub async fn stopped(&self) {
+        loop {
+            let woken = self.notify.notified();
+            if self.is_stopping() {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    /// Steps that started and have not ended yet.
+    pub fn in_flight(&self) -> Vec<(Address, StepOp)> {
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .iter()
+            .map(|(a, op)| (a.clone(), *op))
+            .collect()
+    }
+
+    /// Sleeps for `d`, or less if the run is being stopped; says whether it was.
+    async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => self.is_stopping(),
+            _ = self.stopped() => true,
         }
     }
 }
@@ -118,6 +172,10 @@ pub enum Event {
         address: Address,
         found: bool,
     },
+    /// The environment's lock was taken from a holder that is gone.
+    LockTakenOver {
+        message: String,
+    },
 }
 
 pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -131,11 +189,18 @@ pub struct Report {
     pub completed: Vec<(Address, StepOp)>,
     pub failed: Vec<(Address, StepOp, String)>,
     pub skipped: Vec<(Address, StepOp, Address)>,
+    /// Left undone because the run was interrupted: not started, or stopped while
+    /// waiting for the resource to settle (recorded as pending).
+    pub interrupted: Vec<(Address, StepOp)>,
 }
 
 impl Report {
     pub fn ok(&self) -> bool {
-        self.failed.is_empty() && self.skipped.is_empty()
+        self.failed.is_empty() && self.skipped.is_empty() && self.interrupted.is_empty()
+    }
+
+    pub fn was_interrupted(&self) -> bool {
+        !self.interrupted.is_empty()
     }
 }
 
@@ -277,6 +342,15 @@ fn backoff_delay(policy: &RetryPolicy, attempt: u32) -> Duration {
 
 #[derive(Debug)]
 struct StepError(String);
+
+/// How a step that did not complete ended.
+enum StepEnd {
+    Failed(String),
+    Interrupted,
+}
+
+/// The marker `settle` returns when the run is stopped while it waits.
+const STOPPED_WAITING: &str = "\u{0}stopped waiting";
 
 impl From<ProviderError> for StepError {
     fn from(e: ProviderError) -> Self {
@@ -479,16 +553,32 @@ pub async fn apply(
             .map(|c| (c.address.clone(), c.clone()))
             .collect(),
     });
+    let interrupt = config.interrupt.clone();
     let walked = walk(&graph, config.parallelism, |id| {
         let shared = shared.clone();
         let step = steps[id].clone();
+        let interrupt = interrupt.clone();
         async move {
+            if interrupt.is_stopping() {
+                return Err(StepEnd::Interrupted);
+            }
             let started = Instant::now();
             shared.emit(Event::Started {
                 address: step.address.clone(),
                 op: step.op,
             });
-            match run_step(&shared, &step).await {
+            interrupt
+                .in_flight
+                .lock()
+                .expect("in-flight lock")
+                .insert(step.address.clone(), step.op);
+            let result = run_step(&shared, &step).await;
+            interrupt
+                .in_flight
+                .lock()
+                .expect("in-flight lock")
+                .remove(&step.address);
+            match result {
                 Ok(()) => {
                     shared.emit(Event::Finished {
                         address: step.address.clone(),
@@ -497,13 +587,14 @@ pub async fn apply(
                     });
                     Ok(())
                 }
+                Err(StepError(error)) if error == STOPPED_WAITING => Err(StepEnd::Interrupted),
                 Err(StepError(error)) => {
                     shared.emit(Event::Failed {
                         address: step.address.clone(),
                         op: step.op,
                         error: error.clone(),
                     });
-                    Err(error)
+                    Err(StepEnd::Failed(error))
                 }
             }
         }
@@ -515,14 +606,31 @@ pub async fn apply(
             .iter()
             .map(|&i| (steps[i].address.clone(), steps[i].op))
             .collect(),
-        failed: walked
-            .failed
-            .into_iter()
-            .map(|(i, e)| (steps[i].address.clone(), steps[i].op, e))
-            .collect(),
-        skipped: Vec::new(),
+        ..Report::default()
     };
+    let mut stopped_at = std::collections::BTreeSet::new();
+    for (i, end) in walked.failed {
+        match end {
+            StepEnd::Failed(e) => report
+                .failed
+                .push((steps[i].address.clone(), steps[i].op, e)),
+            StepEnd::Interrupted => {
+                stopped_at.insert(i);
+                report
+                    .interrupted
+                    .push((steps[i].address.clone(), steps[i].op));
+            }
+        }
+    }
     for &(i, cause) in &walked.skipped {
+        // Behind a step the interrupt stopped, a step is undone for the same reason.
+        if stopped_at.contains(&cause) {
+            stopped_at.insert(i);
+            report
+                .interrupted
+                .push((steps[i].address.clone(), steps[i].op));
+            continue;
+        }
         shared.emit(Event::Skipped {
             address: steps[i].address.clone(),
             op: steps[i].op,
@@ -1012,7 +1120,16 @@ async fn settle(
             status: last_status.clone(),
             elapsed,
         });
-        tokio::time::sleep(backoff(poll, &mut polls)).await;
+        // Stopped while waiting: the resource stays recorded as pending (the create or
+        // update is done), and the next run waits for it.
+        if shared
+            .config
+            .interrupt
+            .sleep(backoff(poll, &mut polls))
+            .await
+        {
+            return Err(StepError(STOPPED_WAITING.into()));
+        }
     };
     shared.save(|s| {
         s.resources
@@ -1059,7 +1176,14 @@ async fn delete(shared: &Shared, step: &Step) -> Result<(), StepError> {
                     status: format!("blocked ({e})"),
                     elapsed: blocked_since.elapsed(),
                 });
-                tokio::time::sleep(poll.max(Duration::from_millis(10))).await;
+                if shared
+                    .config
+                    .interrupt
+                    .sleep(poll.max(Duration::from_millis(10)))
+                    .await
+                {
+                    return Err(StepError(STOPPED_WAITING.into()));
+                }
             }
             Err(e) => return Err(e.into()),
         }
@@ -1086,7 +1210,11 @@ async fn delete(shared: &Shared, step: &Step) -> Result<(), StepError> {
                 status: "deleting".into(),
                 elapsed: started.elapsed(),
             });
-            tokio::time::sleep(poll).await;
+            // Stopped: the delete was accepted; the next run's refresh finds it gone
+            // or still deleting, and waits.
+            if shared.config.interrupt.sleep(poll).await {
+                return Err(StepError(STOPPED_WAITING.into()));
+            }
         }
     }
     shared.save(|s| {

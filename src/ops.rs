@@ -42,7 +42,12 @@ pub async fn plan(
     events: &EventSink,
     targets: &[Address],
 ) -> Result<Planned, OpsError> {
-    let _lock = backend.lock(&desired.environment, "plan")?;
+    let lock = backend.lock(&desired.environment, "plan")?;
+    if let Some(message) = lock.took_over() {
+        events(&engine::Event::LockTakenOver {
+            message: message.to_string(),
+        });
+    }
     let state = adopt(
         backend,
         backend.read(&desired.environment)?,
@@ -94,7 +99,12 @@ pub async fn plan_destroy(
     config: &Config,
     events: &EventSink,
 ) -> Result<Planned, OpsError> {
-    let _lock = backend.lock(environment, "plan")?;
+    let lock = backend.lock(environment, "plan")?;
+    if let Some(message) = lock.took_over() {
+        events(&engine::Event::LockTakenOver {
+            message: message.to_string(),
+        });
+    }
     let state = adopt(
         backend,
         backend.read(environment)?,
@@ -174,14 +184,20 @@ pub async fn apply(
         });
     }
     let state = state.unwrap_or_else(|| State::new(&plan.project, &plan.environment));
+    if let Some(message) = lock.took_over() {
+        events(&engine::Event::LockTakenOver {
+            message: message.to_string(),
+        });
+    }
     let persist = persister(backend.clone(), lock);
     Ok(engine::apply(plan, state, persist, providers, config, events).await?)
 }
 
 fn persister(backend: LocalBackend, mut lock: LockGuard) -> engine::Persist {
     Box::new(move |state: &mut State| {
+        // Never write over state that another run may own now.
+        lock.renew()?;
         backend.write(state)?;
-        lock.renew();
         Ok(())
     })
 }
@@ -363,6 +379,8 @@ pub fn record_found(
     environment: &str,
     found: &[Found],
 ) -> Result<Vec<Address>, OpsError> {
+    // A sweep runs when the state is lost or stale; a dead holder's lock is taken
+    // over silently here (the sweep's own output says what it found).
     let _lock = backend.lock(environment, "sweep")?;
     let mut state = backend
         .read(environment)?

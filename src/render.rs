@@ -292,6 +292,7 @@ pub fn event(e: &Event, verbose: bool) -> Option<String> {
             "{}: found {id} from an interrupted run; adopting it instead of creating another",
             paint(BOLD, address)
         ),
+        Event::LockTakenOver { message } => format!("{}: {message}", paint(YELLOW, "lock")),
         Event::Refreshed { .. } | Event::Retrying { .. } => return None,
     })
 }
@@ -317,6 +318,22 @@ pub fn report(r: &Report, operation: Operation) -> String {
             paint(GREEN.bold(), format!("{what} complete:")),
             done.join(", ")
         )
+    } else if r.was_interrupted() {
+        let mut out = format!(
+            "{} {}; {} left undone, {} failed.",
+            paint(YELLOW.bold(), format!("{what} interrupted:")),
+            done.join(", "),
+            r.interrupted.len(),
+            r.failed.len()
+        );
+        for (a, op) in &r.interrupted {
+            let _ = write!(out, "\n  {} {a} ({})", paint(YELLOW, "…"), op.as_str());
+        }
+        for (a, op, e) in &r.failed {
+            let _ = write!(out, "\n  {} {a} ({}): {e}", paint(RED, "✗"), op.as_str());
+        }
+        out.push_str("\nState records everything that finished and the lock is released; run the same command again to resume.");
+        out
     } else {
         let mut out = format!(
             "{} {}; {} failed, {} skipped.",

@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -105,20 +107,15 @@ pub enum StateError {
         environment: String,
         info: Box<LockInfo>,
     },
+    #[error("the lock on `{environment}` is no longer this run's (it was broken with `deploy unlock`, or taken over after its lease ran out); stopping before writing state another run may own\n  hint: check `deploy status -e {environment}`, then run the command again")]
+    LockLost { environment: String },
 }
 
 fn held_message(environment: &str, info: &LockInfo) -> String {
     let since = humantime::format_rfc3339_seconds(info.started_at);
-    let now = SystemTime::now();
-    let stale = if info.expires_at < now {
-        " The lock has expired."
-    } else if !info.holder_alive() {
-        " That process is no longer running."
-    } else {
-        ""
-    };
+    let until = humantime::format_rfc3339_seconds(info.expires_at);
     format!(
-        "environment `{environment}` is locked by {}@{} (pid {}, `{}`) since {since}.{stale}\n  hint: wait for that run to finish; if it is dead, run `deploy unlock -e {environment}`",
+        "environment `{environment}` is locked by {}@{} (pid {}, `{}`) since {since}; its lease runs until {until} and is renewed while that run lives\n  hint: wait for that run to finish; a lock whose holder died is taken over once its lease expires (or at once on the holder's machine), and `deploy unlock -e {environment}` breaks it now",
         info.owner, info.host, info.pid, info.operation
     )
 }
@@ -131,6 +128,10 @@ pub struct LockInfo {
     pub token: String,
     pub owner: String,
     pub host: String,
+    /// Where `pid` means something: the machine, its boot and the process namespace
+    /// (hostnames collide across containers). Empty in locks written before it existed.
+    #[serde(default)]
+    pub machine: String,
     pub pid: u32,
     pub operation: String,
     #[serde(with = "humantime_serde_compat")]
@@ -140,13 +141,77 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
-    /// Whether the holder may still be running (unknown for other hosts: assume yes).
+    fn new(operation: &str, lease: Duration) -> Self {
+        let now = SystemTime::now();
+        LockInfo {
+            token: Uuid::new_v4().to_string(),
+            owner: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            host: hostname(),
+            machine: this_machine(),
+            pid: std::process::id(),
+            operation: operation.into(),
+            started_at: now,
+            expires_at: now + lease,
+        }
+    }
+
+    /// Whether the holder may still be running: unknown (so yes) unless it ran where
+    /// this process runs.
     pub fn holder_alive(&self) -> bool {
-        if self.host != hostname() {
+        if self.machine.is_empty() || self.machine != this_machine() {
             return true;
         }
         Path::new(&format!("/proc/{}", self.pid)).exists()
     }
+
+    /// Why another run may take this lock over, if it may: its lease expired (the
+    /// holder stopped renewing it), or the holder ran on this machine and is gone. The
+    /// one rule for every backend.
+    pub fn takeover_reason(&self, now: SystemTime) -> Option<String> {
+        if self.expires_at < now {
+            return Some(format!(
+                "its lease expired at {}",
+                humantime::format_rfc3339_seconds(self.expires_at)
+            ));
+        }
+        if !self.holder_alive() {
+            return Some(format!("process {} on this machine is gone", self.pid));
+        }
+        None
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}@{} (pid {}, `{}`, since {})",
+            self.owner,
+            self.host,
+            self.pid,
+            self.operation,
+            humantime::format_rfc3339_seconds(self.started_at)
+        )
+    }
+}
+
+/// This machine, boot and process namespace, as one string: a pid is only
+/// meaningful where all three are the same.
+fn this_machine() -> String {
+    let read = |p: &str| {
+        fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let machine = [read("/etc/machine-id"), read("/var/lib/dbus/machine-id")]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .unwrap_or_default();
+    let boot = read("/proc/sys/kernel/random/boot_id");
+    let namespace = fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if boot.is_empty() || namespace.is_empty() {
+        return String::new();
+    }
+    format!("{machine}/{boot}/{namespace}/{}", hostname())
 }
 
 mod humantime_serde_compat {
@@ -154,7 +219,7 @@ mod humantime_serde_compat {
     use std::time::SystemTime;
 
     pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_rfc3339_seconds(*t).to_string())
+        s.serialize_str(&humantime::format_rfc3339_millis(*t).to_string())
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
@@ -167,18 +232,38 @@ fn hostname() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
-/// How long a lock lasts without being renewed; a run renews it on every state write.
-pub const LOCK_TTL: Duration = Duration::from_secs(2 * 60 * 60);
+/// How long a lock lasts without being renewed. A run renews it every fifth of
+/// that (a heartbeat) and on every state write; `DEPLOY_LOCK_LEASE` (`30s`, `5m`)
+/// overrides it.
+pub const LOCK_LEASE: Duration = Duration::from_secs(5 * 60);
+
+fn lease_from_env() -> Duration {
+    std::env::var("DEPLOY_LOCK_LEASE")
+        .ok()
+        .and_then(|v| humantime::parse_duration(v.trim()).ok())
+        .filter(|d| *d >= Duration::from_millis(100))
+        .unwrap_or(LOCK_LEASE)
+}
 
 /// State files on the local disk.
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     dir: PathBuf,
+    lease: Duration,
 }
 
 impl LocalBackend {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            lease: lease_from_env(),
+        }
+    }
+
+    /// The same backend with another lock lease (tests).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -266,56 +351,92 @@ impl LocalBackend {
         Ok(())
     }
 
-    /// Takes the environment's lock for `operation`, or says who holds it.
-    pub fn lock(&self, environment: &str, operation: &str) -> Result<LockGuard, StateError> {
-        let path = self.lock_path(environment);
+    fn guard_path(&self, environment: &str) -> PathBuf {
+        self.dir.join(format!(".{environment}.lock.guard"))
+    }
+
+    /// Runs `f` holding an exclusive `flock` on the environment's guard file, so that
+    /// taking, renewing, taking over and releasing the lock never interleave.
+    fn exclusively<T>(
+        &self,
+        environment: &str,
+        f: impl FnOnce() -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let path = self.guard_path(environment);
         fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
             action: "create the directory for",
             path: path.clone(),
             source,
         })?;
-        let now = SystemTime::now();
-        let info = LockInfo {
-            token: Uuid::new_v4().to_string(),
-            owner: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
-            host: hostname(),
-            pid: std::process::id(),
-            operation: operation.into(),
-            started_at: now,
-            expires_at: now + LOCK_TTL,
-        };
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut f) => {
-                let body = serde_json::to_vec_pretty(&info).expect("lock serializes");
-                f.write_all(&body)
-                    .and_then(|_| f.sync_all())
-                    .map_err(|source| StateError::Io {
-                        action: "write",
+        let guard = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StateError::Io {
+                action: "open",
+                path: path.clone(),
+                source,
+            })?;
+        guard.lock().map_err(|source| StateError::Io {
+            action: "lock",
+            path,
+            source,
+        })?;
+        let out = f();
+        let _ = guard.unlock();
+        out
+    }
+
+    /// Takes the environment's lock for `operation`, or says who holds it. A lock
+    /// whose holder is dead (expired lease, or a gone process on this machine) is
+    /// taken over; the guard says so (`took_over`).
+    pub fn lock(&self, environment: &str, operation: &str) -> Result<LockGuard, StateError> {
+        let path = self.lock_path(environment);
+        let info = LockInfo::new(operation, self.lease);
+        let took_over = self.exclusively(environment, || {
+            let held = match fs::read_to_string(&path) {
+                Ok(text) => Some(serde_json::from_str::<LockInfo>(&text).map_err(|e| {
+                    StateError::Corrupt {
+                        path: path.clone(),
+                        reason: format!(
+                            "the lock file is unreadable ({e}); remove it with `deploy unlock`"
+                        ),
+                    }
+                })?),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(source) => {
+                    return Err(StateError::Io {
+                        action: "read",
                         path: path.clone(),
                         source,
-                    })?;
-                Ok(LockGuard { path, info })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let held = self
-                    .lock_info(environment)?
-                    .ok_or_else(|| StateError::Corrupt {
-                        path: path.clone(),
-                        reason:
-                            "the lock file is empty or unreadable; remove it with `deploy unlock`"
-                                .into(),
-                    })?;
-                Err(StateError::Locked {
-                    environment: environment.into(),
-                    info: Box::new(held),
-                })
-            }
-            Err(source) => Err(StateError::Io {
-                action: "create",
-                path,
-                source,
-            }),
-        }
+                    })
+                }
+            };
+            let took_over = match held {
+                None => None,
+                Some(held) => match held.takeover_reason(SystemTime::now()) {
+                    Some(why) => Some(format!(
+                        "took over the lock on `{environment}` from {}: {why}",
+                        held.describe()
+                    )),
+                    None => {
+                        return Err(StateError::Locked {
+                            environment: environment.into(),
+                            info: Box::new(held),
+                        })
+                    }
+                },
+            };
+            write_atomically(&self.dir, &path, &info)?;
+            Ok(took_over)
+        })?;
+        Ok(LockGuard::start(
+            self.clone(),
+            environment.to_string(),
+            info,
+            took_over,
+        ))
     }
 
     pub fn lock_info(&self, environment: &str) -> Result<Option<LockInfo>, StateError> {
@@ -333,54 +454,169 @@ impl LocalBackend {
 
     /// Breaks the lock, whoever holds it. Returns what it held, if anything.
     pub fn unlock(&self, environment: &str) -> Result<Option<LockInfo>, StateError> {
-        let info = self.lock_info(environment)?;
-        let path = self.lock_path(environment);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(info),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StateError::Io {
-                action: "remove",
-                path,
-                source,
-            }),
-        }
+        self.exclusively(environment, || {
+            let info = self.lock_info(environment)?;
+            let path = self.lock_path(environment);
+            match fs::remove_file(&path) {
+                Ok(()) => Ok(info),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(StateError::Io {
+                    action: "remove",
+                    path,
+                    source,
+                }),
+            }
+        })
+    }
+
+    /// With the guard held: renews `info`'s lease if the lock still names it, else
+    /// says it is lost.
+    fn renew(&self, environment: &str, info: &mut LockInfo) -> Result<bool, StateError> {
+        self.exclusively(environment, || {
+            let path = self.lock_path(environment);
+            if self.lock_info(environment)?.map(|h| h.token) != Some(info.token.clone()) {
+                return Ok(false);
+            }
+            info.expires_at = SystemTime::now() + self.lease;
+            write_atomically(&self.dir, &path, info)?;
+            Ok(true)
+        })
+    }
+
+    /// With the guard held: removes the lock if it still names `token`.
+    fn release(&self, environment: &str, token: &str) -> Result<(), StateError> {
+        self.exclusively(environment, || {
+            if self.lock_info(environment)?.map(|h| h.token).as_deref() == Some(token) {
+                let _ = fs::remove_file(self.lock_path(environment));
+            }
+            Ok(())
+        })
     }
 }
 
-/// Holds an environment's lock until dropped.
+/// Writes `info` to a temporary file and renames it over `path`: readers see the old
+/// lock or the new one, never an empty or half-written file.
+fn write_atomically(dir: &Path, path: &Path, info: &LockInfo) -> Result<(), StateError> {
+    let io = |action, source| StateError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id(),
+        Uuid::new_v4().simple()
+    ));
+    let body = serde_json::to_vec_pretty(info).expect("lock serializes");
+    let mut f = File::create(&tmp).map_err(|e| io("write", e))?;
+    f.write_all(&body)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| io("write", e))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io("replace", e)
+    })?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Holds an environment's lock until dropped, renewing its lease from a heartbeat
+/// thread every fifth of the lease.
 #[derive(Debug)]
 pub struct LockGuard {
-    path: PathBuf,
-    info: LockInfo,
+    backend: LocalBackend,
+    environment: String,
+    info: Arc<Mutex<LockInfo>>,
+    lost: Arc<AtomicBool>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    heartbeat: Option<std::thread::JoinHandle<()>>,
+    took_over: Option<String>,
 }
 
 impl LockGuard {
-    /// Whether the lock file still names this holder (it may have been broken with
-    /// `deploy unlock` and taken by another run).
-    fn still_ours(&self) -> bool {
-        fs::read_to_string(&self.path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<LockInfo>(&t).ok())
-            .is_some_and(|held| held.token == self.info.token)
+    fn start(
+        backend: LocalBackend,
+        environment: String,
+        info: LockInfo,
+        took_over: Option<String>,
+    ) -> Self {
+        let info = Arc::new(Mutex::new(info));
+        let lost = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let beat = backend.lease / 5;
+        let heartbeat = {
+            let (backend, environment, info, lost) = (
+                backend.clone(),
+                environment.clone(),
+                info.clone(),
+                lost.clone(),
+            );
+            std::thread::Builder::new()
+                .name("deploy-lock-heartbeat".into())
+                .spawn(move || {
+                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        stopped.recv_timeout(beat)
+                    {
+                        let mut info = info.lock().expect("lock info");
+                        match backend.renew(&environment, &mut info) {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                lost.store(true, Ordering::SeqCst);
+                                return;
+                            }
+                            // A failed renewal is retried at the next beat.
+                            Err(_) => {}
+                        }
+                    }
+                })
+                .ok()
+        };
+        LockGuard {
+            backend,
+            environment,
+            info,
+            lost,
+            stop: Some(stop),
+            heartbeat,
+            took_over,
+        }
     }
 
-    /// Pushes the expiry forward; called as a run makes progress.
-    pub fn renew(&mut self) {
-        if !self.still_ours() {
-            return;
-        }
-        self.info.expires_at = SystemTime::now() + LOCK_TTL;
-        if let Ok(body) = serde_json::to_vec_pretty(&self.info) {
-            let _ = fs::write(&self.path, body);
+    /// Set when the lock was taken from a dead holder: what to tell the user.
+    pub fn took_over(&self) -> Option<&str> {
+        self.took_over.as_deref()
+    }
+
+    /// Renews the lease now (a run calls it as it makes progress). Fails when the lock
+    /// no longer names this run (broken with `deploy unlock`, or taken over after the
+    /// lease ran out): the run must then stop writing.
+    pub fn renew(&mut self) -> Result<(), StateError> {
+        let mut info = self.info.lock().expect("lock info");
+        let held = !self.lost.load(Ordering::SeqCst)
+            && self.backend.renew(&self.environment, &mut info)?;
+        if held {
+            Ok(())
+        } else {
+            self.lost.store(true, Ordering::SeqCst);
+            Err(StateError::LockLost {
+                environment: self.environment.clone(),
+            })
         }
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if self.still_ours() {
-            let _ = fs::remove_file(&self.path);
+        drop(self.stop.take());
+        if let Some(h) = self.heartbeat.take() {
+            let _ = h.join();
         }
+        let token = self.info.lock().expect("lock info").token.clone();
+        let _ = self.backend.release(&self.environment, &token);
     }
 }
 
@@ -452,6 +688,113 @@ mod tests {
             b.lock("dev", "plan").is_err(),
             "the new holder keeps its lock"
         );
+    }
+
+    fn plant(b: &LocalBackend, info: &LockInfo) {
+        fs::create_dir_all(b.dir()).unwrap();
+        fs::write(b.lock_path("dev"), serde_json::to_vec(info).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_lock_whose_holder_died_on_this_machine_is_taken_over_with_a_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let mut dead = LockInfo::new("apply", Duration::from_secs(3600));
+        // A pid that cannot be running (above the kernel's pid_max).
+        dead.pid = 4_194_305;
+        plant(&b, &dead);
+        let g = b.lock("dev", "apply").unwrap();
+        let said = g.took_over().unwrap();
+        assert!(
+            said.contains("pid 4194305") && said.contains("is gone"),
+            "{said}"
+        );
+        assert_ne!(b.lock_info("dev").unwrap().unwrap().token, dead.token);
+    }
+
+    #[test]
+    fn a_lock_whose_lease_expired_is_taken_over_wherever_its_holder_ran() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let mut other = LockInfo::new("destroy", Duration::from_secs(1));
+        other.machine = "another-machine".into();
+        other.expires_at = SystemTime::now() - Duration::from_secs(5);
+        plant(&b, &other);
+        let g = b.lock("dev", "apply").unwrap();
+        assert!(g.took_over().unwrap().contains("lease expired"));
+    }
+
+    #[test]
+    fn a_live_or_remote_holder_keeps_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        // Another machine, a pid that is not running here, lease not expired: the
+        // pid means nothing here, so the lock holds.
+        let mut remote = LockInfo::new("apply", Duration::from_secs(3600));
+        remote.machine = "another-machine".into();
+        remote.pid = 4_194_305;
+        plant(&b, &remote);
+        assert!(matches!(
+            b.lock("dev", "plan"),
+            Err(StateError::Locked { .. })
+        ));
+        // A hostname alone never counts as "this machine".
+        remote.machine = String::new();
+        plant(&b, &remote);
+        assert!(matches!(
+            b.lock("dev", "plan"),
+            Err(StateError::Locked { .. })
+        ));
+    }
+
+    #[test]
+    fn the_heartbeat_keeps_a_live_runs_lease_from_expiring() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path()).with_lease(Duration::from_millis(300));
+        let g = b.lock("dev", "apply").unwrap();
+        let first = b.lock_info("dev").unwrap().unwrap().expires_at;
+        std::thread::sleep(Duration::from_millis(900));
+        let later = b.lock_info("dev").unwrap().unwrap().expires_at;
+        assert!(later > first + Duration::from_millis(300), "renewed");
+        assert!(matches!(
+            b.lock("dev", "plan"),
+            Err(StateError::Locked { .. })
+        ));
+        drop(g);
+        assert!(b.lock_info("dev").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_run_whose_lock_was_taken_stops_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let mut g = b.lock("dev", "apply").unwrap();
+        b.unlock("dev").unwrap();
+        let _other = b.lock("dev", "apply").unwrap();
+        assert!(matches!(g.renew(), Err(StateError::LockLost { .. })));
+    }
+
+    #[test]
+    fn racing_lock_attempts_leave_one_holder_and_a_readable_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let won = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    if let Ok(g) = b.lock("dev", "apply") {
+                        won.fetch_add(1, Ordering::SeqCst);
+                        // Every reader sees a whole lock file meanwhile.
+                        for _ in 0..20 {
+                            let text = fs::read_to_string(b.lock_path("dev")).unwrap();
+                            serde_json::from_str::<LockInfo>(&text).unwrap();
+                        }
+                        std::mem::forget(g);
+                    }
+                });
+            }
+        });
+        assert_eq!(won.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -38,6 +38,11 @@ impl Failure {
             code: 1,
         }
     }
+
+    fn with_code(mut self, code: i32) -> Self {
+        self.code = code;
+        self
+    }
 }
 
 impl From<OpsError> for Failure {
@@ -478,17 +483,130 @@ async fn execute(
         ),
         yes,
     )?;
-    let (_, report) = ops::apply(
-        &LocalBackend::new(&s.state_dir),
+    let config = config(parallelism);
+    let signals = Signals::watch(config.interrupt.clone());
+    let backend = LocalBackend::new(&s.state_dir);
+    let mut run = Box::pin(ops::apply(
+        &backend,
         plan,
         providers,
-        config(parallelism),
+        config,
         progress(s),
         allow_data_loss,
-    )
-    .await?;
+    ));
+    let result = tokio::select! {
+        r = &mut run => r,
+        in_flight = signals.abandoned() => {
+            // Dropping the run stops its steps where they are; the lock goes with it.
+            drop(run);
+            signals.done();
+            let steps: Vec<String> = in_flight.iter().map(|(a, op)| format!("{a} ({})", op.as_str())).collect();
+            return Err(Failure::new(format!(
+                "abandoned {} step(s) in flight: {}. State records every step that finished and the creates that were under way (the next run looks those up before creating again); the lock is released. Run the same command again to resume.",
+                steps.len(),
+                if steps.is_empty() { "none".to_string() } else { steps.join(", ") }
+            ))
+            .with_code(130));
+        }
+    };
+    signals.done();
+    let (_, report) = result?;
     println!("{}", render::report(&report, plan.operation));
-    Ok(if report.ok() { 0 } else { 1 })
+    Ok(if report.was_interrupted() {
+        130
+    } else if report.ok() {
+        0
+    } else {
+        1
+    })
+}
+
+/// Ctrl-C and SIGTERM while an apply or destroy runs. The first stops the run: no new
+/// step starts, waits stop (their resources stay recorded as pending), and steps in a
+/// provider call finish it, which is named every 10 s. The second abandons those.
+/// Once the run is over, a signal ends the process as usual.
+struct Signals {
+    abandon: Arc<tokio::sync::Notify>,
+    interrupt: Arc<crate::engine::Interrupt>,
+    running: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Signals {
+    fn watch(interrupt: Arc<crate::engine::Interrupt>) -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let this = Signals {
+            abandon: Arc::default(),
+            interrupt,
+            running: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        };
+        let (abandon, interrupt, running) = (
+            this.abandon.clone(),
+            this.interrupt.clone(),
+            this.running.clone(),
+        );
+        tokio::spawn(async move {
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            let mut seen = 0;
+            loop {
+                let name = tokio::select! {
+                    _ = int.recv() => "Ctrl-C",
+                    _ = term.recv() => "SIGTERM",
+                };
+                if !running.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                seen += 1;
+                if seen > 1 {
+                    abandon.notify_one();
+                    continue;
+                }
+                interrupt.stop();
+                let in_flight = interrupt.in_flight();
+                eprintln!(
+                    "\n{name}: stopping. No new step starts; {} step(s) in flight finish their current call (Ctrl-C again abandons them).",
+                    in_flight.len()
+                );
+                let (interrupt, running) = (interrupt.clone(), running.clone());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                        if !running.load(std::sync::atomic::Ordering::SeqCst) {
+                            return;
+                        }
+                        let names: Vec<String> = interrupt
+                            .in_flight()
+                            .iter()
+                            .map(|(a, op)| format!("{a} ({})", op.as_str()))
+                            .collect();
+                        if !names.is_empty() {
+                            eprintln!(
+                                "still finishing: {} — an AWS call in progress; stopping it midway could leave a resource half-made",
+                                names.join(", ")
+                            );
+                        }
+                    }
+                });
+            }
+        });
+        this
+    }
+
+    /// Resolves with the steps in flight when a second signal abandons them.
+    async fn abandoned(&self) -> Vec<(Address, crate::engine::StepOp)> {
+        self.abandon.notified().await;
+        self.interrupt.in_flight()
+    }
+
+    /// The run is over: a signal now ends the process.
+    fn done(&self) {
+        self.running
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {

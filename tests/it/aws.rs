@@ -587,21 +587,9 @@ async fn full_cycle_in_hostile_mode() {
     assert!(calls["total"].as_u64().unwrap() > 100);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn creates_whose_responses_are_lost_leave_no_duplicates() {
-    // Most creates take effect and then answer 500: a blind retry would make another.
-    let em = Emulator::start(&["--hostile", "--seed", "3", "--lose-responses", "0.6"]);
-    let env = Env::new();
-    ok(&env.deploy(&em, &["apply", "--yes"]));
-    let lost = em.calls()["lost"].as_object().cloned().unwrap_or_default();
-    let lost_total: u64 = lost.values().filter_map(|v| v.as_u64()).sum();
-    assert!(
-        lost_total >= 5,
-        "too few lost responses to mean anything: {lost:?}"
-    );
-
-    // Every object tagged with the environment is one the state accounts for, and no
-    // name appears twice.
+/// Every object tagged with the environment is one the state accounts for, and no
+/// name appears twice: nothing was made twice.
+async fn assert_all_accounted_for(em: &Emulator, env: &Env) {
     let state: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(env.dir.path().join("state/local.json")).unwrap(),
     )
@@ -612,7 +600,7 @@ async fn creates_whose_responses_are_lost_leave_no_duplicates() {
         .values()
         .filter_map(|r| r["id"].as_str().map(String::from))
         .collect();
-    let left = leftovers(&em, "local").await;
+    let left = leftovers(em, "local").await;
     let mut seen = std::collections::BTreeSet::new();
     for entry in &left {
         assert!(seen.insert(entry.clone()), "{entry} exists twice: {left:?}");
@@ -630,6 +618,84 @@ async fn creates_whose_responses_are_lost_leave_no_duplicates() {
             assert!(ids.contains(id), "{entry} is not in the state: a duplicate");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_a_hostile_apply_stops_promptly_releases_the_lock_and_the_rerun_converges() {
+    let em = Emulator::start(&["--hostile", "--seed", "13"]);
+    let env = Env::new();
+    let mut child = env
+        .command(&em, &["apply", "--yes", "--no-smoke"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first step is recorded, the engine runs: interrupt it.
+    let state_file = env.dir.path().join("state/local.json");
+    let waited = std::time::Instant::now();
+    while !state_file.exists() {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(120),
+            "the apply never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sent = std::time::Instant::now();
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < std::time::Duration::from_secs(60),
+            "still running 60 s after Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stderr.contains("Ctrl-C: stopping."), "{stderr}");
+    assert!(stdout.contains("Apply interrupted:"), "{stdout}");
+    assert!(
+        stdout.contains("run the same command again to resume"),
+        "{stdout}"
+    );
+    assert!(
+        !env.dir.path().join("state/local.lock").exists(),
+        "the lock was left behind"
+    );
+    // The rerun needs no unlock, finishes the job, and made nothing twice.
+    ok(&env.deploy(&em, &["apply", "--yes", "--no-smoke"]));
+    assert_all_accounted_for(&em, &env).await;
+    let again = env.deploy(&em, &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+    ok(&env.deploy(&em, &["destroy", "--yes", "--allow-data-loss"]));
+    assert_eq!(leftovers(&em, "local").await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn creates_whose_responses_are_lost_leave_no_duplicates() {
+    // Most creates take effect and then answer 500: a blind retry would make another.
+    let em = Emulator::start(&["--hostile", "--seed", "3", "--lose-responses", "0.6"]);
+    let env = Env::new();
+    ok(&env.deploy(&em, &["apply", "--yes"]));
+    let lost = em.calls()["lost"].as_object().cloned().unwrap_or_default();
+    let lost_total: u64 = lost.values().filter_map(|v| v.as_u64()).sum();
+    assert!(
+        lost_total >= 5,
+        "too few lost responses to mean anything: {lost:?}"
+    );
+
+    assert_all_accounted_for(&em, &env).await;
     let again = env.deploy(&em, &["plan", "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
     ok(&env.deploy(&em, &["destroy", "--yes", "--allow-data-loss"]));

@@ -70,6 +70,7 @@ impl Harness {
                 max_elapsed: Duration::from_secs(30),
             },
             wait_scale: 0.0005,
+            ..Config::default()
         }
     }
 
@@ -602,6 +603,76 @@ async fn a_name_taken_before_any_ambiguity_is_an_error_not_an_adoption() {
         .unwrap()
         .iter()
         .any(|e| matches!(e, Event::Adopted { .. })));
+}
+
+#[tokio::test]
+async fn an_interrupted_apply_stops_starting_steps_releases_the_lock_and_resumes() {
+    let h = Harness::new();
+    // The cache takes long to settle: the interrupt comes while it is being waited for
+    // and while other steps are still to start.
+    h.cloud.set_lag(|k: Kind| {
+        if k == Kind::ServerlessCache {
+            1_000_000
+        } else {
+            0
+        }
+    });
+    let plan = h.plan().await;
+    let config = Harness::config();
+    let interrupt = config.interrupt.clone();
+    let events = h.events.clone();
+    let stopper = tokio::spawn(async move {
+        loop {
+            let waiting = events.lock().unwrap().iter().any(|e| {
+                matches!(e, Event::Waiting { address, .. } if address.as_str() == "valkey.cache")
+            });
+            if waiting {
+                interrupt.stop();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let (state, report) = tokio::time::timeout(
+        Duration::from_secs(30),
+        ops::apply(
+            &h.backend(),
+            &plan,
+            h.cloud.providers(),
+            config,
+            h.sink(),
+            false,
+        ),
+    )
+    .await
+    .expect("an interrupted apply returns promptly")
+    .unwrap();
+    stopper.await.unwrap();
+    assert!(report.was_interrupted(), "{report:?}");
+    assert!(report.failed.is_empty(), "{report:?}");
+    // The cache was created and is recorded as pending; what depends on it never
+    // started.
+    let cache = state
+        .resources
+        .iter()
+        .find(|(a, _)| a.as_str() == "valkey.cache")
+        .map(|(_, r)| r)
+        .expect("the cache is recorded");
+    assert!(cache.pending);
+    let undone: Vec<&str> = report.interrupted.iter().map(|(a, _)| a.as_str()).collect();
+    assert!(undone.contains(&"valkey.cache"), "{undone:?}");
+    assert!(undone.contains(&"ssm.valkey-endpoint"), "{undone:?}");
+    assert!(!h.events.lock().unwrap().iter().any(|e| matches!(
+        e,
+        Event::Started { address, .. } if address.as_str() == "ssm.valkey-endpoint"
+    )));
+    // The lock is released: the rerun needs no unlock, and converges.
+    assert!(h.backend().lock_info("dev").unwrap().is_none());
+    h.cloud.set_lag(|_: Kind| 0);
+    h.cloud.finish_pending();
+    h.apply().await;
+    h.assert_no_duplicates();
+    assert!(!h.plan().await.has_changes());
 }
 
 #[tokio::test]

@@ -24,6 +24,7 @@ fn serial_config() -> Config {
             ..RetryPolicy::default()
         },
         wait_scale: 0.0,
+        ..Config::default()
     }
 }
 
