@@ -45,6 +45,10 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../tests/emulator/deploy_emulator/schedules.py"),
     ),
     (
+        "security_groups.py",
+        include_str!("../tests/emulator/deploy_emulator/security_groups.py"),
+    ),
+    (
         "serverless.py",
         include_str!("../tests/emulator/deploy_emulator/serverless.py"),
     ),

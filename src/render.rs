@@ -75,6 +75,19 @@ fn value(v: &Option<Value>, known_after_apply: bool) -> String {
 pub fn plan(plan: &Plan, allow_data_loss: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", summary_line(plan));
+    if let Some(account) = &plan.account {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(
+                DIM,
+                format!(
+                    "{}-{} in account {account}, {}.",
+                    plan.project, plan.environment, plan.region
+                )
+            )
+        );
+    }
     if plan.summary.drifted > 0 {
         let _ = writeln!(
             out,

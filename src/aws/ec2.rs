@@ -1342,6 +1342,40 @@ impl Ec2Kind for SecurityGroupRule {
             .to_string())
     }
 
+    /// Only the description changes in place; the rule is found by its permission,
+    /// which carries the new description.
+    async fn update(
+        &self,
+        c: &Clients,
+        _id: &str,
+        before: &Attrs,
+        after: &Attrs,
+    ) -> Result<(), ProviderError> {
+        if before.get("description") == after.get("description") {
+            return Ok(());
+        }
+        let group = str_of(after, "group_id")?;
+        let perm = permission(after)?;
+        if str_of(after, "direction")? == "egress" {
+            c.ec2
+                .update_security_group_rule_descriptions_egress()
+                .group_id(group)
+                .ip_permissions(perm)
+                .send()
+                .await
+                .map_err(classify)?;
+        } else {
+            c.ec2
+                .update_security_group_rule_descriptions_ingress()
+                .group_id(group)
+                .ip_permissions(perm)
+                .send()
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
     async fn delete(
         &self,
         c: &Clients,

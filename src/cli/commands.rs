@@ -355,19 +355,25 @@ fn targets(raw: &[String]) -> Vec<Address> {
 
 /// Providers for refreshing: none for `--no-refresh`; an empty set when there is no
 /// state (nothing to read); otherwise the AWS providers.
+/// Providers for a refreshing plan, and the account the credentials belong to. The
+/// credentials are checked (one identity call) even when there is no state to
+/// refresh: a plan that cannot be applied should not look like one that can.
 async fn refresh_providers(
     s: &Settings,
     desired: &Desired,
     no_refresh: bool,
-) -> Result<Option<Providers>, Failure> {
+) -> Result<(Option<Providers>, Option<String>), Failure> {
     if no_refresh {
-        return Ok(None);
+        return Ok((None, None));
     }
+    let clients = aws_clients(&desired.region, None).await?;
+    let account = Some(clients.account.clone());
     let backend = LocalBackend::new(&s.state_dir);
-    match backend.read(&desired.environment)? {
-        Some(state) if !state.is_empty() => aws_providers(&desired.region).await.map(Some),
-        _ => Ok(Some(Providers::new())),
-    }
+    let providers = match backend.read(&desired.environment)? {
+        Some(state) if !state.is_empty() => crate::aws::providers(&clients),
+        _ => Providers::new(),
+    };
+    Ok((Some(providers), account))
 }
 
 async fn plan(s: &Settings, a: PlanArgs) -> Outcome {
@@ -378,7 +384,7 @@ async fn plan(s: &Settings, a: PlanArgs) -> Outcome {
             desired.set_code(&b.function, &b.code_sha256);
         }
     }
-    let providers = refresh_providers(s, &desired, a.no_refresh).await?;
+    let (providers, account) = refresh_providers(s, &desired, a.no_refresh).await?;
     let backend = LocalBackend::new(&s.state_dir);
     let planned = ops::plan(
         &backend,
@@ -390,6 +396,7 @@ async fn plan(s: &Settings, a: PlanArgs) -> Outcome {
     )
     .await?;
     let mut plan = planned.plan;
+    plan.account = account;
     let siblings = siblings(s, &desired.environment);
     ops::attach_cost(&mut plan, Some(&desired), planned.state.as_ref(), &siblings);
     if let Some(out) = &a.out {
@@ -637,7 +644,7 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
                 code_dir = Some(ws.code_dir());
             }
             loaded_spec = Some(loaded);
-            let providers = refresh_providers(s, &desired, a.no_refresh).await?;
+            let (providers, account) = refresh_providers(s, &desired, a.no_refresh).await?;
             let backend = LocalBackend::new(&s.state_dir);
             let planned = ops::plan(
                 &backend,
@@ -649,6 +656,7 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
             )
             .await?;
             let mut plan = planned.plan;
+            plan.account = account;
             let siblings = siblings(s, &desired.environment);
             ops::attach_cost(&mut plan, Some(&desired), planned.state.as_ref(), &siblings);
             plan
@@ -1385,8 +1393,9 @@ async fn destroy_env(s: &Settings, environment: &str, region: &str, a: &DestroyA
         }
     }
     let backend = LocalBackend::new(&s.state_dir);
+    let clients = aws_clients(&region, None).await?;
     let providers = match backend.read(&environment)? {
-        Some(state) if !state.is_empty() => Some(aws_providers(&region).await?),
+        Some(state) if !state.is_empty() => Some(crate::aws::providers(&clients)),
         _ => Some(Providers::new()),
     };
     let planned = ops::plan_destroy(
@@ -1399,6 +1408,7 @@ async fn destroy_env(s: &Settings, environment: &str, region: &str, a: &DestroyA
     )
     .await?;
     let mut plan = planned.plan;
+    plan.account = Some(clients.account.clone());
     ops::attach_cost(&mut plan, None, planned.state.as_ref(), &[]);
     // An ephemeral environment exists to be thrown away: its data-loss guard is off
     // (protected resources still refuse). Decided from the recorded tags, not the file.

@@ -36,6 +36,9 @@ pub struct Plan {
     pub state_serial: u64,
     /// Whether actual state was read from the cloud.
     pub refreshed: bool,
+    /// The AWS account the credentials belong to, when they were checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<Address>,
     pub summary: Summary,
@@ -308,6 +311,7 @@ pub fn plan(inp: Inputs<'_>) -> Result<Plan, String> {
         state_lineage: inp.state.map(|s| s.lineage),
         state_serial: inp.state.map(|s| s.serial).unwrap_or(0),
         refreshed: inp.actual.is_some(),
+        account: None,
         targets: inp.targets.to_vec(),
         summary: Summary::default(),
         changes,
@@ -349,6 +353,7 @@ pub fn plan_destroy(
         state_lineage: state.map(|s| s.lineage),
         state_serial: state.map(|s| s.serial).unwrap_or(0),
         refreshed: actual.is_some(),
+        account: None,
         targets: Vec::new(),
         summary: Summary::default(),
         changes,

@@ -468,6 +468,12 @@ async fn full_cycle(em: &Emulator) {
     // A second plan has nothing to do.
     let second = env.deploy(em, &["plan", "--detailed-exitcode"]);
     assert_eq!(second.status.code(), Some(0), "{}", text(&second.stdout));
+    // The plan names where it would act: the credentials' account and the region.
+    assert!(
+        text(&second.stdout).contains("trivia-local in account 123456789012, us-east-1."),
+        "{}",
+        text(&second.stdout)
+    );
 
     // Raising max ECPU updates the cache in place.
     env.edit(
@@ -498,6 +504,38 @@ async fn full_cycle(em: &Emulator) {
             .unwrap()
             .maximum(),
         Some(5000)
+    );
+
+    // A rule's description changes in place, and then reads back as applied.
+    env.edit(
+        "base.yaml",
+        "group: valkey, description: Valkey }",
+        "group: valkey, description: Valkey over TLS }",
+    );
+    let plan = env.deploy(em, &["plan", "--detailed-exitcode"]);
+    assert!(
+        text(&plan.stdout)
+            .starts_with("Plan: 0 to create, 1 to update, 0 to replace, 0 to delete."),
+        "{}",
+        text(&plan.stdout)
+    );
+    ok(&env.deploy(em, &["apply", "--yes"]));
+    let settled = env.deploy(em, &["plan", "--detailed-exitcode"]);
+    assert_eq!(settled.status.code(), Some(0), "{}", text(&settled.stdout));
+    let described = ec2
+        .describe_security_group_rules()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:deploy:address")
+                .values("security_group.lambda.egress.tcp-6379-6380-sg-valkey")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.security_group_rules()[0].description(),
+        Some("Valkey over TLS")
     );
 
     // A private subnet's new CIDR replaces it and the cache: refused without the flag.

@@ -198,6 +198,26 @@ fn a_saved_plan_round_trips_and_apply_says_plainly_that_there_are_no_credentials
 }
 
 #[test]
+fn a_plan_with_no_state_still_checks_the_credentials_first() {
+    // Nothing recorded, so nothing to refresh: the plan would be all creates, but
+    // it could never be applied, and it must not look as if it could.
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = deploy(&["plan", "-e", "dev"], Some(dir.path()));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("no AWS credentials found"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    // Offline on request.
+    let offline = deploy(&["plan", "-e", "dev", "--no-refresh"], Some(dir.path()));
+    assert_eq!(offline.status.code(), Some(0), "{}", text(&offline.stderr));
+    assert!(!text(&offline.stdout).contains("in account"));
+}
+
+#[test]
 fn missing_or_unknown_environment_gets_a_plain_message() {
     let out = deploy(&["plan"], None);
     assert_eq!(out.status.code(), Some(1));
