@@ -470,6 +470,7 @@ pub async fn adopt_intents(
             address: &address,
             name: intent.name.clone(),
             tags: intent.tags.clone(),
+            inputs: None,
         };
         // Within the kind: a role and a function may share a name.
         let known: Vec<String> = state
@@ -844,6 +845,7 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
             .and_then(|v| v.as_str())
             .map(String::from),
         tags: tags_of(&inputs),
+        inputs: Some(&inputs),
     };
 
     if step.depose_first {
@@ -904,47 +906,40 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
     let observed = match made {
         Made::New(o) => o,
         // Found rather than made here: it may be half-configured (the create's
-        // follow-up calls did not all run), so it is brought to the inputs.
+        // follow-up calls did not all run, and what the cloud reports may not show
+        // it), so it is always brought to the inputs; updates are idempotent.
         Made::Found(found) => {
-            let differs = inputs
-                .iter()
-                .any(|(k, v)| found.inputs.get(k).is_some_and(|f| f != v));
-            if differs {
-                // Just created and found by a list call: the object's own API may not
-                // see it yet (eventual consistency), so "not found" is waited out.
-                // Each attempt starts from a fresh read, since a failed attempt may
-                // have done part of its work; what the cloud does not report is taken
-                // to be as the inputs say.
-                let since = Instant::now();
-                let patient = |e: ProviderError| {
-                    if e.class == ErrorClass::NotFound && since.elapsed() < Duration::from_secs(60)
-                    {
-                        ProviderError {
-                            class: ErrorClass::Retryable,
-                            ..e
-                        }
-                    } else {
-                        e
+            // Just created and found by a list call: the object's own API may not
+            // see it yet (eventual consistency), so "not found" is waited out. Each
+            // attempt starts from a fresh read, since a failed attempt may have done
+            // part of its work; what the cloud does not report is taken to be as the
+            // inputs say.
+            let since = Instant::now();
+            let patient = |e: ProviderError| {
+                if e.class == ErrorClass::NotFound && since.elapsed() < Duration::from_secs(60) {
+                    ProviderError {
+                        class: ErrorClass::Retryable,
+                        ..e
                     }
-                };
-                shared
-                    .call(address, || async {
-                        let now = provider
-                            .read(&found.id)
-                            .await
-                            .map_err(patient)?
-                            .unwrap_or_else(|| found.clone());
-                        let mut before = inputs.clone();
-                        before.extend(now.inputs);
-                        provider
-                            .update(&found.id, &before, &inputs)
-                            .await
-                            .map_err(patient)
-                    })
-                    .await?
-            } else {
-                found
-            }
+                } else {
+                    e
+                }
+            };
+            shared
+                .call(address, || async {
+                    let now = provider
+                        .read(&found.id)
+                        .await
+                        .map_err(patient)?
+                        .unwrap_or_else(|| found.clone());
+                    let mut before = inputs.clone();
+                    before.extend(now.inputs);
+                    provider
+                        .update(&found.id, &before, &inputs)
+                        .await
+                        .map_err(patient)
+                })
+                .await?
         }
     };
     shared.save(|s| {

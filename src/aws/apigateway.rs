@@ -252,6 +252,45 @@ impl RestApi {
         Ok(d.id().unwrap_or_default().to_string())
     }
 
+    /// The definition hash the stage's deployment was made from (its description says
+    /// `definition sha256:HASH`), if the stage exists.
+    async fn deployed_hash(&self, api: &str, stage: &str) -> Result<Option<String>, ProviderError> {
+        let deployment = match self
+            .0
+            .apigateway
+            .get_stage()
+            .rest_api_id(api)
+            .stage_name(stage)
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(s) => s.deployment_id().map(String::from),
+            Err(e) if e.class == ErrorClass::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let Some(deployment) = deployment else {
+            return Ok(None);
+        };
+        match self
+            .0
+            .apigateway
+            .get_deployment()
+            .rest_api_id(api)
+            .deployment_id(deployment)
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(d) => Ok(d
+                .description()
+                .and_then(|t| t.strip_prefix("definition sha256:"))
+                .map(String::from)),
+            Err(e) if e.class == ErrorClass::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn get(&self, id: &str) -> Result<Option<Observed>, ProviderError> {
         let (api, stage) = split(id)?;
         let out = match self
@@ -308,38 +347,45 @@ impl Provider for RestApi {
         let Some(name) = &target.name else {
             return Ok(Vec::new());
         };
-        let apis = self
-            .0
-            .apigateway
-            .get_rest_apis()
-            .limit(500)
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(apis
-            .items()
-            .iter()
-            .filter(|a| a.name() == Some(name.as_str()))
-            .filter(|a| {
-                a.tags()
-                    .and_then(|t| t.get("deploy:address"))
-                    .map(String::as_str)
-                    == Some(target.address.as_str())
-            })
-            .filter_map(|a| {
-                let api = a.id()?;
-                let stage = target
-                    .tags
-                    .get("deploy:stage")
-                    .cloned()
-                    .unwrap_or_else(|| "v1".into());
-                Some(Observed {
-                    id: format!("{api}/{stage}"),
-                    inputs: Attrs::new(),
-                    outputs: self.outputs(api, &stage, &self.0.account, None),
-                })
-            })
-            .collect())
+        // The spec's stage (an API from an interrupted run is read as its spec says).
+        let stage = target
+            .inputs
+            .and_then(|i| i.get("stage"))
+            .and_then(Value::as_str)
+            .map(String::from)
+            .or_else(|| target.tags.get("deploy:stage").cloned())
+            .unwrap_or_else(|| "v1".into());
+        let mut found = Vec::new();
+        let mut position: Option<String> = None;
+        loop {
+            let page = self
+                .0
+                .apigateway
+                .get_rest_apis()
+                .limit(500)
+                .set_position(position.clone())
+                .send()
+                .await
+                .map_err(classify)?;
+            for a in page.items().iter().filter(|a| {
+                a.name() == Some(name.as_str())
+                    && a.tags()
+                        .and_then(|t| t.get("deploy:address"))
+                        .map(String::as_str)
+                        == Some(target.address.as_str())
+            }) {
+                if let Some(o) = self
+                    .get(&format!("{}/{stage}", a.id().unwrap_or_default()))
+                    .await?
+                {
+                    found.push(o);
+                }
+            }
+            position = page.position().map(String::from);
+            if position.is_none() || page.items().is_empty() {
+                return Ok(found);
+            }
+        }
     }
 
     async fn list(
@@ -443,9 +489,12 @@ impl Provider for RestApi {
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
         let (api, _) = split(id)?;
-        let (old_doc, _) = render(&self.0.region, before)?;
         let (doc, hash) = render(&self.0.region, after)?;
-        if old_doc != doc || before.get("stage") != after.get("stage") {
+        // What the stage serves, by the hash its deployment was made from: a run that
+        // died between PutRestApi and CreateDeployment, or an API created by a run
+        // whose answer was lost, is redeployed even though `before` looks current.
+        let deployed = self.deployed_hash(api, str_of(after, "stage")?).await?;
+        if deployed.as_deref() != Some(hash.as_str()) || before.get("stage") != after.get("stage") {
             // Overwrite resets what the document does not say; the document says it all.
             self.0
                 .apigateway

@@ -113,31 +113,38 @@ impl Provider for UserPool {
         let Some(name) = &target.name else {
             return Ok(Vec::new());
         };
-        let pools = self
-            .0
-            .cognito
-            .list_user_pools()
-            .max_results(60)
-            .send()
-            .await
-            .map_err(classify)?;
         let mut found = Vec::new();
-        for p in pools
-            .user_pools()
-            .iter()
-            .filter(|p| p.name() == Some(name.as_str()))
-        {
-            if let Some(o) = self.get(p.id().unwrap_or_default()).await? {
-                if o.inputs["tags"]
-                    .get("deploy:address")
-                    .and_then(Value::as_str)
-                    == Some(target.address.as_str())
-                {
-                    found.push(o);
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .0
+                .cognito
+                .list_user_pools()
+                .max_results(60)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(classify)?;
+            for p in page
+                .user_pools()
+                .iter()
+                .filter(|p| p.name() == Some(name.as_str()))
+            {
+                if let Some(o) = self.get(p.id().unwrap_or_default()).await? {
+                    if o.inputs["tags"]
+                        .get("deploy:address")
+                        .and_then(Value::as_str)
+                        == Some(target.address.as_str())
+                    {
+                        found.push(o);
+                    }
                 }
             }
+            token = page.next_token().map(String::from);
+            if token.is_none() {
+                return Ok(found);
+            }
         }
-        Ok(found)
     }
 
     async fn list(
@@ -355,10 +362,54 @@ impl Provider for UserPoolClient {
         self.get(id).await
     }
 
-    async fn find(&self, _target: &Target<'_>) -> Result<Vec<Observed>, ProviderError> {
-        // Clients carry no tags; a client created by an interrupted run is found by
-        // the pool's next plan as an extra client and is harmless.
-        Ok(Vec::new())
+    /// Clients carry no tags: one is found by its name within its pool (the engine
+    /// only looks after a create that may have happened, and skips clients the state
+    /// already records).
+    async fn find(&self, target: &Target<'_>) -> Result<Vec<Observed>, ProviderError> {
+        let (Some(name), Some(pool)) = (
+            &target.name,
+            target
+                .inputs
+                .and_then(|i| i.get("user_pool_id"))
+                .and_then(Value::as_str),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = match self
+                .0
+                .cognito
+                .list_user_pool_clients()
+                .user_pool_id(pool)
+                .max_results(60)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(classify)
+            {
+                Ok(p) => p,
+                Err(e) if e.class == ErrorClass::NotFound => return Ok(found),
+                Err(e) => return Err(e),
+            };
+            for c in page
+                .user_pool_clients()
+                .iter()
+                .filter(|c| c.client_name() == Some(name.as_str()))
+            {
+                if let Some(o) = self
+                    .get(&format!("{pool}/{}", c.client_id().unwrap_or_default()))
+                    .await?
+                {
+                    found.push(o);
+                }
+            }
+            token = page.next_token().map(String::from);
+            if token.is_none() {
+                return Ok(found);
+            }
+        }
     }
 
     async fn list(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, DomainType, Filter, IpPermission, IpRange, ResourceType, Tag,
-    TagSpecification, UserIdGroupPair,
+    TagSpecification, UserIdGroupPair, VpcAttributeName,
 };
 use serde_json::{json, Value};
 
@@ -315,27 +315,50 @@ impl Ec2Kind for Vpc {
             .send()
             .await
             .map_err(classify)?;
-        Ok(out
-            .vpcs()
-            .iter()
-            .filter_map(|v| {
-                let id = v.vpc_id()?;
-                let inputs = seen_inputs(
-                    Attrs::from([("cidr_block".into(), json!(v.cidr_block()))]),
-                    v.tags(),
-                );
-                let arn = format!(
-                    "arn:aws:ec2:{}:{}:vpc/{id}",
-                    c.region,
-                    v.owner_id().unwrap_or_default()
-                );
-                let o = observed(id, inputs, Attrs::from([("arn".into(), json!(arn))]));
-                Some(match v.state().map(|s| s.as_str()) {
-                    Some("available") => Seen::Ready(o),
-                    other => Seen::Pending(other.unwrap_or("pending").to_string(), o),
-                })
-            })
-            .collect())
+        let mut seen = Vec::new();
+        for v in out.vpcs() {
+            let Some(id) = v.vpc_id() else { continue };
+            // DNS settings are not in DescribeVpcs: one attribute per call, both at
+            // once, so a change made outside deploy shows as drift.
+            let attribute = |a: VpcAttributeName| {
+                c.ec2
+                    .describe_vpc_attribute()
+                    .vpc_id(id)
+                    .attribute(a)
+                    .send()
+            };
+            let (support, hostnames) = tokio::join!(
+                attribute(VpcAttributeName::EnableDnsSupport),
+                attribute(VpcAttributeName::EnableDnsHostnames)
+            );
+            let support = support
+                .map_err(classify)?
+                .enable_dns_support()
+                .and_then(|b| b.value());
+            let hostnames = hostnames
+                .map_err(classify)?
+                .enable_dns_hostnames()
+                .and_then(|b| b.value());
+            let inputs = seen_inputs(
+                Attrs::from([
+                    ("cidr_block".into(), json!(v.cidr_block())),
+                    ("enable_dns_support".into(), json!(support)),
+                    ("enable_dns_hostnames".into(), json!(hostnames)),
+                ]),
+                v.tags(),
+            );
+            let arn = format!(
+                "arn:aws:ec2:{}:{}:vpc/{id}",
+                c.region,
+                v.owner_id().unwrap_or_default()
+            );
+            let o = observed(id, inputs, Attrs::from([("arn".into(), json!(arn))]));
+            seen.push(match v.state().map(|s| s.as_str()) {
+                Some("available") => Seen::Ready(o),
+                other => Seen::Pending(other.unwrap_or("pending").to_string(), o),
+            });
+        }
+        Ok(seen)
     }
 
     async fn create(
@@ -726,11 +749,7 @@ impl Ec2Kind for ElasticIp {
             Err(e)
                 if matches!(
                     e.code.as_deref(),
-                    Some(
-                        "AuthFailure"
-                            | "InvalidNetworkInterfaceID.NotFound"
-                            | "InvalidIPAddress.InUse"
-                    )
+                    Some("InvalidNetworkInterfaceID.NotFound" | "InvalidIPAddress.InUse")
                 ) =>
             {
                 Err(ProviderError {
@@ -738,9 +757,42 @@ impl Ec2Kind for ElasticIp {
                     ..e
                 })
             }
+            // EC2 also answers AuthFailure while the address is still attached to a
+            // NAT gateway being deleted; otherwise it is what it says: these
+            // credentials may not release it.
+            Err(e) if e.code.as_deref() == Some("AuthFailure") => {
+                if still_associated(c, id).await? {
+                    Err(ProviderError {
+                        class: ErrorClass::Conflict,
+                        ..e
+                    })
+                } else {
+                    Err(ProviderError::fatal(format!(
+                        "AWS refused to release elastic IP {id} (AuthFailure: {}), and nothing holds the address: the credentials are not allowed to release it\n  hint: grant ec2:ReleaseAddress on it, or check that the address belongs to this account",
+                        e.message
+                    ))
+                    .with_code("AuthFailure"))
+                }
+            }
             Err(e) => Err(e),
         }
     }
+}
+
+/// Whether an elastic IP is still attached to a network interface (a NAT gateway's
+/// until the gateway is deleted).
+async fn still_associated(c: &Clients, allocation: &str) -> Result<bool, ProviderError> {
+    let out = c
+        .ec2
+        .describe_addresses()
+        .allocation_ids(allocation)
+        .send()
+        .await
+        .map_err(classify)?;
+    Ok(out
+        .addresses()
+        .iter()
+        .any(|a| a.association_id().is_some() || a.network_interface_id().is_some()))
 }
 
 struct NatGateway;

@@ -40,13 +40,19 @@ fn document(raw: Option<&str>) -> Value {
 
 impl Role {
     async fn get(&self, name: &str) -> Result<Option<Observed>, ProviderError> {
-        // Both reads at once: refresh time is round trips.
-        let (role, attached) = tokio::join!(
+        // All reads at once: refresh time is round trips.
+        let (role, attached, inline) = tokio::join!(
             self.0.iam.get_role().role_name(name).send(),
             self.0
                 .iam
                 .list_attached_role_policies()
                 .role_name(name)
+                .send(),
+            self.0
+                .iam
+                .get_role_policy()
+                .role_name(name)
+                .policy_name(INLINE)
                 .send(),
         );
         let role = match role.map_err(classify) {
@@ -58,6 +64,12 @@ impl Role {
         let attached = match attached.map_err(classify) {
             Ok(a) => a,
             Err(e) if e.class == ErrorClass::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // The inline policy as IAM holds it, so a change made outside deploy shows.
+        let inline = match inline.map_err(classify) {
+            Ok(p) => document(Some(p.policy_document())),
+            Err(e) if e.class == ErrorClass::NotFound => Value::Null,
             Err(e) => return Err(e),
         };
         let arns: Vec<&str> = attached
@@ -72,6 +84,7 @@ impl Role {
                 document(role.assume_role_policy_document()),
             ),
             ("managed_policy_arns".into(), json!(arns)),
+            ("inline_policy".into(), inline),
         ]);
         let outputs = Attrs::from([
             ("id".into(), json!(name)),

@@ -179,6 +179,7 @@ impl Function {
 
     /// Publishes what is deployed as a version and points the alias at it.
     async fn release(&self, name: &str) -> Result<(), ProviderError> {
+        let mut busy = 0;
         let version = loop {
             match self
                 .0
@@ -190,8 +191,12 @@ impl Function {
                 .map_err(classify)
             {
                 Ok(v) => break v.version().unwrap_or("1").to_string(),
-                // An update still in progress: wait and publish again.
-                Err(e) if e.class == ErrorClass::Conflict => self.settled(name).await?,
+                // An update still in progress: wait and publish again, a bounded
+                // number of times (someone else may keep changing the function).
+                Err(e) if e.class == ErrorClass::Conflict && busy < 20 => {
+                    busy += 1;
+                    self.settled(name).await?
+                }
                 Err(e) => return Err(e),
             }
         };

@@ -127,6 +127,9 @@ pub struct Target<'a> {
     pub name: Option<String>,
     /// `deploy:*` plus spec tags, for lookup after a crash.
     pub tags: BTreeMap<String, String>,
+    /// The resolved inputs, when known: kinds without tags are found within their
+    /// parent (an app client within its user pool).
+    pub inputs: Option<&'a Attrs>,
 }
 
 /// Drives one kind of resource.

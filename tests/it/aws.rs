@@ -579,9 +579,36 @@ async fn full_cycle(em: &Emulator) {
         .send()
         .await
         .unwrap();
+    // The inline policy and the VPC's DNS settings are read back too.
+    let iam = aws_sdk_iam::Client::new(&cfg);
+    iam.put_role_policy()
+        .role_name("trivia-local-api")
+        .policy_name("deploy")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    ec2.modify_vpc_attribute()
+        .vpc_id(vpc.vpc_id().unwrap())
+        .enable_dns_hostnames(
+            aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                .value(false)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     let drift = env.deploy(em, &["plan", "--detailed-exitcode"]);
     assert_eq!(drift.status.code(), Some(2));
     let out = text(&drift.stdout);
+    assert!(
+        out.contains("iam.role.api (iam_role)") && out.contains("drift inline_policy"),
+        "{out}"
+    );
+    assert!(
+        out.contains("drift enable_dns_hostnames: true → false"),
+        "{out}"
+    );
     assert!(
         out.contains("drift memory_mb: 512 → 256 (changed outside deploy)"),
         "{out}"
@@ -731,6 +758,21 @@ async fn creates_whose_responses_are_lost_leave_no_duplicates() {
     assert!(
         lost_total >= 5,
         "too few lost responses to mean anything: {lost:?}"
+    );
+    // App clients carry no tags: they are found by name within their pool.
+    let (pool, _) = user_pool_and_client(&em).await;
+    let clients = aws_sdk_cognitoidentityprovider::Client::new(&em.sdk().await)
+        .list_user_pool_clients()
+        .user_pool_id(pool)
+        .max_results(60)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        clients.user_pool_clients().len(),
+        1,
+        "{:?}",
+        clients.user_pool_clients()
     );
 
     assert_all_accounted_for(&em, &env).await;
