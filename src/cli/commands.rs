@@ -114,7 +114,7 @@ async fn dispatch(command: Command, s: &Settings) -> Outcome {
         Command::Schema => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&spec::model::json_schema())
+                serde_json::to_string_pretty(&spec::model::editor_schema())
                     .expect("schema serializes")
             );
             Ok(0)

@@ -498,7 +498,71 @@ fn default_true() -> bool {
     true
 }
 
-/// The JSON Schema of the spec, for `deploy schema` and editors.
+/// The JSON Schema of a whole spec: what the merged document is validated against.
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Spec)).expect("schema serializes")
+}
+
+/// The schema editors check each file against (`deploy schema`): a file that
+/// `extends` another legitimately leaves out required keys, which the file it extends
+/// provides, so it is checked with every `required` dropped; shapes, types and
+/// unknown keys are checked all the same.
+pub fn editor_schema() -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    fn strip_required(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.remove("required");
+                m.values_mut().for_each(strip_required);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip_required),
+            _ => {}
+        }
+    }
+    fn rename_refs(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get_mut("$ref") {
+                    if let Some(name) = r.strip_prefix("#/$defs/") {
+                        *r = format!("#/$defs/Partial{name}");
+                    }
+                }
+                m.values_mut().for_each(rename_refs);
+            }
+            Value::Array(a) => a.iter_mut().for_each(rename_refs),
+            _ => {}
+        }
+    }
+    let full = json_schema();
+    let body = |s: &Value| -> Value {
+        let mut b = s.as_object().cloned().unwrap_or_default();
+        for k in ["$schema", "$defs", "title", "description"] {
+            b.remove(k);
+        }
+        Value::Object(b)
+    };
+    let mut defs = Map::new();
+    if let Some(d) = full.get("$defs").and_then(Value::as_object) {
+        for (name, def) in d {
+            defs.insert(name.clone(), def.clone());
+            let mut partial = def.clone();
+            strip_required(&mut partial);
+            rename_refs(&mut partial);
+            defs.insert(format!("Partial{name}"), partial);
+        }
+    }
+    let mut partial_root = body(&full);
+    strip_required(&mut partial_root);
+    rename_refs(&mut partial_root);
+    defs.insert("Spec".into(), body(&full));
+    defs.insert("PartialSpec".into(), partial_root);
+    json!({
+        "$schema": full["$schema"],
+        "title": full["title"],
+        "description": "An environment spec of deploy. A file with `extends` may leave out what the file it extends provides.",
+        "$defs": defs,
+        "if": {"required": ["extends"]},
+        "then": {"$ref": "#/$defs/PartialSpec"},
+        "else": {"$ref": "#/$defs/Spec"},
+    })
 }

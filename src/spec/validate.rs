@@ -383,6 +383,15 @@ impl Checker<'_> {
         } else if !is_region(region) {
             self.err("/region", format!("`{region}` is not an AWS region name"))
                 .hint("for example `us-east-1` or `eu-west-2`");
+        } else if !KNOWN_REGIONS.contains(&region.as_str()) {
+            let hint = did_you_mean(region, KNOWN_REGIONS.iter().copied())
+                .map(|r| format!("did you mean `{r}`?"))
+                .unwrap_or_else(|| "regions are named like `us-east-1` or `eu-west-2`".into());
+            self.err(
+                "/region",
+                format!("`{region}` is not a region in any AWS partition this build knows"),
+            )
+            .hint(hint);
         }
         for (k, val) in &self.spec.tags {
             let p = format!("/tags/{}", escape(k));
@@ -886,6 +895,58 @@ pub fn is_slug(s: &str) -> bool {
         && !s.ends_with('-')
         && !s.contains("--")
 }
+
+/// The regions of the AWS SDK's endpoint partitions (aws, aws-cn, aws-us-gov, the
+/// isolated and sovereign ones), as the SDK crates this build uses list them. A region
+/// newer than the build is refused with that said; update the SDK to get it.
+pub const KNOWN_REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eusc-de-east-1",
+    "us-iso-east-1",
+    "us-iso-west-1",
+    "us-isob-east-1",
+    "us-isob-west-1",
+    "eu-isoe-west-1",
+    "us-isof-east-1",
+    "us-isof-south-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
+];
 
 fn is_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();

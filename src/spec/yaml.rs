@@ -166,6 +166,20 @@ pub fn load(path: &Path) -> Result<Document, Diagnostics> {
 
 /// Removes `.` and folds `dir/..` without touching the file system, so messages name
 /// `environments/base.yaml` rather than `tests/../environments/base.yaml`.
+/// One file's document as it is written, without following `extends` (what an
+/// editor checks against the schema).
+pub fn file_value(path: &Path) -> Result<Value, Diagnostics> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        one(Diagnostic::new(
+            start_of(path),
+            format!("cannot read {}: {}", path.display(), io_reason(&e)),
+        ))
+    })?;
+    let node = parse(0, path, &text)?;
+    let mut sources = SourceMap::default();
+    Ok(to_json(&node, String::new(), &mut sources))
+}
+
 fn normalize(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out: Vec<Component> = Vec::new();

@@ -329,6 +329,53 @@ fn credentials_but_nothing_answering_gets_its_own_plain_message() {
 }
 
 #[test]
+fn the_editor_schema_accepts_every_shipped_file_and_keeps_whole_specs_whole() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("templates/spec.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("environments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.push(repo().join("templates/environments/ephemeral.yaml"));
+    for file in files {
+        let doc = deploy::spec::yaml::file_value(&file).unwrap_or_else(|d| panic!("{d}"));
+        let errors: Vec<String> = validator
+            .iter_errors(&doc)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", file.display());
+    }
+    // A file that extends nothing must still say everything.
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole.yaml");
+    std::fs::write(
+        &whole,
+        "project: trivia\nenvironment: dev\nregion: us-east-1\nfunctions:\n  api: { bin: trivia-api }\n",
+    )
+    .unwrap();
+    let doc = deploy::spec::yaml::file_value(&whole).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("\"crate\" is a required property")),
+        "{errors:?}"
+    );
+    // An extending file is still checked for shapes and unknown keys.
+    let partial = dir.path().join("partial.yaml");
+    std::fs::write(
+        &partial,
+        "extends: base.yaml\nenvironment: dev\nfunctions:\n  api: { memory_mb: lots }\n",
+    )
+    .unwrap();
+    let doc = deploy::spec::yaml::file_value(&partial).unwrap();
+    assert!(!validator.is_valid(&doc));
+}
+
+#[test]
 fn schema_matches_the_committed_copy_the_editors_use() {
     let out = deploy(&["schema"], None);
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
