@@ -25,6 +25,10 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../tests/emulator/deploy_emulator/cache_front.py"),
     ),
     (
+        "cognito.py",
+        include_str!("../tests/emulator/deploy_emulator/cognito.py"),
+    ),
+    (
         "gateway.py",
         include_str!("../tests/emulator/deploy_emulator/gateway.py"),
     ),

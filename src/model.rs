@@ -53,10 +53,11 @@ pub enum Kind {
     UserPoolClient,
     RestApi,
     ScheduleRule,
+    LogGroup,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Vpc,
         Kind::Subnet,
         Kind::InternetGateway,
@@ -73,6 +74,7 @@ impl Kind {
         Kind::UserPoolClient,
         Kind::RestApi,
         Kind::ScheduleRule,
+        Kind::LogGroup,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,6 +95,7 @@ impl Kind {
             Kind::UserPoolClient => "user_pool_client",
             Kind::RestApi => "rest_api",
             Kind::ScheduleRule => "schedule_rule",
+            Kind::LogGroup => "log_group",
         }
     }
 
@@ -120,6 +123,7 @@ impl Kind {
             Kind::UserPoolClient => &["id"],
             Kind::RestApi => &["id", "execution_arn", "invoke_url", "deployment_id"],
             Kind::ScheduleRule => &["id", "arn"],
+            Kind::LogGroup => &["id", "arn"],
         }
     }
 
@@ -149,6 +153,7 @@ impl Kind {
             Kind::UserPoolClient => &["user_pool_id", "generate_secret"],
             Kind::RestApi => &[],
             Kind::ScheduleRule => &["name"],
+            Kind::LogGroup => &["name"],
         }
     }
 
@@ -160,7 +165,7 @@ impl Kind {
             Kind::SecurityGroup | Kind::ServerlessCache | Kind::SsmParameter | Kind::IamRole => {
                 &["name"]
             }
-            Kind::LambdaFunction | Kind::ScheduleRule => &["name"],
+            Kind::LambdaFunction | Kind::ScheduleRule | Kind::LogGroup => &["name"],
             Kind::SecurityGroupRule => &[
                 "group_id",
                 "direction",

@@ -363,7 +363,7 @@ fn rank(kind: crate::model::Kind) -> u8 {
     match kind {
         Vpc | IamRole | UserPool => 0,
         Subnet | InternetGateway | ElasticIp | SecurityGroup | UserPoolClient => 1,
-        NatGateway | RouteTable | SecurityGroupRule | ServerlessCache => 2,
+        NatGateway | RouteTable | SecurityGroupRule | ServerlessCache | LogGroup => 2,
         SsmParameter | LambdaFunction => 3,
         RestApi | ScheduleRule => 4,
     }

@@ -76,6 +76,24 @@ fn int(inputs: &Attrs, key: &str) -> Option<i32> {
     inputs.get(key).and_then(Value::as_i64).map(|v| v as i32)
 }
 
+/// Versions kept besides the live one and the one it replaced.
+pub const KEEP_VERSIONS: usize = 3;
+
+/// The numbered versions to delete: all but `live`, `previous` and the newest
+/// [`KEEP_VERSIONS`] others.
+fn versions_to_prune(mut versions: Vec<u64>, live: &str, previous: Option<&str>) -> Vec<u64> {
+    versions.sort_unstable_by(|a, b| b.cmp(a));
+    versions.dedup();
+    let pinned = |v: &u64| {
+        Some(v.to_string().as_str()) == Some(live) || previous == Some(v.to_string().as_str())
+    };
+    versions
+        .into_iter()
+        .filter(|v| !pinned(v))
+        .skip(KEEP_VERSIONS)
+        .collect()
+}
+
 /// Whether the version `live` serves is what `$LATEST` holds: same code and same
 /// configuration. Not so after a run died between an update and its publish.
 fn same_release(
@@ -200,6 +218,21 @@ impl Function {
                 Err(e) => return Err(e),
             }
         };
+        // What the alias served until now: kept for rollback.
+        let previous = match self
+            .0
+            .lambda
+            .get_alias()
+            .function_name(name)
+            .name(ALIAS)
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(a) => a.function_version().map(String::from),
+            Err(e) if e.class == ErrorClass::NotFound => None,
+            Err(e) => return Err(e),
+        };
         match self
             .0
             .lambda
@@ -211,7 +244,7 @@ impl Function {
             .await
             .map_err(classify)
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(e) if e.class == ErrorClass::NotFound => {
                 self.0
                     .lambda
@@ -222,10 +255,61 @@ impl Function {
                     .send()
                     .await
                     .map_err(classify)?;
-                Ok(())
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
         }
+        self.prune(name, &version, previous.as_deref()).await
+    }
+
+    /// Deletes old versions: every publish makes one, and each holds a copy of the
+    /// code (Lambda's code storage is limited per region). Kept: the live one, the one
+    /// it replaced (rollback), and the newest [`KEEP_VERSIONS`] others.
+    async fn prune(
+        &self,
+        name: &str,
+        live: &str,
+        previous: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        let mut versions: Vec<u64> = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .0
+                .lambda
+                .list_versions_by_function()
+                .function_name(name)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            versions.extend(
+                page.versions()
+                    .iter()
+                    .filter_map(|v| v.version()?.parse::<u64>().ok()),
+            );
+            match page.next_marker() {
+                Some(m) if !m.is_empty() => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        for v in versions_to_prune(versions, live, previous) {
+            match self
+                .0
+                .lambda
+                .delete_function()
+                .function_name(name)
+                .qualifier(v.to_string())
+                .send()
+                .await
+                .map_err(classify)
+            {
+                // Gone already, or still referenced (another alias): leave it.
+                Ok(_) => {}
+                Err(e) if matches!(e.class, ErrorClass::NotFound | ErrorClass::Conflict) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     async fn get(&self, name: &str) -> Result<Option<Observed>, ProviderError> {
@@ -627,4 +711,26 @@ pub async fn point_alias(c: &Clients, name: &str, version: &str) -> Result<(), S
             )
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod prune_tests {
+    use super::versions_to_prune;
+
+    #[test]
+    fn the_live_the_previous_and_three_more_versions_are_kept() {
+        let all: Vec<u64> = (1..=10).collect();
+        assert_eq!(
+            versions_to_prune(all.clone(), "10", Some("9")),
+            vec![5, 4, 3, 2, 1]
+        );
+        // After a rollback the live version is an old one; it stays, as does the
+        // one it replaced.
+        assert_eq!(
+            versions_to_prune(all.clone(), "2", Some("10")),
+            vec![6, 5, 4, 3, 1]
+        );
+        assert!(versions_to_prune(vec![1, 2], "2", Some("1")).is_empty());
+        assert!(versions_to_prune(Vec::new(), "1", None).is_empty());
+    }
 }

@@ -1,9 +1,258 @@
-//! CloudWatch Logs reads: the events of a function's log group (`/aws/lambda/NAME`),
-//! for `deploy logs` and the tests that look for a request's `START`/`REPORT` lines.
+//! CloudWatch Logs: the functions' log groups as resources (created before the
+//! function with the spec's retention, so Lambda never creates one that keeps logs
+//! forever), and reads of their events for `deploy logs` and the tests that look for
+//! a request's `START`/`REPORT` lines.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata;
+use serde_json::{json, Value};
 
-use super::Clients;
+use super::{classify, ready_when_visible, str_of, tag_changes, tags_of, Clients};
+use crate::model::Attrs;
+use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
+
+pub(super) struct LogGroup(pub Arc<Clients>);
+
+impl LogGroup {
+    /// The groups whose names start with `prefix`, with their tags.
+    async fn described(&self, prefix: &str) -> Result<Vec<Observed>, ProviderError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .0
+                .logs
+                .describe_log_groups()
+                .log_group_name_prefix(prefix)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for g in page.log_groups() {
+                let Some(name) = g.log_group_name() else {
+                    continue;
+                };
+                let arn = g
+                    .log_group_arn()
+                    .map(String::from)
+                    .or_else(|| g.arn().map(|a| a.trim_end_matches(":*").to_string()))
+                    .unwrap_or_default();
+                let tags: BTreeMap<String, String> = match self
+                    .0
+                    .logs
+                    .list_tags_for_resource()
+                    .resource_arn(&arn)
+                    .send()
+                    .await
+                    .map_err(classify)
+                {
+                    Ok(t) => t
+                        .tags()
+                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default(),
+                    Err(e) if e.class == ErrorClass::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                out.push(Observed {
+                    id: name.to_string(),
+                    inputs: Attrs::from([
+                        ("name".into(), json!(name)),
+                        ("retention_days".into(), json!(g.retention_in_days())),
+                        ("tags".into(), json!(tags)),
+                    ]),
+                    outputs: Attrs::from([("id".into(), json!(name)), ("arn".into(), json!(arn))]),
+                });
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Observed>, ProviderError> {
+        Ok(self
+            .described(name)
+            .await?
+            .into_iter()
+            .find(|o| o.id == name))
+    }
+
+    async fn retain(&self, name: &str, inputs: &Attrs) -> Result<(), ProviderError> {
+        let days = inputs
+            .get("retention_days")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| ProviderError::fatal("input `retention_days` is missing"))?;
+        self.0
+            .logs
+            .put_retention_policy()
+            .log_group_name(name)
+            .retention_in_days(days as i32)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn arn(&self, name: &str) -> Result<String, ProviderError> {
+        self.get(name)
+            .await?
+            .and_then(|o| {
+                o.outputs
+                    .get("arn")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
+            .ok_or_else(|| ProviderError::not_found(format!("log group {name} is not visible yet")))
+    }
+}
+
+#[async_trait]
+impl Provider for LogGroup {
+    async fn read(&self, id: &str) -> Result<Option<Observed>, ProviderError> {
+        self.get(id).await
+    }
+
+    async fn find(&self, target: &Target<'_>) -> Result<Vec<Observed>, ProviderError> {
+        let Some(name) = &target.name else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .get(name)
+            .await?
+            .filter(|o| {
+                o.inputs["tags"]
+                    .get("deploy:address")
+                    .and_then(Value::as_str)
+                    == Some(target.address.as_str())
+            })
+            .into_iter()
+            .collect())
+    }
+
+    async fn list(&self, want: &BTreeMap<String, String>) -> Result<Vec<Observed>, ProviderError> {
+        // The environment's functions' groups share a prefix; without one, every
+        // function's group is looked at.
+        let prefix = match (want.get("deploy:project"), want.get("deploy:environment")) {
+            (Some(p), Some(e)) => function_group(&format!("{p}-{e}-")),
+            _ => function_group(""),
+        };
+        Ok(self
+            .described(&prefix)
+            .await?
+            .into_iter()
+            .filter(|o| {
+                let tags = o.inputs["tags"].as_object().cloned().unwrap_or_default();
+                super::has_tags(
+                    tags.iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default())),
+                    want,
+                )
+            })
+            .collect())
+    }
+
+    async fn create(
+        &self,
+        _target: &Target<'_>,
+        inputs: &Attrs,
+        _token: &str,
+    ) -> Result<Observed, ProviderError> {
+        let name = str_of(inputs, "name")?;
+        let tags: HashMap<String, String> = tags_of(inputs).into_iter().collect();
+        match self
+            .0
+            .logs
+            .create_log_group()
+            .log_group_name(name)
+            .set_tags(Some(tags.clone()))
+            .customize()
+            .config_override(once!(aws_sdk_cloudwatchlogs))
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(_) => {}
+            // The function's group already exists: Lambda made it for a function that
+            // ran before deploy managed its logs. The name is the function's own, so
+            // deploy takes it over: retention and tags as the spec says.
+            Err(e) if e.code.as_deref() == Some("ResourceAlreadyExistsException") => {
+                let arn = super::eventually(|| self.arn(name)).await?;
+                self.0
+                    .logs
+                    .tag_resource()
+                    .resource_arn(arn)
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+            }
+            Err(e) => return Err(e),
+        }
+        super::eventually(|| self.retain(name, inputs)).await?;
+        Ok(Observed {
+            id: name.to_string(),
+            inputs: inputs.clone(),
+            outputs: Attrs::from([("id".into(), json!(name))]),
+        })
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        before: &Attrs,
+        after: &Attrs,
+    ) -> Result<Observed, ProviderError> {
+        if before.get("retention_days") != after.get("retention_days") {
+            self.retain(id, after).await?;
+        }
+        let tags = tag_changes(before, after);
+        if !tags.is_empty() {
+            let arn = self.arn(id).await?;
+            if !tags.removed.is_empty() {
+                self.0
+                    .logs
+                    .untag_resource()
+                    .resource_arn(&arn)
+                    .set_tag_keys(Some(tags.removed.clone()))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+            }
+            if !tags.set.is_empty() {
+                self.0
+                    .logs
+                    .tag_resource()
+                    .resource_arn(&arn)
+                    .set_tags(Some(tags.set.into_iter().collect()))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+            }
+        }
+        self.get(id)
+            .await?
+            .ok_or_else(|| ProviderError::not_found(format!("log group {id} is gone")))
+    }
+
+    async fn delete(&self, id: &str, _inputs: &Attrs) -> Result<Deletion, ProviderError> {
+        self.0
+            .logs
+            .delete_log_group()
+            .log_group_name(id)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(Deletion::Done)
+    }
+
+    async fn wait(&self, id: &str) -> Result<Readiness, ProviderError> {
+        ready_when_visible(self.get(id).await?, "log group", id)
+    }
+}
 
 /// One log line.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -177,6 +177,7 @@ pub fn providers(c: &Clients) -> Providers {
         Kind::UserPoolClient,
         Arc::new(cognito::UserPoolClient(shared.clone())),
     );
+    p.insert(Kind::LogGroup, Arc::new(logs::LogGroup(shared.clone())));
     p
 }
 

@@ -437,6 +437,17 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
             Some(v) => (subnet_ids(v.subnets), group_ids(&v.security_groups)),
             None => (Vec::new(), Vec::new()),
         };
+        // Its log group first, with the spec's retention: a function that starts
+        // before its group exists makes one that keeps logs forever.
+        let logs = b.add(
+            format!("function.{name}.logs"),
+            Kind::LogGroup,
+            attrs(json!({
+                "name": crate::aws::logs::function_group(&format!("{prefix}-{name}")),
+                "retention_days": spec.logs.retention_days,
+            })),
+            &[],
+        );
         b.add(
             format!("function.{name}"),
             Kind::LambdaFunction,
@@ -457,7 +468,7 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
                 // update and its publish leaves it behind, which reads as false.
                 "published": true,
             })),
-            &[],
+            &[logs.to_string()],
         );
     }
 

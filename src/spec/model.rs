@@ -54,6 +54,10 @@ pub struct Spec {
     /// EventBridge schedules by logical name.
     #[serde(default)]
     pub schedules: BTreeMap<String, Schedule>,
+    /// The functions' log groups (`/aws/lambda/NAME`), which deploy creates before the
+    /// functions so that Lambda never makes one that keeps logs forever.
+    #[serde(default)]
+    pub logs: Logs,
     /// Traffic assumed by cost estimates (`deploy cost`, the plan's footer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "crate::cost::Assumptions")]
@@ -393,6 +397,33 @@ pub struct FunctionVpc {
     /// Security groups of this spec, by logical name.
     pub security_groups: Vec<String>,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Logs {
+    /// Days CloudWatch Logs keeps each event: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150,
+    /// 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653.
+    #[serde(default = "default_retention")]
+    pub retention_days: u32,
+}
+
+impl Default for Logs {
+    fn default() -> Self {
+        Self {
+            retention_days: default_retention(),
+        }
+    }
+}
+
+fn default_retention() -> u32 {
+    14
+}
+
+/// The retention periods CloudWatch Logs accepts.
+pub const LOG_RETENTION_DAYS: &[u32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -290,6 +290,7 @@ pub fn semantics(spec: &Spec, sources: &SourceMap, out: &mut Diagnostics) {
     v.functions(&subnets);
     v.api();
     v.schedules();
+    v.logs();
 }
 
 /// A diagnostic just recorded, to which a hint may be added.
@@ -851,6 +852,24 @@ impl Checker<'_> {
                     ),
                 );
             }
+        }
+    }
+
+    fn logs(&mut self) {
+        let days = self.spec.logs.retention_days;
+        if !super::model::LOG_RETENTION_DAYS.contains(&days) {
+            let nearest = super::model::LOG_RETENTION_DAYS
+                .iter()
+                .min_by_key(|d| d.abs_diff(days))
+                .copied()
+                .unwrap_or(14);
+            self.err(
+                "/logs/retention_days",
+                format!("CloudWatch Logs cannot keep events for {days} days"),
+            )
+            .hint(format!(
+                "use one of its periods, e.g. {nearest} (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)"
+            ));
         }
     }
 

@@ -357,6 +357,19 @@ pub async fn leftovers(em: &Emulator, environment: &str) -> Vec<String> {
             left.push(format!("rest api {}", a.name().unwrap_or_default()));
         }
     }
+    for g in aws_sdk_cloudwatchlogs::Client::new(&cfg)
+        .describe_log_groups()
+        .log_group_name_prefix(format!("/aws/lambda/{prefix}"))
+        .send()
+        .await
+        .unwrap()
+        .log_groups()
+    {
+        left.push(format!(
+            "log group {}",
+            g.log_group_name().unwrap_or_default()
+        ));
+    }
     for r in aws_sdk_eventbridge::Client::new(&cfg)
         .list_rules()
         .send()
@@ -464,6 +477,26 @@ async fn full_cycle(em: &Emulator) {
         .await
         .unwrap();
     assert!(alias.function_version().is_some_and(|v| v != "$LATEST"));
+
+    // Each function's log group exists before it runs, with the spec's retention.
+    let groups = aws_sdk_cloudwatchlogs::Client::new(&cfg)
+        .describe_log_groups()
+        .log_group_name_prefix("/aws/lambda/trivia-local-")
+        .send()
+        .await
+        .unwrap();
+    let retention: Vec<(&str, Option<i32>)> = groups
+        .log_groups()
+        .iter()
+        .map(|g| (g.log_group_name().unwrap(), g.retention_in_days()))
+        .collect();
+    assert_eq!(
+        retention,
+        vec![
+            ("/aws/lambda/trivia-local-api", Some(14)),
+            ("/aws/lambda/trivia-local-preloader", Some(14))
+        ]
+    );
 
     // A second plan has nothing to do.
     let second = env.deploy(em, &["plan", "--detailed-exitcode"]);
@@ -780,6 +813,45 @@ async fn creates_whose_responses_are_lost_leave_no_duplicates() {
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
     ok(&env.deploy(&em, &["destroy", "--yes", "--allow-data-loss"]));
     assert_eq!(leftovers(&em, "local").await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn old_function_versions_are_pruned_keeping_live_previous_and_three_more() {
+    let em = Emulator::start(&[]);
+    let env = Env::new();
+    ok(&env.deploy(&em, &["apply", "--yes", "--no-smoke"]));
+    let mut memory = 512;
+    for next in [576, 640, 704, 768, 832, 896] {
+        env.edit(
+            "base.yaml",
+            &format!("memory_mb: {memory}"),
+            &format!("memory_mb: {next}"),
+        );
+        memory = next;
+        ok(&env.deploy(&em, &["apply", "--yes", "--no-smoke"]));
+    }
+    let lambda = aws_sdk_lambda::Client::new(&em.sdk().await);
+    let versions: Vec<String> = lambda
+        .list_versions_by_function()
+        .function_name("trivia-local-api")
+        .send()
+        .await
+        .unwrap()
+        .versions()
+        .iter()
+        .filter_map(|v| v.version().map(String::from))
+        .filter(|v| v != "$LATEST")
+        .collect();
+    // Seven publishes: the live one, the one before it, and three more remain.
+    assert_eq!(versions, vec!["3", "4", "5", "6", "7"], "{versions:?}");
+    let live = lambda
+        .get_alias()
+        .function_name("trivia-local-api")
+        .name("live")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.function_version(), Some("7"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -133,7 +133,7 @@ fn plan_without_refresh_on_empty_state_creates_everything_summary_first() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.starts_with("Plan: 26 to create, 0 to update, 0 to replace, 0 to delete."),
+        stdout.starts_with("Plan: 28 to create, 0 to update, 0 to replace, 0 to delete."),
         "{stdout}"
     );
     assert!(stdout.contains("+ valkey.cache (serverless_cache)"));
@@ -144,8 +144,8 @@ fn plan_without_refresh_on_empty_state_creates_everything_summary_first() {
 
     let json = deploy(&["plan", "-e", "dev", "--no-refresh", "--json"], None);
     let plan: deploy::plan::Plan = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(plan.summary.create, 26);
-    assert_eq!(plan.changes.len(), 26);
+    assert_eq!(plan.summary.create, 28);
+    assert_eq!(plan.changes.len(), 28);
     assert!(!plan.refreshed);
 }
 
@@ -175,7 +175,7 @@ fn a_saved_plan_round_trips_and_apply_says_plainly_that_there_are_no_credentials
     );
     assert_eq!(out.status.code(), Some(0));
     let saved: deploy::plan::Plan = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    assert_eq!(saved.summary.create, 26);
+    assert_eq!(saved.summary.create, 28);
     let apply = deploy(
         &["apply", "-e", "dev", "--plan", file.to_str().unwrap()],
         Some(dir.path()),
@@ -262,7 +262,7 @@ fn status_and_output_read_the_recorded_state() {
     crate::lifecycle::apply_dev_into(dir.path());
     let status = deploy(&["status", "-e", "dev", "--json"], Some(dir.path()));
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(v["resources"], 26);
+    assert_eq!(v["resources"], 28);
     assert_eq!(v["by_kind"]["lambda_function"], 2);
     let url = deploy(
         &["output", "-e", "dev", "api.rest_api.invoke_url"],

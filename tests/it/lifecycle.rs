@@ -211,6 +211,11 @@ async fn create_from_scratch_then_second_plan_is_empty() {
         call_index(&calls, Op::Create, "iam.role.api")
             < call_index(&calls, Op::Create, "function.api")
     );
+    // The log group exists before the function can write (and make one) itself.
+    assert!(
+        call_index(&calls, Op::Create, "function.api.logs")
+            < call_index(&calls, Op::Create, "function.api")
+    );
     assert!(
         call_index(&calls, Op::Create, "valkey.cache")
             < call_index(&calls, Op::Create, "ssm.valkey-endpoint")
@@ -362,6 +367,7 @@ async fn removing_a_function_deletes_it_and_its_role_after_its_dependents() {
         deleted,
         vec![
             "function.preloader",
+            "function.preloader.logs",
             "iam.role.preloader",
             "schedule.preload-questions"
         ]
@@ -376,6 +382,11 @@ async fn removing_a_function_deletes_it_and_its_role_after_its_dependents() {
     assert!(
         call_index(&calls, Op::Delete, "function.preloader")
             < call_index(&calls, Op::Delete, "iam.role.preloader")
+    );
+    // The log group goes after the function, which could otherwise write to it again.
+    assert!(
+        call_index(&calls, Op::Delete, "function.preloader")
+            < call_index(&calls, Op::Delete, "function.preloader.logs")
     );
     h.assert_no_duplicates();
 }

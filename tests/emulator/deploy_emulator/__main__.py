@@ -144,12 +144,13 @@ def main():
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
-    from . import apigateway, cache_front, gateway, lambda_runtime, nat, schedules, security_groups, serverless
+    from . import apigateway, cache_front, cognito, gateway, lambda_runtime, nat, schedules, security_groups, serverless
     from .middleware import Emulator
 
     serverless.install()
     apigateway.install()
     nat.install()
+    cognito.install()
     security_groups.install()
     cache_front.install()
     lambda_runtime.install()

@@ -984,10 +984,24 @@ def install():
     original_publish = LambdaStorage.publish_version
     original_delete = LambdaBackend.delete_function
 
+    highest = {}  # (account, region, function) -> highest version number ever published
+
     def publish_version(self, name_or_arn, description=""):
         # moto's version is a shallow copy of $LATEST sharing its `code` dict, which a
         # later UpdateFunctionCode rewrites; a version keeps what it was published with.
+        latest = self.get_function_by_name_or_arn_forbid_qualifier(name_or_arn)
+        versions = self._functions.get(latest.function_name, {}).get("versions", [])
+        before = len(versions)
+        key = (latest.account_id, latest.region, latest.function_name)
+        highest[key] = max([highest.get(key, 0)] + [int(v.version) for v in versions if str(v.version).isdigit()])
         fn = original_publish(self, name_or_arn, description)
+        if fn is not None and len(versions) > before:
+            # Lambda never reuses a version number, even after versions are deleted;
+            # moto numbers them by count.
+            self._arns.pop(fn.function_arn, None)
+            fn.set_version(highest[key] + 1)
+            self._arns[fn.function_arn] = fn
+            highest[key] += 1
         if fn is not None:
             fn.code = dict(fn.code)
         return fn
@@ -995,6 +1009,9 @@ def install():
     def delete_function(self, function_name, qualifier=None):
         original_delete(self, function_name, qualifier)
         _, _, name, _ = _parse(self.account_id, self.region_name, function_name, None)
+        if qualifier is None:
+            # A new function of the same name starts again at version 1.
+            highest.pop((self.account_id, self.region_name, name), None)
         _reap_stale(self.account_id, self.region_name, name)
 
     LambdaStorage.publish_version = publish_version

@@ -174,6 +174,23 @@ class LambdaRuntimeTest(unittest.TestCase):
         self.assertEqual(refused.exception.response["Error"]["Code"], "TooManyRequestsException")
         self.assertEqual(refused.exception.response["ResponseMetadata"]["HTTPStatusCode"], 429)
 
+    def test_version_numbers_are_never_reused_after_a_version_is_deleted(self):
+        self.lam.create_function(FunctionName="numbered", Runtime="provided.al2023", Handler="bootstrap",
+                                 Role=self.emulator.lambda_role(), Code={"ZipFile": bootstrap_zip(echo("a"))})
+        published = []
+        for i in range(3):
+            self.lam.update_function_configuration(FunctionName="numbered", MemorySize=128 + 64 * (i + 1))
+            self.lam.get_waiter("function_updated_v2").wait(FunctionName="numbered")
+            published.append(self.lam.publish_version(FunctionName="numbered")["Version"])
+        self.assertEqual(published, ["1", "2", "3"])
+        self.lam.delete_function(FunctionName="numbered", Qualifier="1")
+        self.lam.delete_function(FunctionName="numbered", Qualifier="2")
+        self.lam.update_function_configuration(FunctionName="numbered", MemorySize=1024)
+        self.lam.get_waiter("function_updated_v2").wait(FunctionName="numbered")
+        self.assertEqual(self.lam.publish_version(FunctionName="numbered")["Version"], "4")
+        listed = [v["Version"] for v in self.lam.list_versions_by_function(FunctionName="numbered")["Versions"]]
+        self.assertEqual(listed, ["$LATEST", "3", "4"])
+
     def test_each_version_runs_the_bytes_it_was_published_with(self):
         first, second = bootstrap_zip(echo("first")), bootstrap_zip(echo("second"))
         self.lam.create_function(FunctionName="versions", Runtime="provided.al2023", Handler="bootstrap",
