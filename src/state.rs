@@ -37,6 +37,22 @@ pub struct State {
     /// Old objects replaced create-before-delete, still to be deleted.
     #[serde(default)]
     pub deposed: BTreeMap<Address, ResourceState>,
+    /// What a destroy deliberately left behind (a cache's final snapshot): not part of
+    /// the environment any more, but still in the account and still billed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retained: Vec<Retained>,
+}
+
+/// Something a destroy kept on purpose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retained {
+    /// `cache_snapshot`.
+    pub kind: String,
+    pub name: String,
+    /// What it was taken from.
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +98,7 @@ impl State {
             resources: BTreeMap::new(),
             intents: BTreeMap::new(),
             deposed: BTreeMap::new(),
+            retained: Vec::new(),
         }
     }
 

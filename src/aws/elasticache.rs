@@ -392,6 +392,60 @@ impl Provider for ServerlessCache {
     }
 }
 
+/// The serverless cache snapshots taken from caches whose names start with `prefix`
+/// (an environment's `{project}-{environment}-`): (snapshot, cache, created).
+pub async fn snapshots(
+    c: &Clients,
+    prefix: &str,
+) -> Result<Vec<(String, String, Option<String>)>, String> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = c
+            .elasticache
+            .describe_serverless_cache_snapshots()
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| format!("listing cache snapshots: {}", classify(e)))?;
+        for snap in page.serverless_cache_snapshots() {
+            let cache = snap
+                .serverless_cache_configuration()
+                .and_then(|c| c.serverless_cache_name())
+                .unwrap_or_default();
+            if cache.starts_with(prefix) {
+                out.push((
+                    snap.serverless_cache_snapshot_name()
+                        .unwrap_or_default()
+                        .to_string(),
+                    cache.to_string(),
+                    snap.create_time().map(|t| t.to_string()),
+                ));
+            }
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Deletes a serverless cache snapshot; one already gone counts as deleted.
+pub async fn delete_snapshot(c: &Clients, name: &str) -> Result<(), String> {
+    match c
+        .elasticache
+        .delete_serverless_cache_snapshot()
+        .serverless_cache_snapshot_name(name)
+        .send()
+        .await
+        .map_err(classify)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.class == ErrorClass::NotFound => Ok(()),
+        Err(e) => Err(format!("deleting cache snapshot {name}: {e}")),
+    }
+}
+
 /// The cache's endpoint address and port as AWS reports them now.
 pub async fn endpoint(c: &Clients, name: &str) -> Result<(String, i32), String> {
     let out = c

@@ -1047,6 +1047,7 @@ fn env_list(s: &Settings, as_json: bool) -> Outcome {
             "expires_at": eph.map(|e| e.expires_at.clone()),
             "expired": expires.map(|x| x <= now),
             "resources": state.as_ref().map(|st| st.resources.len()).unwrap_or(0),
+            "retained": state.as_ref().map(|st| st.retained.iter().map(|r| json!({"kind": r.kind, "name": r.name, "source": r.source})).collect::<Vec<_>>()).unwrap_or_default(),
         }));
     }
     if as_json {
@@ -1057,7 +1058,7 @@ fn env_list(s: &Settings, as_json: bool) -> Outcome {
         return Ok(0);
     }
     println!(
-        "{:<16} {:<10} {:>8} {:<22} {:>9}",
+        "{:<16} {:<10} {:>8} {:<22} {:>9}  kept",
         "environment", "kind", "age", "expires", "resources"
     );
     for r in &rows {
@@ -1070,13 +1071,22 @@ fn env_list(s: &Settings, as_json: bool) -> Outcome {
             (Some(e), _) => e.to_string(),
             _ => "-".into(),
         };
+        let kept: Vec<&str> = r["retained"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|k| k["name"].as_str()).collect())
+            .unwrap_or_default();
         println!(
-            "{:<16} {:<10} {:>8} {:<22} {:>9}",
+            "{:<16} {:<10} {:>8} {:<22} {:>9}  {}",
             r["environment"].as_str().unwrap_or_default(),
             r["kind"].as_str().unwrap_or_default(),
             if age.is_empty() { "0m".into() } else { age },
             expires,
-            r["resources"]
+            r["resources"],
+            if kept.is_empty() {
+                "-".to_string()
+            } else {
+                format!("final snapshot {}", kept.join(", "))
+            }
         );
     }
     Ok(0)
@@ -1416,7 +1426,7 @@ async fn destroy_env(s: &Settings, environment: &str, region: &str, a: &DestroyA
     if ephemeral && !a.allow_data_loss && !s.quiet {
         eprintln!("`{environment}` is ephemeral: destroying it needs no --allow-data-loss.");
     }
-    execute(
+    let code = execute(
         s,
         &plan,
         a.yes,
@@ -1424,7 +1434,68 @@ async fn destroy_env(s: &Settings, environment: &str, region: &str, a: &DestroyA
         a.parallelism,
         None,
     )
-    .await
+    .await?;
+    if code == 0 && plan.has_changes() {
+        let project = planned
+            .state
+            .as_ref()
+            .map(|st| st.project.clone())
+            .unwrap_or_default();
+        kept_snapshots(s, &clients, &project, &environment, a.sweep || ephemeral).await?;
+    }
+    Ok(code)
+}
+
+/// After a destroy: the environment's caches' final snapshots. An ephemeral
+/// environment's (or a sweep's) are deleted; otherwise they are kept, recorded in the
+/// state (`env list` shows them) and named, since they are still billed.
+async fn kept_snapshots(
+    s: &Settings,
+    clients: &crate::aws::Clients,
+    project: &str,
+    environment: &str,
+    remove: bool,
+) -> Result<(), Failure> {
+    if project.is_empty() {
+        return Ok(());
+    }
+    let prefix = format!("{project}-{environment}-");
+    let found = crate::aws::elasticache::snapshots(clients, &prefix)
+        .await
+        .map_err(Failure::new)?;
+    let backend = LocalBackend::new(&s.state_dir);
+    let _lock = backend.lock(environment, "destroy")?;
+    let mut state = backend
+        .read(environment)?
+        .unwrap_or_else(|| crate::state::State::new(project, environment));
+    if remove {
+        for (name, _, _) in &found {
+            crate::aws::elasticache::delete_snapshot(clients, name)
+                .await
+                .map_err(Failure::new)?;
+            if !s.quiet {
+                eprintln!("deleted the final cache snapshot {name} (the environment is ephemeral)");
+            }
+        }
+        state.retained.clear();
+    } else {
+        state.retained = found
+            .iter()
+            .map(|(name, cache, created)| crate::state::Retained {
+                kind: "cache_snapshot".into(),
+                name: name.clone(),
+                source: cache.clone(),
+                created_at: created.clone(),
+            })
+            .collect();
+        for (name, cache, _) in &found {
+            eprintln!(
+                "kept the final snapshot {name} of {cache}: it is billed until deleted (restore from it, or delete it in the ElastiCache console or with `aws elasticache delete-serverless-cache-snapshot`)"
+            );
+        }
+    }
+    backend.write(&mut state)?;
+    Ok(())
 }
 
 /// The project's other environments, next to the one being planned.

@@ -855,6 +855,50 @@ async fn old_function_versions_are_pruned_keeping_live_previous_and_three_more()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_destroyed_caches_final_snapshot_is_kept_named_and_listed() {
+    let em = Emulator::start(&[]);
+    let env = Env::new();
+    env.edit(
+        "local.yaml",
+        "snapshot_retention_days: 0",
+        "snapshot_retention_days: 1",
+    );
+    ok(&env.deploy(&em, &["apply", "--yes", "--no-smoke"]));
+    let out = env.deploy(&em, &["destroy", "--yes", "--allow-data-loss"]);
+    ok(&out);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("kept the final snapshot trivia-local-cache-final-"),
+        "{stderr}"
+    );
+    let snapshots = aws_sdk_elasticache::Client::new(&em.sdk().await)
+        .describe_serverless_cache_snapshots()
+        .serverless_cache_name("trivia-local-cache")
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<&str> = snapshots
+        .serverless_cache_snapshots()
+        .iter()
+        .filter_map(|s| s.serverless_cache_snapshot_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    // `env list` (offline, from the state) names it.
+    std::os::unix::fs::symlink(".", env.dir.path().join("environments")).unwrap();
+    let mut list = env.command(&em, &["env", "list", "--json"]);
+    list.current_dir(env.dir.path());
+    let listed: serde_json::Value = serde_json::from_slice(&list.output().unwrap().stdout).unwrap();
+    let local = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["environment"] == "local")
+        .unwrap();
+    assert_eq!(local["retained"][0]["name"], names[0]);
+    assert_eq!(local["retained"][0]["source"], "trivia-local-cache");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_configuration_left_unpublished_is_published_by_the_next_apply() {
     let em = Emulator::start(&[]);
     let env = Env::new();

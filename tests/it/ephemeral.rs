@@ -150,6 +150,40 @@ async fn a_destroy_killed_halfway_resumes_to_nothing_in_hostile_mode() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_ephemeral_environments_final_snapshots_go_with_it() {
+    let em = Emulator::start(&[]);
+    let p = Project::new();
+    p.ok(&em, &["env", "create", "pr-9"]);
+    let file = p.path().join("environments/pr-9.yaml");
+    let spec = std::fs::read_to_string(&file).unwrap();
+    assert!(spec.contains("snapshot_retention_days: 0"));
+    std::fs::write(
+        &file,
+        spec.replace("snapshot_retention_days: 0", "snapshot_retention_days: 1"),
+    )
+    .unwrap();
+    p.ok(&em, &["apply", "-e", "pr-9", "--yes", "--no-smoke"]);
+    let log = p.ok(&em, &["destroy", "-e", "pr-9", "--yes"]);
+    assert!(
+        log.contains("deleted the final cache snapshot trivia-pr-9-cache-final-"),
+        "{log}"
+    );
+    let left = aws_sdk_elasticache::Client::new(&em.sdk().await)
+        .describe_serverless_cache_snapshots()
+        .serverless_cache_name("trivia-pr-9-cache")
+        .send()
+        .await
+        .unwrap();
+    let live: Vec<_> = left
+        .serverless_cache_snapshots()
+        .iter()
+        .filter(|s| s.status() != Some("deleting"))
+        .collect();
+    assert!(live.is_empty(), "{live:?}");
+    assert_eq!(leftovers(&em, "pr-9").await, Vec::<String>::new(), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn gc_destroys_exactly_the_expired_environment_and_sweep_guards_others() {
     let em = Emulator::start(&["--hostile"]);
     let p = Project::new();
