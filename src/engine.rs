@@ -957,12 +957,12 @@ enum Made {
     Found(Observed),
 }
 
-/// Creates a resource whose create call may not be repeated blindly. An ambiguous
-/// failure (timeout, 5xx, conflict) may hide a create that happened: unless the
-/// provider's create is idempotent, the resource is looked up by its address tag
-/// before the next attempt, and adopted if it is there. Throttling is a refusal, so it
-/// is simply retried. An "already exists" after an ambiguous attempt is the first
-/// attempt's object; on a first attempt it is someone else's, and fatal.
+/// Creates a resource whose create call may not be repeated blindly. A failure worth
+/// retrying (timeout, 5xx, conflict, or throttling of one of the create's later calls)
+/// may hide a create that happened: unless the provider's create is idempotent, the
+/// resource is looked up by its address tag before the next attempt, and adopted if it
+/// is there. An "already exists" after such an attempt is the first attempt's object;
+/// on a first attempt it is someone else's, and fatal.
 async fn create_resolving_ambiguity(
     shared: &Shared,
     kind: Kind,
@@ -998,7 +998,10 @@ async fn create_resolving_ambiguity(
             }
             return Err(e);
         }
-        maybe_created |= e.is_ambiguous() || e.is_already_exists();
+        // A throttled call did nothing, but a create is often several calls (the
+        // object, then its settings): a throttle on a later one leaves the object
+        // made. So any failure worth retrying means "look first".
+        maybe_created |= e.is_retryable() || e.is_already_exists();
         attempt += 1;
         let delay = backoff_delay(policy, attempt);
         shared.emit(Event::Retrying {

@@ -331,22 +331,25 @@ impl Ec2Kind for Vpc {
                 attribute(VpcAttributeName::EnableDnsSupport),
                 attribute(VpcAttributeName::EnableDnsHostnames)
             );
-            let support = support
-                .map_err(classify)?
-                .enable_dns_support()
-                .and_then(|b| b.value());
-            let hostnames = hostnames
-                .map_err(classify)?
-                .enable_dns_hostnames()
-                .and_then(|b| b.value());
-            let inputs = seen_inputs(
-                Attrs::from([
-                    ("cidr_block".into(), json!(v.cidr_block())),
-                    ("enable_dns_support".into(), json!(support)),
-                    ("enable_dns_hostnames".into(), json!(hostnames)),
-                ]),
-                v.tags(),
-            );
+            // Right after a create the attribute calls may not see the VPC yet: its
+            // settings are then unknown (left out), not "off".
+            let known = |r: Result<_, ProviderError>| match r {
+                Ok(v) => Ok(Some(v)),
+                Err(e) if e.class == ErrorClass::NotFound => Ok(None),
+                Err(e) => Err(e),
+            };
+            let support = known(support.map_err(classify))?
+                .map(|o| o.enable_dns_support().and_then(|b| b.value()));
+            let hostnames = known(hostnames.map_err(classify))?
+                .map(|o| o.enable_dns_hostnames().and_then(|b| b.value()));
+            let mut attrs = Attrs::from([("cidr_block".into(), json!(v.cidr_block()))]);
+            if let Some(support) = support {
+                attrs.insert("enable_dns_support".into(), json!(support));
+            }
+            if let Some(hostnames) = hostnames {
+                attrs.insert("enable_dns_hostnames".into(), json!(hostnames));
+            }
+            let inputs = seen_inputs(attrs, v.tags());
             let arn = format!(
                 "arn:aws:ec2:{}:{}:vpc/{id}",
                 c.region,

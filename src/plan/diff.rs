@@ -177,7 +177,7 @@ pub fn plan(inp: Inputs<'_>) -> Result<Plan, String> {
         let recorded = state.resources.get(address);
         let (current, drift, gone_reason) =
             current_view(recorded, inp.actual.map(|a| a.get(address)));
-        let resolved = resolve_inputs(res, desired, &decided, state, inp.actual);
+        let mut resolved = resolve_inputs(res, desired, &decided, state, inp.actual);
         let mut change = Change {
             address: address.clone(),
             kind: res.kind,
@@ -214,6 +214,16 @@ pub fn plan(inp: Inputs<'_>) -> Result<Plan, String> {
                     .collect();
             }
             Some(cur) => {
+                // A security group that was replaced before carries a suffix
+                // (`trivia-dev-lambda-2`): that is still the spec's name.
+                let suffixed = (res.kind == Kind::SecurityGroup)
+                    .then(|| group_names(cur.get("name"), resolved.get("name")))
+                    .flatten();
+                if let Some((current, wanted, n)) = &suffixed {
+                    if *n > 1 || current == wanted {
+                        set_name(&mut resolved, &mut change, current);
+                    }
+                }
                 for (k, v) in &resolved {
                     let before = cur.get(k).cloned();
                     let same = matches!((&before, v), (Some(b), Some(a)) if b == a)
@@ -238,10 +248,25 @@ pub fn plan(inp: Inputs<'_>) -> Result<Plan, String> {
                         res.inputs.contains_key(*u)
                             && !change.replace_because.iter().any(|r| r == u)
                     });
-                    if keeps_unique {
-                        Action::DeleteBeforeCreate
-                    } else {
-                        Action::CreateBeforeDelete
+                    match &suffixed {
+                        // Deleting a group first would wait on every function and
+                        // cache still in it: the replacement takes the next suffix
+                        // (names are unique per VPC), dependents move to it, then
+                        // the old one goes.
+                        Some((current, wanted, n)) if keeps_unique => {
+                            let next = format!("{wanted}-{}", n + 1);
+                            change.attributes.push(AttrChange {
+                                path: "name".into(),
+                                before: Some(Value::String(current.clone())),
+                                after: Some(Value::String(next.clone())),
+                                known_after_apply: false,
+                                forces_replacement: false,
+                            });
+                            set_name(&mut resolved, &mut change, &next);
+                            Action::CreateBeforeDelete
+                        }
+                        _ if keeps_unique => Action::DeleteBeforeCreate,
+                        _ => Action::CreateBeforeDelete,
                     }
                 } else if !change.attributes.is_empty() {
                     Action::Update
@@ -420,6 +445,34 @@ fn delete_changes(
 
 /// The resource as it is now (actual if refreshed, else recorded), its drift, and why
 /// it is missing when it is.
+/// A security group's current name, the spec's name for it, and the suffix number the
+/// current one carries (1 for none), when the current name is the spec's, suffixed or
+/// not.
+fn group_names(
+    current: Option<&Value>,
+    wanted: Option<&Option<Value>>,
+) -> Option<(String, String, u32)> {
+    let current = current?.as_str()?;
+    let wanted = wanted?.as_ref()?.as_str()?;
+    if current == wanted {
+        return Some((current.into(), wanted.into(), 1));
+    }
+    let n = current
+        .strip_prefix(wanted)?
+        .strip_prefix('-')?
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n > 1)?;
+    Some((current.into(), wanted.into(), n))
+}
+
+fn set_name(resolved: &mut BTreeMap<String, Option<Value>>, change: &mut Change, name: &str) {
+    resolved.insert("name".into(), Some(Value::String(name.into())));
+    if let Some(after) = change.after.as_mut() {
+        after.insert("name".into(), Value::String(name.into()));
+    }
+}
+
 fn current_view(
     recorded: Option<&ResourceState>,
     actual: Option<Option<&Option<Observed>>>,

@@ -95,6 +95,7 @@ pub struct MemoryCloud {
     calls: Mutex<Vec<Call>>,
     crashed: Notify,
     client_tokens: Mutex<BTreeMap<String, String>>,
+    in_use: std::sync::atomic::AtomicBool,
 }
 
 impl Default for MemoryCloud {
@@ -107,6 +108,7 @@ impl Default for MemoryCloud {
             calls: Mutex::new(Vec::new()),
             crashed: Notify::new(),
             client_tokens: Mutex::new(BTreeMap::new()),
+            in_use: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -139,6 +141,13 @@ impl MemoryCloud {
     /// Sets how many `wait` polls a new or updated resource of each kind stays pending.
     pub fn set_lag(&self, f: impl Fn(Kind) -> u32 + Send + Sync + 'static) {
         *self.lag.lock().unwrap() = Arc::new(f);
+    }
+
+    /// From now on, deleting an object that another object's inputs name fails with
+    /// `DependencyViolation`, as EC2 refuses to delete a security group or subnet a
+    /// function or cache still uses.
+    pub fn model_in_use(&self) {
+        self.in_use.store(true, Ordering::SeqCst);
     }
 
     /// Everything still settling becomes ready (time passed in the cloud).
@@ -417,6 +426,22 @@ impl Provider for MemoryProvider {
             .cloud
             .enter(Op::Delete, self.kind, self.cloud.address_of(id))
             .await?;
+        if self.cloud.in_use.load(Ordering::SeqCst) {
+            let objects = self.cloud.objects.lock().unwrap();
+            let quoted = format!("\"{id}\"");
+            if let Some((user, _)) = objects.iter().find(|(other, o)| {
+                *other != id
+                    && serde_json::to_string(&o.inputs)
+                        .unwrap_or_default()
+                        .contains(&quoted)
+            }) {
+                return Err(ProviderError::new(
+                    ErrorClass::Conflict,
+                    format!("resource {id} has a dependent object ({user})"),
+                )
+                .with_code("DependencyViolation"));
+            }
+        }
         let existed = self.cloud.objects.lock().unwrap().remove(id).is_some();
         then.deliver(&self.cloud, ()).await?;
         if existed {

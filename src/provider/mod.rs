@@ -67,13 +67,6 @@ impl ProviderError {
         Self::new(ErrorClass::Fatal, message)
     }
 
-    /// Whether the call may have taken effect although it failed: a timeout, a 5xx or
-    /// a conflict can hide a create that happened. Throttling and validation errors
-    /// are refused before anything is done.
-    pub fn is_ambiguous(&self) -> bool {
-        matches!(self.class, ErrorClass::Retryable | ErrorClass::Conflict)
-    }
-
     /// The cloud says the object already exists (its name or rule is taken).
     pub fn is_already_exists(&self) -> bool {
         self.code.as_deref().is_some_and(|c| {

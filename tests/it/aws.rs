@@ -571,6 +571,41 @@ async fn full_cycle(em: &Emulator) {
         Some("Valkey over TLS")
     );
 
+    // A security group whose description changes is replaced before the old one goes:
+    // the replacement takes a suffix (names are unique per VPC) and the function moves.
+    env.edit(
+        "base.yaml",
+        "description: Functions that reach the cache and the internet",
+        "description: The functions",
+    );
+    ok(&env.deploy(em, &["apply", "--yes"]));
+    let groups = ec2
+        .describe_security_groups()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:deploy:address")
+                .values("security_group.lambda")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let groups = groups.security_groups();
+    assert_eq!(groups.len(), 1, "the old group is gone");
+    assert_eq!(groups[0].group_name(), Some("trivia-local-lambda-2"));
+    let vpc_config = lambda
+        .get_function_configuration()
+        .function_name("trivia-local-api")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        vpc_config.vpc_config().unwrap().security_group_ids(),
+        [groups[0].group_id().unwrap().to_string()]
+    );
+    let settled = env.deploy(em, &["plan", "--detailed-exitcode"]);
+    assert_eq!(settled.status.code(), Some(0), "{}", text(&settled.stdout));
+
     // A private subnet's new CIDR replaces it and the cache: refused without the flag.
     env.edit("base.yaml", "a: 10.0.2.0/24", "a: 10.0.5.0/24");
     let refused = env.deploy(em, &["apply", "--yes"]);

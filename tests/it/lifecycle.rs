@@ -324,6 +324,58 @@ async fn subnet_change_replaces_in_the_right_order_and_needs_the_data_loss_flag(
 }
 
 #[tokio::test]
+async fn a_security_group_in_use_is_replaced_before_it_is_deleted() {
+    let h = Harness::new();
+    h.apply().await;
+    h.cloud.model_in_use();
+    // A new description cannot change in place; the group is in use by the functions
+    // and the cache's rules.
+    h.replace_in(
+        "base.yaml",
+        "description: Functions that reach the cache and the internet",
+        "description: The functions",
+    );
+    let plan = h.plan().await;
+    assert_eq!(
+        action_of(&plan, "security_group.lambda"),
+        Action::CreateBeforeDelete
+    );
+    let group = plan
+        .changes
+        .iter()
+        .find(|c| c.address.as_str() == "security_group.lambda")
+        .unwrap();
+    assert!(group
+        .attributes
+        .iter()
+        .any(|a| a.path == "name" && a.after == Some(serde_json::json!("trivia-dev-lambda-2"))));
+    let report = h.apply_plan(&plan, false).await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    h.assert_no_duplicates();
+    // The suffixed name is the spec's name from now on: nothing more to do.
+    let after = h.plan().await;
+    assert!(!after.has_changes(), "{:?}", changed(&after));
+    // Another replacement takes the next suffix.
+    h.replace_in(
+        "base.yaml",
+        "description: The functions",
+        "description: Functions",
+    );
+    let plan = h.plan().await;
+    let group = plan
+        .changes
+        .iter()
+        .find(|c| c.address.as_str() == "security_group.lambda")
+        .unwrap();
+    assert!(group
+        .attributes
+        .iter()
+        .any(|a| a.path == "name" && a.after == Some(serde_json::json!("trivia-dev-lambda-3"))));
+    assert!(h.apply_plan(&plan, false).await.unwrap().ok());
+    h.assert_no_duplicates();
+}
+
+#[tokio::test]
 async fn protected_cache_is_never_replaced_even_with_the_flag() {
     let h = Harness::new();
     h.edit("  protect: true\n");
@@ -560,6 +612,12 @@ async fn creates_whose_response_was_lost_are_found_not_made_twice() {
             (true, Kind::SecurityGroup) => Fault::LoseResponse(
                 ProviderError::new(ErrorClass::Conflict, "concurrent modification")
                     .with_code("ConcurrentModificationException"),
+            ),
+            // The object was made, then one of the create's later calls (settings,
+            // a default rule) was throttled.
+            (true, Kind::Subnet | Kind::RouteTable) => Fault::LoseResponse(
+                ProviderError::new(ErrorClass::Throttled, "Rate exceeded")
+                    .with_code("RequestLimitExceeded"),
             ),
             (true, _) => Fault::LoseResponse(
                 ProviderError::new(ErrorClass::Retryable, "We encountered an internal error")
