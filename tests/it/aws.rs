@@ -934,6 +934,71 @@ async fn a_destroyed_caches_final_snapshot_is_kept_named_and_listed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn removing_a_tag_untags_and_redeploying_the_api_keeps_its_permissions() {
+    let em = Emulator::start(&[]);
+    let env = Env::new();
+    ok(&env.deploy(&em, &["apply", "--yes"]));
+
+    // A tag removed from the spec is removed with UntagResource, never by sending
+    // TagResource with nothing, and SSM parameters lose it too.
+    env.edit("base.yaml", "  owner: games-team\n", "");
+    em.reset_calls();
+    ok(&env.deploy(&em, &["apply", "--yes"]));
+    let calls = em.calls()["calls"].clone();
+    // Lambda's tag calls are counted by path (`/2017-03-31/tags/ARN`).
+    let by_prefix = |prefix: &str| -> u64 {
+        calls
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .filter_map(|(_, v)| v.as_u64())
+            .sum()
+    };
+    assert!(
+        by_prefix("lambda.DELETE /2017-03-31/") >= 2,
+        "UntagResource: {calls}"
+    );
+    assert_eq!(
+        by_prefix("lambda.POST /2017-03-31/"),
+        0,
+        "TagResource: {calls}"
+    );
+    let tags = aws_sdk_ssm::Client::new(&em.sdk().await)
+        .list_tags_for_resource()
+        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+        .resource_id("/trivia-local/valkey/endpoint")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !tags.tag_list().iter().any(|t| t.key() == "owner"),
+        "{:?}",
+        tags.tag_list()
+    );
+    let settled = env.deploy(&em, &["plan", "--detailed-exitcode"]);
+    assert_eq!(settled.status.code(), Some(0), "{}", text(&settled.stdout));
+
+    // A new API definition is deployed without taking the functions' permission
+    // away and granting it again (a window in which every call gets a 5xx).
+    env.edit(
+        "base.yaml",
+        "    allow_origins: [\"*\"]",
+        "    allow_origins: [\"*\"]\n    allow_headers: [Authorization, Content-Type, X-Request-Id]",
+    );
+    em.reset_calls();
+    ok(&env.deploy(&em, &["apply", "--yes"]));
+    let calls = em.calls()["calls"].clone();
+    let count = |k: &str| calls.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    assert!(
+        count("apigateway.POST /restapis/{}/deployments") >= 1,
+        "{calls}"
+    );
+    assert_eq!(count("lambda.RemovePermission"), 0, "{calls}");
+    assert_eq!(count("lambda.AddPermission"), 0, "{calls}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_configuration_left_unpublished_is_published_by_the_next_apply() {
     let em = Emulator::start(&[]);
     let env = Env::new();

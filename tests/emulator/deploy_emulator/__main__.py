@@ -149,6 +149,7 @@ def main():
 
     serverless.install()
     apigateway.install()
+    apigateway.install_rest_api_tags()
     nat.install()
     cognito.install()
     security_groups.install()

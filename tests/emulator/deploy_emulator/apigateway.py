@@ -4,9 +4,12 @@ hold `parameters` next to their methods. Also keeps what the data plane (gateway
 serves: moto's OpenAPI import drops security schemes, the authorizer wiring, gateway
 responses and most integration details, so each API's imported document is kept whole
 (merged or overwritten as PutRestApi's mode says) and snapshotted at every
-CreateDeployment; a stage serves the snapshot of the deployment it points to."""
+CreateDeployment; a stage serves the snapshot of the deployment it points to. Tags the
+REST API itself (moto tags only stages)."""
 
 import copy
+import json
+import re
 
 from moto.apigateway.models import APIGatewayBackend
 
@@ -105,3 +108,50 @@ def install():
     APIGatewayBackend.create_deployment = create_deployment
     APIGatewayBackend.delete_deployment = delete_deployment
     APIGatewayBackend.delete_rest_api = delete_rest_api
+
+
+# ---- Tags on the REST API itself ----------------------------------------------------
+# moto tags only stages: TagResource, UntagResource and GetTags on
+# `arn:aws:apigateway:REGION::/restapis/ID` answer 404. API Gateway tags the API.
+
+REST_API_ARN = re.compile(r"^arn:[^:]+:apigateway:[^:]*::/restapis/([^/]+)$")
+
+
+def install_rest_api_tags():
+    from urllib.parse import unquote
+
+    from moto.apigateway import urls
+    from moto.apigateway.responses import APIGatewayResponse
+
+    urls.url_paths["{0}/tags/arn:(?P<partition>[^/]+):apigateway:(?P<region_name>[^/]*)::/restapis/(?P<function_id>[^/]+)$"] = APIGatewayResponse.dispatch
+
+    def api_of(response):
+        m = REST_API_ARN.match(unquote(response.path.split("/tags/", 1)[1]))
+        return response.backend.get_rest_api(m.group(1)) if m else None
+
+    originals = {name: getattr(APIGatewayResponse, name) for name in ("get_tags", "tag_resource", "untag_resource")}
+
+    def get_tags(self):
+        api = api_of(self)
+        if api is None:
+            return originals["get_tags"](self)
+        return json.dumps({"tags": api.tags or {}})
+
+    def tag_resource(self):
+        api = api_of(self)
+        if api is None:
+            return originals["tag_resource"](self)
+        api.tags = {**(api.tags or {}), **(self._get_param("tags") or {})}
+        return json.dumps({})
+
+    def untag_resource(self):
+        api = api_of(self)
+        if api is None:
+            return originals["untag_resource"](self)
+        keys = self.querystring.get("tagKeys") or []
+        api.tags = {k: v for k, v in (api.tags or {}).items() if k not in keys}
+        return json.dumps({})
+
+    APIGatewayResponse.get_tags = get_tags
+    APIGatewayResponse.tag_resource = tag_resource
+    APIGatewayResponse.untag_resource = untag_resource

@@ -66,3 +66,15 @@ class NatGatewayClientToken(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RestApiTags(unittest.TestCase):
+    def test_the_api_itself_is_tagged_and_untagged_by_arn(self):
+        with Emulator() as em:
+            apigw = em.client("apigateway")
+            api = apigw.create_rest_api(name="tagged", tags={"a": "1", "b": "2"})["id"]
+            arn = f"arn:aws:apigateway:{REGION}::/restapis/{api}"
+            apigw.tag_resource(resourceArn=arn, tags={"c": "3"})
+            apigw.untag_resource(resourceArn=arn, tagKeys=["a"])
+            self.assertEqual(apigw.get_tags(resourceArn=arn)["tags"], {"b": "2", "c": "3"})
+            self.assertEqual(apigw.get_rest_api(restApiId=api)["tags"], {"b": "2", "c": "3"})
