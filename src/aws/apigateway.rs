@@ -252,10 +252,13 @@ impl RestApi {
         Ok(d.id().unwrap_or_default().to_string())
     }
 
-    /// The definition hash the stage's deployment was made from (its description says
-    /// `definition sha256:HASH`), if the stage exists.
-    async fn deployed_hash(&self, api: &str, stage: &str) -> Result<Option<String>, ProviderError> {
-        let deployment = match self
+    /// The deployment the stage serves, if the stage exists.
+    async fn stage_deployment(
+        &self,
+        api: &str,
+        stage: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        match self
             .0
             .apigateway
             .get_stage()
@@ -265,11 +268,16 @@ impl RestApi {
             .await
             .map_err(classify)
         {
-            Ok(s) => s.deployment_id().map(String::from),
-            Err(e) if e.class == ErrorClass::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        let Some(deployment) = deployment else {
+            Ok(s) => Ok(s.deployment_id().map(String::from)),
+            Err(e) if e.class == ErrorClass::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The definition hash the stage's deployment was made from (its description says
+    /// `definition sha256:HASH`), if the stage exists.
+    async fn deployed_hash(&self, api: &str, stage: &str) -> Result<Option<String>, ProviderError> {
+        let Some(deployment) = self.stage_deployment(api, stage).await? else {
             return Ok(None);
         };
         match self
@@ -306,20 +314,7 @@ impl RestApi {
             Err(e) if e.class == ErrorClass::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let deployment = match self
-            .0
-            .apigateway
-            .get_stage()
-            .rest_api_id(api)
-            .stage_name(stage)
-            .send()
-            .await
-            .map_err(classify)
-        {
-            Ok(s) => s.deployment_id().map(String::from),
-            Err(e) if e.class == ErrorClass::NotFound => None,
-            Err(e) => return Err(e),
-        };
+        let deployment = self.stage_deployment(api, stage).await?;
         let tags: BTreeMap<String, String> = out
             .tags()
             .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
