@@ -166,6 +166,9 @@ impl Kind {
                 &["name"]
             }
             Kind::LambdaFunction | Kind::ScheduleRule | Kind::LogGroup => &["name"],
+            // An Elastic IP is associated with one NAT gateway at a time: a gateway
+            // made beside the old one with the same address fails.
+            Kind::NatGateway => &["allocation_id"],
             Kind::SecurityGroupRule => &[
                 "group_id",
                 "direction",

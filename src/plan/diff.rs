@@ -327,6 +327,8 @@ pub fn plan(inp: Inputs<'_>) -> Result<Plan, String> {
         "old object left by an interrupted replacement",
     ));
 
+    subnets_can_move(&changes, state)?;
+
     let mut plan = Plan {
         format: PLAN_FORMAT,
         operation: Operation::Apply,
@@ -344,6 +346,53 @@ pub fn plan(inp: Inputs<'_>) -> Result<Plan, String> {
     };
     plan.summarize();
     Ok(plan)
+}
+
+/// New subnets are made before old ones go, so functions, the cache and NAT
+/// gateways can move to them first (EC2 refuses to delete a subnet with network
+/// interfaces in it). A new range that overlaps one leaving in the same plan (a
+/// replacement's old range, or a removed subnet's) could only be made after that
+/// subnet is deleted, which waits on everything in it: refused at plan time.
+fn subnets_can_move(changes: &[Change], state: &State) -> Result<(), String> {
+    let cidr = |attrs: Option<&Attrs>| {
+        attrs
+            .and_then(|a| a.get("cidr_block"))
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<ipnet::Ipv4Net>().ok())
+    };
+    let subnets = || changes.iter().filter(|c| c.kind == Kind::Subnet);
+    let leaving: Vec<(&Address, ipnet::Ipv4Net)> = subnets()
+        .filter(|c| c.action.is_replace() || c.action == Action::Delete)
+        .filter_map(|c| {
+            let recorded = state.resources.get(&c.address);
+            cidr(recorded.map(|r| &r.inputs)).map(|n| (&c.address, n))
+        })
+        .collect();
+    for c in subnets().filter(|c| c.action.is_replace() || c.action == Action::Create) {
+        let Some(new) = cidr(c.after.as_ref()) else {
+            continue;
+        };
+        let Some((old_address, old)) = leaving
+            .iter()
+            .find(|(_, old)| old.contains(&new.network()) || new.contains(&old.network()))
+        else {
+            continue;
+        };
+        let how = if *old_address == &c.address {
+            format!("its new range {new} overlaps its current range {old}")
+        } else {
+            format!("its range {new} overlaps {old} of {old_address}, which this plan deletes")
+        };
+        return Err(format!(
+            "{} cannot be made: {how}, so it could only be made after that subnet is \
+             deleted, and EC2 refuses that while functions, the cache or a NAT gateway \
+             still have network interfaces in it.\n  \
+             hint: move it in two applies: first to a range that overlaps no subnet of the \
+             VPC (e.g. a free /24), apply; then to the range you want, and apply again",
+            c.address
+        ));
+    }
+    Ok(())
 }
 
 /// The plan that deletes everything recorded, dependents first.

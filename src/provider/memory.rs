@@ -367,6 +367,21 @@ impl Provider for MemoryProvider {
                     .with_code("AlreadyExists"));
                 }
             }
+            // EC2: an Elastic IP belongs to one NAT gateway at a time.
+            if let Some(eip) = inputs
+                .get("allocation_id")
+                .filter(|_| self.kind == Kind::NatGateway)
+            {
+                if objects.values().any(|o| {
+                    o.kind == Kind::NatGateway && o.inputs.get("allocation_id") == Some(eip)
+                }) {
+                    return Err(ProviderError::new(
+                        ErrorClass::Fatal,
+                        format!("Resource {eip} is already associated"),
+                    )
+                    .with_code("Resource.AlreadyAssociated"));
+                }
+            }
             let id = format!(
                 "{}-{:04}",
                 self.kind.as_str(),
@@ -426,7 +441,8 @@ impl Provider for MemoryProvider {
             .cloud
             .enter(Op::Delete, self.kind, self.cloud.address_of(id))
             .await?;
-        if self.cloud.in_use.load(Ordering::SeqCst) {
+        // A NAT gateway routes still name can be deleted (the routes go blackhole).
+        if self.cloud.in_use.load(Ordering::SeqCst) && self.kind != Kind::NatGateway {
             let objects = self.cloud.objects.lock().unwrap();
             let quoted = format!("\"{id}\"");
             if let Some((user, _)) = objects.iter().find(|(other, o)| {

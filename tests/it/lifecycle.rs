@@ -80,6 +80,17 @@ impl Harness {
     }
 
     async fn plan(&self) -> Plan {
+        self.try_plan().await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn plan_err(&self) -> String {
+        match self.try_plan().await {
+            Ok(_) => panic!("the plan was made"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    async fn try_plan(&self) -> Result<Plan, OpsError> {
         let (_, desired) =
             deploy::plan::load_desired(&self.spec()).unwrap_or_else(|d| panic!("{d}"));
         let providers = self.cloud.providers();
@@ -92,8 +103,7 @@ impl Harness {
             &[],
         )
         .await
-        .unwrap()
-        .plan
+        .map(|p| p.plan)
     }
 
     async fn apply_plan(&self, plan: &Plan, allow_data_loss: bool) -> Result<Report, OpsError> {
@@ -1004,4 +1014,67 @@ async fn a_crash_at_any_point_of_a_replacement_then_a_rerun_converges() {
             changed(&after)
         );
     }
+}
+
+#[tokio::test]
+async fn a_public_subnet_change_moves_the_nat_gateway_without_a_cycle() {
+    let h = Harness::new();
+    h.apply().await;
+    h.cloud.model_in_use();
+    h.replace_in("base.yaml", "a: 10.0.1.0/24", "a: 10.0.7.0/24");
+    let plan = h.plan().await;
+    assert_eq!(
+        action_of(&plan, "network.subnet.public-a"),
+        Action::CreateBeforeDelete
+    );
+    // The gateway keeps its Elastic IP, which one gateway holds at a time: the old
+    // one goes first (routes to it go blackhole for a few minutes).
+    assert_eq!(
+        action_of(&plan, "network.nat.a"),
+        Action::DeleteBeforeCreate
+    );
+
+    h.cloud.clear_calls();
+    let report = h.apply_plan(&plan, false).await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    let calls = h.cloud.calls();
+    let new_subnet = call_index(&calls, Op::Create, "network.subnet.public-a");
+    let old_nat_gone = call_index(&calls, Op::Delete, "network.nat.a");
+    let new_nat = call_index(&calls, Op::Create, "network.nat.a");
+    let private_routes = call_index(&calls, Op::Update, "network.route_table.private-a");
+    let association = call_index(&calls, Op::Update, "network.route_table.public");
+    let old_subnet_gone = call_index(&calls, Op::Delete, "network.subnet.public-a");
+    assert!(new_subnet < new_nat && old_nat_gone < new_nat);
+    assert!(new_nat < private_routes, "routes move to the new gateway");
+    assert!(old_nat_gone < old_subnet_gone && association < old_subnet_gone);
+    assert_eq!(h.cloud.count(Kind::NatGateway), 1);
+    h.assert_no_duplicates();
+    assert!(!h.plan().await.has_changes());
+}
+
+#[tokio::test]
+async fn a_subnet_range_that_overlaps_one_leaving_is_refused_at_plan_time() {
+    let h = Harness::new();
+    h.apply().await;
+    // Narrowed in place: the new range lies inside the current one.
+    h.replace_in("base.yaml", "a: 10.0.2.0/24", "a: 10.0.2.0/25");
+    let err = h.plan_err().await;
+    assert!(
+        err.contains("network.subnet.private-a cannot be made")
+            && err.contains("overlaps its current range 10.0.2.0/24")
+            && err.contains("two applies"),
+        "{err}"
+    );
+    // Moved to another AZ under the same range: the new subnet needs the old one gone.
+    h.replace_in("base.yaml", "a: 10.0.2.0/25", "c: 10.0.2.0/24");
+    let err = h.plan_err().await;
+    assert!(
+        err.contains("network.subnet.private-c cannot be made")
+            && err.contains("of network.subnet.private-a, which this plan deletes"),
+        "{err}"
+    );
+    // A free range is fine.
+    h.replace_in("base.yaml", "c: 10.0.2.0/24", "c: 10.0.9.0/24");
+    let report = h.apply_plan(&h.plan().await, true).await.unwrap();
+    assert!(report.ok(), "{report:?}");
 }
