@@ -76,6 +76,29 @@ pub(super) struct Ec2<K> {
     kind: K,
 }
 
+/// The availability zones this account can use in the clients' region. Zone letters
+/// differ by region and account (ap-northeast-1 has no `b`; us-west-1 shows each
+/// account two of its three), so a spec's letters are checked against them at plan
+/// time rather than failing a subnet create halfway through an apply.
+pub async fn zones(c: &Clients) -> Result<Vec<String>, ProviderError> {
+    let out = c
+        .ec2
+        .describe_availability_zones()
+        .filters(filter("zone-type", ["availability-zone".to_string()]))
+        .send()
+        .await
+        .map_err(classify)?;
+    Ok(out
+        .availability_zones()
+        .iter()
+        .filter(|z| {
+            z.state()
+                .is_none_or(|s| *s == aws_sdk_ec2::types::AvailabilityZoneState::Available)
+        })
+        .filter_map(|z| z.zone_name().map(str::to_string))
+        .collect())
+}
+
 fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
     Filter::builder()
         .name(name)

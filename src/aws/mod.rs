@@ -16,7 +16,7 @@ macro_rules! once {
 
 mod apigateway;
 pub mod cognito;
-mod ec2;
+pub mod ec2;
 pub mod elasticache;
 pub mod events;
 mod iam;

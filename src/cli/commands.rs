@@ -358,8 +358,55 @@ fn targets(raw: &[String]) -> Vec<Address> {
 /// Providers for a refreshing plan, and the account the credentials belong to. The
 /// credentials are checked (one identity call) even when there is no state to
 /// refresh: a plan that cannot be applied should not look like one that can.
+/// Every subnet's zone letter names a zone this account has in the region.
+async fn check_zones(
+    clients: &crate::aws::Clients,
+    loaded: &spec::LoadedSpec,
+) -> Result<(), Failure> {
+    let zones = crate::aws::ec2::zones(clients).await.map_err(|e| {
+        Failure::new(format!(
+            "cannot list the availability zones of {}: {e}",
+            clients.region
+        ))
+    })?;
+    let region = &clients.region;
+    let letters = |z: &String| z.strip_prefix(region.as_str()).map(str::to_string);
+    let have: Vec<String> = zones.iter().filter_map(letters).collect();
+    let mut d = Diagnostics::default();
+    let network = &loaded.spec.network;
+    for (set, subnets) in [
+        ("public_subnets", &network.public_subnets),
+        ("private_subnets", &network.private_subnets),
+    ] {
+        for letter in subnets.keys().filter(|l| !have.contains(l)) {
+            d.push(
+                spec::Diagnostic::new(
+                    loaded.sources.key(&format!("/network/{set}/{}", spec::yaml::escape(letter))),
+                    format!(
+                        "availability zone {region}{letter} does not exist in this account (it has {})",
+                        have.iter().map(|l| format!("{region}{l}")).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+                .hint(format!(
+                    "use one of the letters {}; zone letters differ by region and account",
+                    have.join(", ")
+                )),
+            );
+        }
+    }
+    if d.is_empty() {
+        return Ok(());
+    }
+    eprint!("{}", render::diagnostics(&d.finish()));
+    Err(Failure {
+        message: String::new(),
+        code: 1,
+    })
+}
+
 async fn refresh_providers(
     s: &Settings,
+    loaded: &spec::LoadedSpec,
     desired: &Desired,
     no_refresh: bool,
 ) -> Result<(Option<Providers>, Option<String>), Failure> {
@@ -367,6 +414,7 @@ async fn refresh_providers(
         return Ok((None, None));
     }
     let clients = aws_clients(&desired.region, None).await?;
+    check_zones(&clients, loaded).await?;
     let account = Some(clients.account.clone());
     let backend = LocalBackend::new(&s.state_dir);
     let providers = match backend.read(&desired.environment)? {
@@ -384,7 +432,7 @@ async fn plan(s: &Settings, a: PlanArgs) -> Outcome {
             desired.set_code(&b.function, &b.code_sha256);
         }
     }
-    let (providers, account) = refresh_providers(s, &desired, a.no_refresh).await?;
+    let (providers, account) = refresh_providers(s, &loaded, &desired, a.no_refresh).await?;
     let backend = LocalBackend::new(&s.state_dir);
     let planned = ops::plan(
         &backend,
@@ -643,8 +691,9 @@ async fn apply(s: &Settings, a: ApplyArgs) -> Outcome {
                 }
                 code_dir = Some(ws.code_dir());
             }
+            let (providers, account) =
+                refresh_providers(s, &loaded, &desired, a.no_refresh).await?;
             loaded_spec = Some(loaded);
-            let (providers, account) = refresh_providers(s, &desired, a.no_refresh).await?;
             let backend = LocalBackend::new(&s.state_dir);
             let planned = ops::plan(
                 &backend,

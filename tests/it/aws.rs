@@ -1133,3 +1133,24 @@ async fn apply_and_destroy_without_a_terminal_or_yes_refuse_instead_of_hanging()
         "nothing was destroyed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zone_letter_the_region_lacks_is_refused_at_plan_time_with_its_line() {
+    let em = Emulator::start(&[]);
+    let env = Env::new();
+    // ap-northeast-1 has zones a, c and d: base.yaml's `private_subnets.b` names none.
+    env.edit("base.yaml", "region: us-east-1", "region: ap-northeast-1");
+    let plan = env.deploy(&em, &["plan"]);
+    let err = text(&plan.stderr);
+    assert_eq!(plan.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("base.yaml:18:5")
+            && err.contains("availability zone ap-northeast-1b does not exist in this account")
+            && err.contains("use one of the letters a, c, d"),
+        "{err}"
+    );
+    let apply = env.deploy(&em, &["apply", "--yes", "--no-smoke"]);
+    assert_eq!(apply.status.code(), Some(1));
+    let calls = em.calls()["calls"].to_string();
+    assert!(!calls.contains("Create"), "an apply refused at plan time creates nothing: {calls}");
+}
