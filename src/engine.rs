@@ -289,7 +289,8 @@ impl Shared {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
-        retry(&self.config.retry, f, |attempt, delay, error| {
+        let interrupt = Some(&*self.config.interrupt);
+        retry_or_stop(&self.config.retry, interrupt, f, |attempt, delay, error| {
             self.emit(Event::Retrying {
                 address: address.clone(),
                 attempt,
@@ -304,6 +305,27 @@ impl Shared {
 /// Retries `f` on retryable errors with exponential backoff and full jitter.
 pub async fn retry<T, F, Fut>(
     policy: &RetryPolicy,
+    f: F,
+    on_retry: impl FnMut(u32, Duration, &ProviderError),
+) -> Result<T, ProviderError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, ProviderError>>,
+{
+    retry_or_stop(policy, None, f, on_retry).await
+}
+
+/// The error a step returns when an interrupt cut its waiting short: the step is
+/// reported as left undone, not as failed.
+fn stopped() -> ProviderError {
+    ProviderError::new(ErrorClass::Fatal, STOPPED_WAITING)
+}
+
+/// [`retry`], giving up between attempts once `interrupt` says the run is stopping:
+/// backoff after throttling can add minutes, and Ctrl-C must not wait them out.
+async fn retry_or_stop<T, F, Fut>(
+    policy: &RetryPolicy,
+    interrupt: Option<&Interrupt>,
     f: F,
     mut on_retry: impl FnMut(u32, Duration, &ProviderError),
 ) -> Result<T, ProviderError>
@@ -324,7 +346,11 @@ where
                 attempt += 1;
                 let delay = backoff_delay(policy, attempt);
                 on_retry(attempt, delay, &e);
-                tokio::time::sleep(delay).await;
+                match interrupt {
+                    Some(i) if i.sleep(delay).await => return Err(stopped()),
+                    Some(_) => {}
+                    None => tokio::time::sleep(delay).await,
+                }
             }
             Err(e) => return Err(e),
         }
@@ -588,7 +614,10 @@ pub async fn apply(
                     });
                     Ok(())
                 }
-                Err(StepError(error)) if error == STOPPED_WAITING => Err(StepEnd::Interrupted),
+                // Also wrapped in a provider error's context (`create x: …`).
+                Err(StepError(error)) if error.contains(STOPPED_WAITING) => {
+                    Err(StepEnd::Interrupted)
+                }
                 Err(StepError(error)) => {
                     shared.emit(Event::Failed {
                         address: step.address.clone(),
@@ -1010,7 +1039,10 @@ async fn create_resolving_ambiguity(
             delay,
             error: e.to_string(),
         });
-        tokio::time::sleep(delay).await;
+        // Stopped: the intent stays recorded, so the next run looks before creating.
+        if shared.config.interrupt.sleep(delay).await {
+            return Err(stopped());
+        }
         if maybe_created {
             let found = shared.call(address, || provider.find(target)).await?;
             if let Some(found) = shared.unaccounted(kind, found) {

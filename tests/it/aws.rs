@@ -1152,5 +1152,8 @@ async fn a_zone_letter_the_region_lacks_is_refused_at_plan_time_with_its_line() 
     let apply = env.deploy(&em, &["apply", "--yes", "--no-smoke"]);
     assert_eq!(apply.status.code(), Some(1));
     let calls = em.calls()["calls"].to_string();
-    assert!(!calls.contains("Create"), "an apply refused at plan time creates nothing: {calls}");
+    assert!(
+        !calls.contains("Create"),
+        "an apply refused at plan time creates nothing: {calls}"
+    );
 }

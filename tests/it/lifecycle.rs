@@ -755,6 +755,70 @@ async fn an_interrupted_apply_stops_starting_steps_releases_the_lock_and_resumes
 }
 
 #[tokio::test]
+async fn an_interrupt_cuts_a_throttled_steps_backoff_short() {
+    let h = Harness::new();
+    // Every create of the VPC is throttled, and the backoff between attempts is long:
+    // without the interrupt this step would retry for ten minutes.
+    h.cloud.set_fault(|c: &Call| {
+        if c.op == Op::Create && c.kind == Kind::Vpc {
+            Fault::Fail(
+                ProviderError::new(ErrorClass::Throttled, "Rate exceeded")
+                    .with_code("RequestLimitExceeded"),
+            )
+        } else {
+            Fault::None
+        }
+    });
+    let plan = h.plan().await;
+    let mut config = Harness::config();
+    config.retry = RetryPolicy {
+        base: Duration::from_secs(30),
+        max_delay: Duration::from_secs(60),
+        max_attempts: 50,
+        max_elapsed: Duration::from_secs(600),
+    };
+    let interrupt = config.interrupt.clone();
+    let events = h.events.clone();
+    let stopper = tokio::spawn(async move {
+        loop {
+            let retrying = events.lock().unwrap().iter().any(|e| {
+                matches!(e, Event::Retrying { address, .. } if address.as_str() == "network.vpc")
+            });
+            if retrying {
+                interrupt.stop();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let (_, report) = tokio::time::timeout(
+        Duration::from_secs(10),
+        ops::apply(
+            &h.backend(),
+            &plan,
+            h.cloud.providers(),
+            config,
+            h.sink(),
+            false,
+        ),
+    )
+    .await
+    .expect("the backoff is cut short")
+    .unwrap();
+    stopper.await.unwrap();
+    assert!(
+        report.failed.is_empty(),
+        "left undone, not failed: {report:?}"
+    );
+    let undone: Vec<&str> = report.interrupted.iter().map(|(a, _)| a.as_str()).collect();
+    assert!(undone.contains(&"network.vpc"), "{undone:?}");
+    assert!(h.backend().lock_info("dev").unwrap().is_none());
+    h.cloud.set_fault(|_: &Call| Fault::None);
+    h.apply().await;
+    h.assert_no_duplicates();
+}
+
+#[tokio::test]
 async fn a_throttling_lagging_cloud_still_converges() {
     let h = Harness::new();
     let n = Arc::new(AtomicUsize::new(0));
