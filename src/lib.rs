@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cost;
 pub mod engine;
 pub mod graph;
+pub mod kinds;
 pub mod local;
 pub mod model;
 pub mod ops;

@@ -101,100 +101,28 @@ impl Kind {
 
     /// Attributes AWS assigns, known only after create; references may name them.
     pub fn outputs(self) -> &'static [&'static str] {
-        match self {
-            Kind::Vpc | Kind::Subnet | Kind::SecurityGroup => &["id", "arn"],
-            Kind::InternetGateway
-            | Kind::NatGateway
-            | Kind::RouteTable
-            | Kind::SecurityGroupRule => &["id"],
-            Kind::ElasticIp => &["id", "public_ip"],
-            Kind::ServerlessCache => &[
-                "id",
-                "arn",
-                "endpoint",
-                "port",
-                "reader_endpoint",
-                "reader_port",
-            ],
-            Kind::SsmParameter => &["id", "arn", "version"],
-            Kind::IamRole => &["id", "arn"],
-            Kind::LambdaFunction => &["id", "arn", "version", "alias_arn"],
-            Kind::UserPool => &["id", "arn", "issuer", "jwks_url"],
-            Kind::UserPoolClient => &["id"],
-            Kind::RestApi => &["id", "execution_arn", "invoke_url", "deployment_id"],
-            Kind::ScheduleRule => &["id", "arn"],
-            Kind::LogGroup => &["id", "arn"],
-        }
+        crate::kinds::declared(self).outputs
     }
 
     /// Inputs AWS cannot change in place: a change replaces the resource.
     pub fn replace_on(self) -> &'static [&'static str] {
-        match self {
-            Kind::Vpc => &["cidr_block"],
-            Kind::Subnet => &["vpc_id", "cidr_block", "availability_zone"],
-            Kind::InternetGateway | Kind::ElasticIp => &[],
-            Kind::NatGateway => &["subnet_id", "allocation_id"],
-            Kind::RouteTable => &["vpc_id"],
-            Kind::SecurityGroup => &["name", "description", "vpc_id"],
-            Kind::SecurityGroupRule => &[
-                "group_id",
-                "direction",
-                "protocol",
-                "from_port",
-                "to_port",
-                "cidr",
-                "peer_group_id",
-            ],
-            Kind::ServerlessCache => &["name", "engine", "subnet_ids"],
-            Kind::SsmParameter => &["name", "type"],
-            Kind::IamRole => &["name"],
-            Kind::LambdaFunction => &["name"],
-            Kind::UserPool => &["name", "username_attributes", "case_sensitive"],
-            Kind::UserPoolClient => &["user_pool_id", "generate_secret"],
-            Kind::RestApi => &[],
-            Kind::ScheduleRule => &["name"],
-            Kind::LogGroup => &["name"],
-        }
+        crate::kinds::declared(self).replace_on
     }
 
     /// Inputs that must be unique in the account (or VPC). If a replacement keeps them,
     /// the old resource must go before the new one can exist.
     pub fn unique_on(self) -> &'static [&'static str] {
-        match self {
-            Kind::Subnet => &["cidr_block"],
-            Kind::SecurityGroup | Kind::ServerlessCache | Kind::SsmParameter | Kind::IamRole => {
-                &["name"]
-            }
-            Kind::LambdaFunction | Kind::ScheduleRule | Kind::LogGroup => &["name"],
-            // An Elastic IP is associated with one NAT gateway at a time: a gateway
-            // made beside the old one with the same address fails.
-            Kind::NatGateway => &["allocation_id"],
-            Kind::SecurityGroupRule => &[
-                "group_id",
-                "direction",
-                "protocol",
-                "from_port",
-                "to_port",
-                "cidr",
-                "peer_group_id",
-            ],
-            _ => &[],
-        }
+        crate::kinds::declared(self).unique_on
     }
 
-    /// Inputs the service stores as strings: references resolved into them become
-    /// strings (a port published to SSM is `"6379"`), so plans compare like with like.
+    /// Inputs the service stores as strings (see [`crate::kinds::Inputs::STRING_INPUTS`]).
     pub fn string_inputs(self) -> &'static [&'static str] {
-        match self {
-            Kind::SsmParameter => &["value"],
-            Kind::LambdaFunction => &["environment"],
-            _ => &[],
-        }
+        crate::kinds::declared(self).string_inputs
     }
 
     /// Whether replacing or deleting it loses data (cache contents, user accounts).
     pub fn stateful(self) -> bool {
-        matches!(self, Kind::ServerlessCache | Kind::UserPool)
+        crate::kinds::declared(self).stateful
     }
 
     /// How long a create or update may take to settle, and how often to look.
