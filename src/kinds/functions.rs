@@ -1,8 +1,10 @@
 //! Lambda functions and the log groups they write to.
 
-use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{ArnOutputs, Inputs, Outputs};
 use crate::model::Kind;
@@ -14,6 +16,65 @@ pub struct FunctionCode {
     #[serde(rename = "crate")]
     pub krate: String,
     pub bin: String,
+}
+
+/// A function's environment variables, in the order the spec and the planner list
+/// them (the order plans show); equal regardless of order.
+#[derive(Debug, Clone, Default)]
+pub struct Variables(pub Vec<(String, String)>);
+
+impl Variables {
+    pub fn insert(&mut self, key: String, value: String) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl PartialEq for Variables {
+    fn eq(&self, other: &Self) -> bool {
+        fn sorted(v: &Variables) -> Vec<(&str, &str)> {
+            let mut pairs: Vec<(&str, &str)> = v.iter().collect();
+            pairs.sort();
+            pairs
+        }
+        sorted(self) == sorted(other)
+    }
+}
+
+impl Serialize for Variables {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Variables {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Pairs;
+        impl<'de> Visitor<'de> for Pairs {
+            type Value = Variables;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of variable names to string values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Variables, A::Error> {
+                let mut out = Variables::default();
+                while let Some((k, v)) = m.next_entry::<String, String>()? {
+                    out.0.push((k, v));
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Pairs)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,7 +91,7 @@ pub struct LambdaFunctionInputs {
     /// In a VPC when not empty.
     pub subnet_ids: Vec<String>,
     pub security_group_ids: Vec<String>,
-    pub environment: BTreeMap<String, String>,
+    pub environment: Variables,
     pub code: FunctionCode,
     /// The built zip's `CodeSha256`; unknown without a build (the live code stays).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,7 +142,10 @@ impl Inputs for LambdaFunctionInputs {
             timeout_s: 10,
             subnet_ids: vec!["subnet-1".into()],
             security_group_ids: vec!["sg-1".into()],
-            environment: BTreeMap::from([("VALKEY_PORT".into(), "6379".into())]),
+            environment: Variables(vec![
+                ("VALKEY_PORT".into(), "6379".into()),
+                ("CORS_MAX_AGE_S".into(), "600".into()),
+            ]),
             code: FunctionCode {
                 krate: "trivia".into(),
                 bin: "api".into(),

@@ -8,9 +8,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::graph::Graph;
+use crate::kinds::api::{ApiRoute, Cors, RestApiInputs};
+use crate::kinds::cache::ServerlessCacheInputs;
+use crate::kinds::functions::{FunctionCode, LambdaFunctionInputs, LogGroupInputs, Variables};
+use crate::kinds::iam::IamRoleInputs;
+use crate::kinds::identity::{UserPoolClientInputs, UserPoolInputs};
+use crate::kinds::network::{
+    ElasticIpInputs, InternetGatewayInputs, NatGatewayInputs, Route, RouteTableInputs,
+    SecurityGroupInputs, SecurityGroupRuleInputs, SubnetInputs, VpcInputs,
+};
+use crate::kinds::parameters::SsmParameterInputs;
+use crate::kinds::schedules::ScheduleRuleInputs;
+use crate::kinds::Inputs;
 use crate::model::{reference_texts, Address, Attrs, Kind};
 use crate::spec::diag::did_you_mean;
-use crate::spec::model::{NatMode, Rule, SubnetSet};
+use crate::spec::model::{NatMode, Rule, SubnetSet, UsernameAttribute};
 use crate::spec::validate::parse_ports;
 use crate::spec::yaml::escape;
 use crate::spec::{Diagnostic, Diagnostics, LoadedSpec};
@@ -92,13 +104,9 @@ impl Builder<'_> {
         )
     }
 
-    fn add(
-        &mut self,
-        address: String,
-        kind: Kind,
-        mut inputs: Attrs,
-        explicit: &[String],
-    ) -> Address {
+    fn add<I: Inputs>(&mut self, address: String, inputs: I, explicit: &[String]) -> Address {
+        let kind = I::KIND;
+        let mut inputs = inputs.to_attrs();
         let address = Address::new(address);
         let spec = &self.loaded.spec;
         let mut tags: BTreeMap<String, String> = spec.tags.clone();
@@ -133,15 +141,9 @@ impl Builder<'_> {
     }
 }
 
-fn r(address: &str, attr: &str) -> Value {
-    Value::String(format!("${{{address}.{attr}}}"))
-}
-
-fn attrs(v: Value) -> Attrs {
-    match v {
-        Value::Object(m) => m.into_iter().collect(),
-        _ => unreachable!("attrs are built from object literals"),
-    }
+/// A reference to another resource's attribute, resolved at apply time.
+fn r(address: &str, attr: &str) -> String {
+    format!("${{{address}.{attr}}}")
 }
 
 /// Expands a validated spec. Reports unknown references and dependency cycles.
@@ -161,8 +163,12 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
     if has_vpc {
         b.add(
             "network.vpc".into(),
-            Kind::Vpc,
-            attrs(json!({"name": format!("{prefix}-vpc"), "cidr_block": net.vpc_cidr, "enable_dns_hostnames": true, "enable_dns_support": true})),
+            VpcInputs {
+                name: format!("{prefix}-vpc"),
+                cidr_block: net.vpc_cidr.clone(),
+                enable_dns_hostnames: true,
+                enable_dns_support: true,
+            },
             &[],
         );
         for (set, map, public) in [
@@ -172,14 +178,13 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
             for (letter, cidr) in map {
                 b.add(
                     format!("network.subnet.{set}-{letter}"),
-                    Kind::Subnet,
-                    attrs(json!({
-                        "name": format!("{prefix}-{set}-{letter}"),
-                        "vpc_id": r("network.vpc", "id"),
-                        "cidr_block": cidr,
-                        "availability_zone": az(letter),
-                        "map_public_ip_on_launch": public,
-                    })),
+                    SubnetInputs {
+                        name: format!("{prefix}-{set}-{letter}"),
+                        vpc_id: r("network.vpc", "id"),
+                        cidr_block: cidr.clone(),
+                        availability_zone: az(letter),
+                        map_public_ip_on_launch: public,
+                    },
                     &[],
                 );
             }
@@ -189,24 +194,29 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
     if has_igw {
         b.add(
             "network.igw".into(),
-            Kind::InternetGateway,
-            attrs(json!({"name": format!("{prefix}-igw"), "vpc_id": r("network.vpc", "id")})),
+            InternetGatewayInputs {
+                name: format!("{prefix}-igw"),
+                vpc_id: r("network.vpc", "id"),
+            },
             &[],
         );
-        let public_ids: Vec<Value> = net
+        let public_ids: Vec<String> = net
             .public_subnets
             .keys()
             .map(|l| r(&format!("network.subnet.public-{l}"), "id"))
             .collect();
         b.add(
             "network.route_table.public".into(),
-            Kind::RouteTable,
-            attrs(json!({
-                "name": format!("{prefix}-public"),
-                "vpc_id": r("network.vpc", "id"),
-                "routes": [{"destination": "0.0.0.0/0", "gateway_id": r("network.igw", "id")}],
-                "subnet_ids": public_ids,
-            })),
+            RouteTableInputs {
+                name: format!("{prefix}-public"),
+                vpc_id: r("network.vpc", "id"),
+                routes: vec![Route {
+                    destination: "0.0.0.0/0".into(),
+                    gateway_id: Some(r("network.igw", "id")),
+                    nat_gateway_id: None,
+                }],
+                subnet_ids: public_ids,
+            },
             &[],
         );
     }
@@ -224,20 +234,21 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
     for letter in &nat_azs {
         b.add(
             format!("network.eip.{letter}"),
-            Kind::ElasticIp,
-            attrs(json!({"name": format!("{prefix}-nat-{letter}"), "domain": "vpc"})),
+            ElasticIpInputs {
+                name: format!("{prefix}-nat-{letter}"),
+                domain: "vpc".into(),
+            },
             &[],
         );
         // The NAT gateway needs the internet gateway attached first (else it fails with
         // Gateway.NotAttached), though it does not reference it.
         b.add(
             format!("network.nat.{letter}"),
-            Kind::NatGateway,
-            attrs(json!({
-                "name": format!("{prefix}-nat-{letter}"),
-                "subnet_id": r(&format!("network.subnet.public-{letter}"), "id"),
-                "allocation_id": r(&format!("network.eip.{letter}"), "id"),
-            })),
+            NatGatewayInputs {
+                name: format!("{prefix}-nat-{letter}"),
+                subnet_id: r(&format!("network.subnet.public-{letter}"), "id"),
+                allocation_id: r(&format!("network.eip.{letter}"), "id"),
+            },
             &["network.igw".into()],
         );
     }
@@ -248,19 +259,22 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
             } else {
                 nat_azs.first().cloned()
             };
-            let routes: Vec<Value> = nat
-                .map(|n| json!({"destination": "0.0.0.0/0", "nat_gateway_id": r(&format!("network.nat.{n}"), "id")}))
+            let routes: Vec<Route> = nat
+                .map(|n| Route {
+                    destination: "0.0.0.0/0".into(),
+                    gateway_id: None,
+                    nat_gateway_id: Some(r(&format!("network.nat.{n}"), "id")),
+                })
                 .into_iter()
                 .collect();
             b.add(
                 format!("network.route_table.private-{letter}"),
-                Kind::RouteTable,
-                attrs(json!({
-                    "name": format!("{prefix}-private-{letter}"),
-                    "vpc_id": r("network.vpc", "id"),
-                    "routes": routes,
-                    "subnet_ids": [r(&format!("network.subnet.private-{letter}"), "id")],
-                })),
+                RouteTableInputs {
+                    name: format!("{prefix}-private-{letter}"),
+                    vpc_id: r("network.vpc", "id"),
+                    routes,
+                    subnet_ids: vec![r(&format!("network.subnet.private-{letter}"), "id")],
+                },
                 &[],
             );
         }
@@ -275,30 +289,29 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
             .unwrap_or_else(|| format!("{prefix} {name}"));
         b.add(
             format!("security_group.{name}"),
-            Kind::SecurityGroup,
-            attrs(json!({
-                "name": format!("{prefix}-{name}"),
-                "description": description,
-                "vpc_id": r("network.vpc", "id"),
-                "revoke_default_egress": sg.egress.is_some(),
-            })),
+            SecurityGroupInputs {
+                name: format!("{prefix}-{name}"),
+                description,
+                vpc_id: r("network.vpc", "id"),
+                revoke_default_egress: sg.egress.is_some(),
+            },
             &[],
         );
         let egress = sg.egress.as_deref().unwrap_or(&[]);
         for (direction, rules) in [("ingress", sg.ingress.as_slice()), ("egress", egress)] {
             for rule in rules {
                 let (address, inputs) = rule_resource(name, direction, rule);
-                b.add(address, Kind::SecurityGroupRule, inputs, &[]);
+                b.add(address, inputs, &[]);
             }
         }
     }
-    let group_ids = |names: &[String]| -> Vec<Value> {
+    let group_ids = |names: &[String]| -> Vec<String> {
         names
             .iter()
             .map(|g| r(&format!("security_group.{g}"), "id"))
             .collect()
     };
-    let subnet_ids = |set: SubnetSet| -> Vec<Value> {
+    let subnet_ids = |set: SubnetSet| -> Vec<String> {
         let (label, map) = match set {
             SubnetSet::Private => ("private", &net.private_subnets),
             SubnetSet::Public => ("public", &net.public_subnets),
@@ -310,31 +323,30 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
 
     // The cache and its SSM parameters.
     if let Some(cache) = &spec.valkey {
-        let mut inputs = attrs(json!({
-            "name": format!("{prefix}-cache"),
-            "engine": "valkey",
-            "major_engine_version": cache.engine_version.to_string(),
-            "max_storage_gb": cache.max_storage_gb,
-            "max_ecpu_per_second": cache.max_ecpu_per_second,
-            "snapshot_retention_limit": cache.snapshot_retention_days,
-            "daily_snapshot_time": cache.daily_snapshot_time,
-            "subnet_ids": subnet_ids(cache.subnets),
-            "security_group_ids": group_ids(&cache.security_groups),
-        }));
-        if let Some(min) = cache.min_storage_gb {
-            inputs.insert("min_storage_gb".into(), json!(min));
-        }
-        if let Some(min) = cache.min_ecpu_per_second {
-            inputs.insert("min_ecpu_per_second".into(), json!(min));
-        }
-        let a = b.add("valkey.cache".into(), Kind::ServerlessCache, inputs, &[]);
+        let inputs = ServerlessCacheInputs {
+            name: format!("{prefix}-cache"),
+            engine: "valkey".into(),
+            major_engine_version: cache.engine_version.to_string(),
+            max_storage_gb: cache.max_storage_gb,
+            min_storage_gb: cache.min_storage_gb,
+            max_ecpu_per_second: cache.max_ecpu_per_second,
+            min_ecpu_per_second: cache.min_ecpu_per_second,
+            snapshot_retention_limit: cache.snapshot_retention_days,
+            daily_snapshot_time: cache.daily_snapshot_time.clone(),
+            subnet_ids: subnet_ids(cache.subnets),
+            security_group_ids: group_ids(&cache.security_groups),
+        };
+        let a = b.add("valkey.cache".into(), inputs, &[]);
         b.resources.get_mut(&a).expect("just added").protect = cache.protect;
         if let Some(path) = &cache.publish_to_ssm {
             for (what, attr) in [("endpoint", "endpoint"), ("port", "port")] {
                 b.add(
                     format!("ssm.valkey-{what}"),
-                    Kind::SsmParameter,
-                    attrs(json!({"name": format!("{path}/{what}"), "type": "String", "value": r("valkey.cache", attr)})),
+                    SsmParameterInputs {
+                        name: format!("{path}/{what}"),
+                        kind: "String".into(),
+                        value: r("valkey.cache", attr),
+                    },
                     &[],
                 );
             }
@@ -346,30 +358,38 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
         let pool = &cognito.user_pool;
         let a = b.add(
             "cognito.user_pool".into(),
-            Kind::UserPool,
-            attrs(json!({
-                "name": format!("{prefix}-users"),
-                "password_min_length": pool.password_min_length,
-                "username_attributes": pool.username_attributes,
-                "case_sensitive": pool.case_sensitive,
-                "deletion_protection": pool.deletion_protection,
-            })),
+            UserPoolInputs {
+                name: format!("{prefix}-users"),
+                password_min_length: pool.password_min_length,
+                username_attributes: pool
+                    .username_attributes
+                    .iter()
+                    .map(|u| match u {
+                        UsernameAttribute::Email => "email".to_string(),
+                        UsernameAttribute::PhoneNumber => "phone_number".to_string(),
+                    })
+                    .collect(),
+                case_sensitive: pool.case_sensitive,
+                deletion_protection: pool.deletion_protection,
+            },
             &[],
         );
         b.resources.get_mut(&a).expect("just added").protect = pool.protect;
         for (name, client) in &cognito.clients {
-            let flows: Vec<&str> = client.auth_flows.iter().map(|f| f.aws_name()).collect();
             b.add(
                 format!("cognito.client.{name}"),
-                Kind::UserPoolClient,
-                attrs(json!({
-                    "name": format!("{prefix}-{name}"),
-                    "user_pool_id": r("cognito.user_pool", "id"),
-                    "explicit_auth_flows": flows,
-                    "generate_secret": client.generate_secret,
+                UserPoolClientInputs {
+                    name: format!("{prefix}-{name}"),
+                    user_pool_id: r("cognito.user_pool", "id"),
+                    explicit_auth_flows: client
+                        .auth_flows
+                        .iter()
+                        .map(|f| f.aws_name().to_string())
+                        .collect(),
+                    generate_secret: client.generate_secret,
                     // Sign-in and recovery answer alike whether the user exists or not.
-                    "prevent_user_existence_errors": "ENABLED",
-                })),
+                    prevent_user_existence_errors: "ENABLED".into(),
+                },
                 &[],
             );
         }
@@ -378,7 +398,7 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
     // Functions and their execution roles.
     for (name, f) in &spec.functions {
         let env_pointer = format!("/functions/{}/env", escape(name));
-        let mut env = serde_json::Map::new();
+        let mut env = Variables::default();
         let mut ssm_reads: BTreeSet<String> = BTreeSet::new();
         for (k, v) in &f.env {
             let pointer = format!("{env_pointer}/{}", escape(k));
@@ -392,7 +412,7 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
                     ssm_reads.insert(p.to_string());
                 }
             }
-            env.insert(k.clone(), Value::String(canonical));
+            env.insert(k.clone(), canonical);
         }
         // A function behind the API answers its CORS preflights and sets the headers
         // on its responses, as the spec's `api.cors` says.
@@ -402,13 +422,13 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
             .filter(|api| api.routes.iter().any(|rt| rt.function == *name))
             .and_then(|api| api.cors.as_ref())
         {
-            env.insert(CORS_ORIGINS.into(), json!(cors.allow_origins.join(",")));
-            env.insert(CORS_HEADERS.into(), json!(cors.allow_headers.join(",")));
-            env.insert(CORS_MAX_AGE.into(), json!(cors.max_age_s.to_string()));
+            env.insert(CORS_ORIGINS.into(), cors.allow_origins.join(","));
+            env.insert(CORS_HEADERS.into(), cors.allow_headers.join(","));
+            env.insert(CORS_MAX_AGE.into(), cors.max_age_s.to_string());
         }
         let mut statements = Vec::new();
         if !ssm_reads.is_empty() {
-            let arns: Vec<Value> = ssm_reads
+            let arns: Vec<String> = ssm_reads
                 .iter()
                 .map(|p| r(&format!("ssm.{p}"), "arn"))
                 .collect();
@@ -421,16 +441,16 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
         };
         let role = b.add(
             format!("iam.role.{name}"),
-            Kind::IamRole,
-            attrs(json!({
-                "name": format!("{prefix}-{name}"),
-                "assume_role_policy": {
+            IamRoleInputs {
+                name: format!("{prefix}-{name}"),
+                assume_role_policy: json!({
                     "Version": "2012-10-17",
                     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
-                },
-                "managed_policy_arns": [managed],
-                "inline_policy": if statements.is_empty() { Value::Null } else { json!({"Version": "2012-10-17", "Statement": statements}) },
-            })),
+                }),
+                managed_policy_arns: vec![managed.into()],
+                inline_policy: (!statements.is_empty())
+                    .then(|| json!({"Version": "2012-10-17", "Statement": statements})),
+            },
             &[],
         );
         let (vpc_subnets, vpc_groups) = match &f.vpc {
@@ -441,66 +461,74 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
         // before its group exists makes one that keeps logs forever.
         let logs = b.add(
             format!("function.{name}.logs"),
-            Kind::LogGroup,
-            attrs(json!({
-                "name": crate::aws::logs::function_group(&format!("{prefix}-{name}")),
-                "retention_days": spec.logs.retention_days,
-            })),
+            LogGroupInputs {
+                name: crate::aws::logs::function_group(&format!("{prefix}-{name}")),
+                retention_days: spec.logs.retention_days,
+            },
             &[],
         );
         b.add(
             format!("function.{name}"),
-            Kind::LambdaFunction,
-            attrs(json!({
-                "name": format!("{prefix}-{name}"),
-                "role_arn": r(role.as_str(), "arn"),
-                "runtime": "provided.al2023",
-                "handler": "bootstrap",
-                "architecture": f.architecture.as_str(),
-                "memory_mb": f.memory_mb,
-                "timeout_s": f.timeout_s,
-                "subnet_ids": vpc_subnets,
-                "security_group_ids": vpc_groups,
-                "environment": env,
-                "code": {"crate": f.krate, "bin": f.bin},
-                "alias": "live",
+            LambdaFunctionInputs {
+                name: format!("{prefix}-{name}"),
+                role_arn: r(role.as_str(), "arn"),
+                runtime: "provided.al2023".into(),
+                handler: "bootstrap".into(),
+                architecture: f.architecture.as_str().into(),
+                memory_mb: f.memory_mb,
+                timeout_s: f.timeout_s,
+                subnet_ids: vpc_subnets,
+                security_group_ids: vpc_groups,
+                environment: env,
+                code: FunctionCode {
+                    krate: f.krate.clone(),
+                    bin: f.bin.clone(),
+                },
+                // Set by `Desired::set_code` once the code is built.
+                code_sha256: None,
+                alias: "live".into(),
                 // The alias serves what $LATEST holds. A run that died between an
                 // update and its publish leaves it behind, which reads as false.
-                "published": true,
-            })),
+                published: true,
+            },
             &[logs.to_string()],
         );
     }
 
     // The REST API.
     if let Some(api) = &spec.api {
-        let routes: Vec<Value> = api
+        let routes: Vec<ApiRoute> = api
             .routes
             .iter()
-            .map(|rt| {
-                json!({
-                    "method": rt.method.as_str(),
-                    "path": rt.path,
-                    "function_arn": r(&format!("function.{}", rt.function), "alias_arn"),
-                    "auth": match rt.auth { crate::spec::model::Auth::None => "none", crate::spec::model::Auth::Cognito => "cognito" },
-                })
+            .map(|rt| ApiRoute {
+                method: rt.method.as_str().into(),
+                path: rt.path.clone(),
+                function_arn: r(&format!("function.{}", rt.function), "alias_arn"),
+                auth: match rt.auth {
+                    crate::spec::model::Auth::None => "none",
+                    crate::spec::model::Auth::Cognito => "cognito",
+                }
+                .into(),
             })
             .collect();
         let uses_cognito = api
             .routes
             .iter()
             .any(|rt| rt.auth == crate::spec::model::Auth::Cognito);
-        let cors = api.cors.as_ref().map(|c| json!({"allow_origins": c.allow_origins, "allow_headers": c.allow_headers, "max_age_s": c.max_age_s}));
+        let cors = api.cors.as_ref().map(|c| Cors {
+            allow_origins: c.allow_origins.clone(),
+            allow_headers: c.allow_headers.clone(),
+            max_age_s: c.max_age_s,
+        });
         b.add(
             "api.rest_api".into(),
-            Kind::RestApi,
-            attrs(json!({
-                "name": format!("{prefix}-api"),
-                "stage": api.stage,
-                "cors": cors,
-                "routes": routes,
-                "authorizer_pool_arn": if uses_cognito { r("cognito.user_pool", "arn") } else { Value::Null },
-            })),
+            RestApiInputs {
+                name: format!("{prefix}-api"),
+                stage: api.stage.clone(),
+                cors,
+                routes,
+                authorizer_pool_arn: uses_cognito.then(|| r("cognito.user_pool", "arn")),
+            },
             &[],
         );
     }
@@ -508,13 +536,12 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
     for (name, s) in &spec.schedules {
         b.add(
             format!("schedule.{name}"),
-            Kind::ScheduleRule,
-            attrs(json!({
-                "name": format!("{prefix}-{name}"),
-                "expression": s.expression,
-                "enabled": s.enabled,
-                "target_arn": r(&format!("function.{}", s.function), "alias_arn"),
-            })),
+            ScheduleRuleInputs {
+                name: format!("{prefix}-{name}"),
+                expression: s.expression.clone(),
+                enabled: s.enabled,
+                target_arn: r(&format!("function.{}", s.function), "alias_arn"),
+            },
             &[],
         );
     }
@@ -522,7 +549,7 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
     finish(b)
 }
 
-fn rule_resource(group: &str, direction: &str, rule: &Rule) -> (String, Attrs) {
+fn rule_resource(group: &str, direction: &str, rule: &Rule) -> (String, SecurityGroupRuleInputs) {
     let (from, to) = parse_ports(&rule.ports).unwrap_or((0, 0));
     let proto = rule.protocol.as_str();
     let ports = if rule.protocol == crate::spec::model::Protocol::All {
@@ -533,25 +560,25 @@ fn rule_resource(group: &str, direction: &str, rule: &Rule) -> (String, Attrs) {
         format!("{proto}-{from}-{to}")
     };
     let (peer_label, cidr, peer) = match (&rule.cidr, &rule.group) {
-        (Some(c), _) => (format!("cidr-{c}"), Value::String(c.clone()), Value::Null),
+        (Some(c), _) => (format!("cidr-{c}"), Some(c.clone()), None),
         (None, Some(g)) => (
             format!("sg-{g}"),
-            Value::Null,
-            r(&format!("security_group.{g}"), "id"),
+            None,
+            Some(r(&format!("security_group.{g}"), "id")),
         ),
-        (None, None) => ("none".into(), Value::Null, Value::Null),
+        (None, None) => ("none".into(), None, None),
     };
     let address = format!("security_group.{group}.{direction}.{ports}-{peer_label}");
-    let inputs = attrs(json!({
-        "group_id": r(&format!("security_group.{group}"), "id"),
-        "direction": direction,
-        "protocol": if proto == "all" { "-1" } else { proto },
-        "from_port": from,
-        "to_port": to,
-        "cidr": cidr,
-        "peer_group_id": peer,
-        "description": rule.description,
-    }));
+    let inputs = SecurityGroupRuleInputs {
+        group_id: r(&format!("security_group.{group}"), "id"),
+        direction: direction.into(),
+        protocol: if proto == "all" { "-1" } else { proto }.into(),
+        from_port: from,
+        to_port: to,
+        cidr,
+        peer_group_id: peer,
+        description: rule.description.clone(),
+    };
     (address, inputs)
 }
 
