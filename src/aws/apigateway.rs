@@ -16,7 +16,8 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::events::{allow_invoke, revoke_invoke};
-use super::{classify, ready_when_visible, str_of, tag_changes, tags_of, Clients};
+use super::{all_pages, classify, has_tags, ready_when_visible, str_of, tag_changes, tags_from};
+use super::{split_id, tags_of, Clients, Tags};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -203,11 +204,46 @@ fn invoke_url(c: &Clients, api: &str, stage: &str) -> String {
 }
 
 fn split(id: &str) -> Result<(&str, &str), ProviderError> {
-    id.split_once('/')
-        .ok_or_else(|| ProviderError::fatal(format!("`{id}` is not API_ID/STAGE")))
+    split_id(id, "API_ID/STAGE")
 }
 
 impl RestApi {
+    /// Every REST API's id, name and tags (GetRestApis returns the tags).
+    async fn apis(&self) -> Result<Vec<(String, String, Tags)>, ProviderError> {
+        all_pages(|position| async move {
+            let page = self
+                .0
+                .apigateway
+                .get_rest_apis()
+                .limit(500)
+                .set_position(position)
+                .send()
+                .await
+                .map_err(classify)?;
+            let apis: Vec<(String, String, Tags)> = page
+                .items()
+                .iter()
+                .filter_map(|a| {
+                    let tags = a
+                        .tags()
+                        .map(|t| tags_from(t.iter().map(|(k, v)| (k.as_str(), v.as_str()))));
+                    Some((
+                        a.id()?.to_string(),
+                        a.name().unwrap_or_default().to_string(),
+                        tags.unwrap_or_default(),
+                    ))
+                })
+                .collect();
+            // An empty page ends the listing whatever the position says.
+            let next = page
+                .position()
+                .map(String::from)
+                .filter(|_| !apis.is_empty());
+            Ok((apis, next))
+        })
+        .await
+    }
+
     fn outputs(&self, api: &str, stage: &str, account: &str, deployment: Option<&str>) -> Attrs {
         let region = &self.0.region;
         Attrs::from([
@@ -351,86 +387,44 @@ impl Provider for RestApi {
             .or_else(|| target.tags.get("deploy:stage").cloned())
             .unwrap_or_else(|| "v1".into());
         let mut found = Vec::new();
-        let mut position: Option<String> = None;
-        loop {
-            let page = self
-                .0
-                .apigateway
-                .get_rest_apis()
-                .limit(500)
-                .set_position(position.clone())
-                .send()
-                .await
-                .map_err(classify)?;
-            for a in page.items().iter().filter(|a| {
-                a.name() == Some(name.as_str())
-                    && a.tags()
-                        .and_then(|t| t.get("deploy:address"))
-                        .map(String::as_str)
-                        == Some(target.address.as_str())
-            }) {
-                if let Some(o) = self
-                    .get(&format!("{}/{stage}", a.id().unwrap_or_default()))
-                    .await?
-                {
-                    found.push(o);
-                }
+        for (api, api_name, tags) in self.apis().await? {
+            if api_name != *name
+                || tags.get("deploy:address").map(String::as_str) != Some(target.address.as_str())
+            {
+                continue;
             }
-            position = page.position().map(String::from);
-            if position.is_none() || page.items().is_empty() {
-                return Ok(found);
-            }
+            found.extend(self.get(&format!("{api}/{stage}")).await?);
         }
+        Ok(found)
     }
 
-    async fn list(
-        &self,
-        want: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Vec<Observed>, ProviderError> {
+    async fn list(&self, want: &Tags) -> Result<Vec<Observed>, ProviderError> {
         let mut out = Vec::new();
-        let mut position: Option<String> = None;
-        loop {
-            let page = self
+        for (api, _, tags) in self.apis().await? {
+            if !has_tags(&tags, want) {
+                continue;
+            }
+            let stages = self
                 .0
                 .apigateway
-                .get_rest_apis()
-                .limit(500)
-                .set_position(position.clone())
+                .get_stages()
+                .rest_api_id(&api)
                 .send()
                 .await
                 .map_err(classify)?;
-            for a in page.items() {
-                let tags = a.tags().cloned().unwrap_or_default();
-                if !super::has_tags(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())), want) {
-                    continue;
-                }
-                let Some(api) = a.id() else { continue };
-                let stages = self
-                    .0
-                    .apigateway
-                    .get_stages()
-                    .rest_api_id(api)
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                let stage = stages
-                    .item()
-                    .first()
-                    .and_then(|s| s.stage_name())
-                    .unwrap_or("v1")
-                    .to_string();
-                let sorted: std::collections::BTreeMap<&String, &String> = tags.iter().collect();
-                out.push(Observed {
-                    id: format!("{api}/{stage}"),
-                    inputs: Attrs::from([("tags".into(), json!(sorted))]),
-                    outputs: self.outputs(api, &stage, &self.0.account, None),
-                });
-            }
-            position = page.position().map(String::from);
-            if position.is_none() || page.items().is_empty() {
-                return Ok(out);
-            }
+            let stage = stages
+                .item()
+                .first()
+                .and_then(|s| s.stage_name())
+                .unwrap_or("v1")
+                .to_string();
+            out.push(Observed {
+                id: format!("{api}/{stage}"),
+                inputs: Attrs::from([("tags".into(), json!(tags))]),
+                outputs: self.outputs(&api, &stage, &self.0.account, None),
+            });
         }
+        Ok(out)
     }
 
     async fn create(

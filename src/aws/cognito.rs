@@ -11,7 +11,8 @@ use aws_sdk_cognitoidentityprovider::types::{
 };
 use serde_json::{json, Value};
 
-use super::{classify, ready_when_visible, str_of, tags_of, Clients};
+use super::{all_pages, classify, has_tags, if_ours, ready_when_visible, str_of, tags_of};
+use super::{split_id, Clients, Tags};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -41,6 +42,28 @@ fn protection(inputs: &Attrs) -> DeletionProtectionType {
 }
 
 impl UserPool {
+    /// Every pool's id and name.
+    async fn pools(&self) -> Result<Vec<(String, String)>, ProviderError> {
+        all_pages(|token| async move {
+            let page = self
+                .0
+                .cognito
+                .list_user_pools()
+                .max_results(60)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(classify)?;
+            let pools = page
+                .user_pools()
+                .iter()
+                .filter_map(|p| Some((p.id()?.to_string(), p.name()?.to_string())))
+                .collect();
+            Ok((pools, page.next_token().map(String::from)))
+        })
+        .await
+    }
+
     fn outputs(&self, id: &str, arn: Option<&str>) -> Attrs {
         let issuer = format!("https://cognito-idp.{}.amazonaws.com/{id}", self.0.region);
         Attrs::from([
@@ -113,73 +136,25 @@ impl Provider for UserPool {
         let Some(name) = &target.name else {
             return Ok(Vec::new());
         };
+        // Pool names are not unique: every pool of this name that carries our tag.
         let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .0
-                .cognito
-                .list_user_pools()
-                .max_results(60)
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(classify)?;
-            for p in page
-                .user_pools()
-                .iter()
-                .filter(|p| p.name() == Some(name.as_str()))
-            {
-                if let Some(o) = self.get(p.id().unwrap_or_default()).await? {
-                    if o.inputs["tags"]
-                        .get("deploy:address")
-                        .and_then(Value::as_str)
-                        == Some(target.address.as_str())
-                    {
-                        found.push(o);
-                    }
-                }
-            }
-            token = page.next_token().map(String::from);
-            if token.is_none() {
-                return Ok(found);
-            }
+        for (id, _) in self.pools().await?.iter().filter(|(_, n)| n == name) {
+            let pool = self.get(id).await?;
+            found.extend(if_ours(pool, target, |o| async move { Ok(tags_of(&o.inputs)) }).await?);
         }
+        Ok(found)
     }
 
-    async fn list(
-        &self,
-        want: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Vec<Observed>, ProviderError> {
+    async fn list(&self, want: &Tags) -> Result<Vec<Observed>, ProviderError> {
         let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .0
-                .cognito
-                .list_user_pools()
-                .max_results(60)
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(classify)?;
-            for p in page.user_pools() {
-                if let Some(o) = self.get(p.id().unwrap_or_default()).await? {
-                    let tags = o.inputs["tags"].as_object().cloned().unwrap_or_default();
-                    if super::has_tags(
-                        tags.iter()
-                            .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default())),
-                        want,
-                    ) {
-                        out.push(o);
-                    }
+        for (id, _) in self.pools().await? {
+            if let Some(o) = self.get(&id).await? {
+                if has_tags(&tags_of(&o.inputs), want) {
+                    out.push(o);
                 }
             }
-            token = page.next_token().map(String::from);
-            if token.is_none() {
-                return Ok(out);
-            }
         }
+        Ok(out)
     }
 
     async fn create(
@@ -300,8 +275,7 @@ fn flows(inputs: &Attrs) -> Vec<ExplicitAuthFlowsType> {
 
 /// Client ids are `POOL_ID/CLIENT_ID`: the API always needs both.
 fn split(id: &str) -> Result<(&str, &str), ProviderError> {
-    id.split_once('/')
-        .ok_or_else(|| ProviderError::fatal(format!("`{id}` is not POOL_ID/CLIENT_ID")))
+    split_id(id, "POOL_ID/CLIENT_ID")
 }
 
 impl UserPoolClient {

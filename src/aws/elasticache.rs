@@ -11,7 +11,8 @@ use aws_sdk_elasticache::types::{
 };
 use serde_json::{json, Value};
 
-use super::{classify, str_of, tag_changes, tags_of, Clients};
+use super::{all_pages, carrying, classify, if_ours, str_of, tag_changes, tags_from, tags_of};
+use super::{with_tags, Clients, Tags};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -49,6 +50,20 @@ fn ecpu(inputs: &Attrs) -> EcpuPerSecond {
 }
 
 impl ServerlessCache {
+    async fn tags(&self, arn: &str) -> Result<Tags, ProviderError> {
+        let out = self
+            .0
+            .elasticache
+            .list_tags_for_resource()
+            .resource_name(arn)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(tags_from(out.tag_list().iter().filter_map(|t| {
+            Some((t.key()?, t.value().unwrap_or_default()))
+        })))
+    }
+
     async fn describe(
         &self,
         name: &str,
@@ -158,65 +173,35 @@ impl Provider for ServerlessCache {
         let Some(name) = &target.name else {
             return Ok(Vec::new());
         };
-        let Some(cache) = self.describe(name).await? else {
-            return Ok(Vec::new());
-        };
-        let tags = self
-            .0
-            .elasticache
-            .list_tags_for_resource()
-            .resource_name(cache.arn().unwrap_or_default())
-            .send()
-            .await
-            .map_err(classify)?;
-        let ours = tags.tag_list().iter().any(|t| {
-            t.key() == Some("deploy:address") && t.value() == Some(target.address.as_str())
+        let found = self.describe(name).await?;
+        let ours = if_ours(found, target, |c| async move {
+            self.tags(c.arn().unwrap_or_default()).await
         });
-        Ok(if ours {
-            vec![Self::observe(&cache)]
-        } else {
-            Vec::new()
-        })
+        Ok(ours.await?.iter().map(Self::observe).collect())
     }
 
-    async fn list(
-        &self,
-        want: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Vec<Observed>, ProviderError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
+    async fn list(&self, want: &Tags) -> Result<Vec<Observed>, ProviderError> {
+        let caches = all_pages(|token| async move {
             let page = self
                 .0
                 .elasticache
                 .describe_serverless_caches()
-                .set_next_token(token.clone())
+                .set_next_token(token)
                 .send()
                 .await
                 .map_err(classify)?;
-            for cache in page.serverless_caches() {
-                let tags = self
-                    .0
-                    .elasticache
-                    .list_tags_for_resource()
-                    .resource_name(cache.arn().unwrap_or_default())
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                let pairs: Vec<(&str, &str)> = tags
-                    .tag_list()
-                    .iter()
-                    .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
-                    .collect();
-                if super::has_tags(pairs.iter().copied(), want) {
-                    out.push(super::with_tags(Self::observe(cache), &pairs));
-                }
-            }
-            token = page.next_token().map(String::from);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+            let next = page.next_token().map(String::from);
+            Ok((page.serverless_caches.unwrap_or_default(), next))
+        })
+        .await?;
+        let tagged = carrying(caches, want, |c| async move {
+            self.tags(c.arn().unwrap_or_default()).await
+        });
+        Ok(tagged
+            .await?
+            .iter()
+            .map(|(c, tags)| with_tags(Self::observe(c), tags))
+            .collect())
     }
 
     async fn create(

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use aws_sdk_eventbridge::types::{RuleState, Tag, Target as RuleTarget};
 use serde_json::{json, Value};
 
-use super::{classify, ready_when_visible, str_of, tag_changes, tags_of, Clients};
+use super::{all_pages, carrying, classify, if_ours, ready_when_visible, str_of, tag_changes};
+use super::{tags_from, tags_of, with_tags, Clients, Tags};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -151,6 +152,18 @@ pub(super) async fn revoke_invoke(c: &Clients, function_arn: &str, statement: &s
 }
 
 impl ScheduleRule {
+    async fn tags(&self, arn: &str) -> Result<Tags, ProviderError> {
+        let out = self
+            .0
+            .events
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(tags_from(out.tags().iter().map(|t| (t.key(), t.value()))))
+    }
+
     async fn get(&self, name: &str) -> Result<Option<Observed>, ProviderError> {
         let rule = match self
             .0
@@ -285,68 +298,39 @@ impl Provider for ScheduleRule {
         let Some(name) = &target.name else {
             return Ok(Vec::new());
         };
-        let Some(found) = self.get(name).await? else {
-            return Ok(Vec::new());
-        };
-        let arn = found.outputs["arn"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let tags = self
-            .0
-            .events
-            .list_tags_for_resource()
-            .resource_arn(arn)
-            .send()
-            .await
-            .map_err(classify)?;
-        let ours = tags
-            .tags()
-            .iter()
-            .any(|t| t.key() == "deploy:address" && t.value() == target.address.as_str());
-        Ok(if ours { vec![found] } else { Vec::new() })
+        if_ours(self.get(name).await?, target, |o| async move {
+            self.tags(o.outputs["arn"].as_str().unwrap_or_default())
+                .await
+        })
+        .await
     }
 
-    async fn list(
-        &self,
-        want: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Vec<Observed>, ProviderError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
+    async fn list(&self, want: &Tags) -> Result<Vec<Observed>, ProviderError> {
+        let rules = all_pages(|token| async move {
             let page = self
                 .0
                 .events
                 .list_rules()
-                .set_next_token(token.clone())
+                .set_next_token(token)
                 .send()
                 .await
                 .map_err(classify)?;
-            for rule in page.rules() {
-                let (Some(name), Some(arn)) = (rule.name(), rule.arn()) else {
-                    continue;
-                };
-                let tags = self
-                    .0
-                    .events
-                    .list_tags_for_resource()
-                    .resource_arn(arn)
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                let pairs: Vec<(&str, &str)> =
-                    tags.tags().iter().map(|t| (t.key(), t.value())).collect();
-                if super::has_tags(pairs.iter().copied(), want) {
-                    if let Some(o) = self.get(name).await? {
-                        out.push(super::with_tags(o, &pairs));
-                    }
-                }
-            }
-            token = page.next_token().map(String::from);
-            if token.is_none() {
-                return Ok(out);
+            let rules = page
+                .rules()
+                .iter()
+                .filter_map(|r| Some((r.name()?.to_string(), r.arn()?.to_string())))
+                .collect();
+            Ok((rules, page.next_token().map(String::from)))
+        })
+        .await?;
+        let tagged = carrying(rules, want, |(_, arn)| async move { self.tags(&arn).await });
+        let mut out = Vec::new();
+        for ((name, _), tags) in tagged.await? {
+            if let Some(o) = self.get(&name).await? {
+                out.push(with_tags(o, &tags));
             }
         }
+        Ok(out)
     }
 
     async fn create(

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
 use serde_json::{json, Value};
 
-use super::{classify, ready_when_visible, str_of, tag_changes, tags_of, Clients};
+use super::{all_pages, carrying, classify, if_ours, ready_when_visible, str_of, tag_changes};
+use super::{tags_from, tags_of, with_tags, Clients, Tags};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -39,6 +40,18 @@ fn document(raw: Option<&str>) -> Value {
 }
 
 impl Role {
+    async fn tags(&self, name: &str) -> Result<Tags, ProviderError> {
+        let out = self
+            .0
+            .iam
+            .list_role_tags()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(tags_from(out.tags().iter().map(|t| (t.key(), t.value()))))
+    }
+
     async fn get(&self, name: &str) -> Result<Option<Observed>, ProviderError> {
         // All reads at once: refresh time is round trips.
         let (role, attached, inline) = tokio::join!(
@@ -139,76 +152,46 @@ impl Provider for Role {
         let Some(name) = &target.name else {
             return Ok(Vec::new());
         };
-        let tags = match self
-            .0
-            .iam
-            .list_role_tags()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(classify)
-        {
-            Ok(t) => t,
-            Err(e) if e.class == ErrorClass::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let ours = tags
-            .tags()
-            .iter()
-            .any(|t| t.key() == "deploy:address" && t.value() == target.address.as_str());
-        Ok(if ours {
-            self.get(name).await?.into_iter().collect()
-        } else {
-            Vec::new()
+        // The tags first: a role that is not ours is not read further.
+        let ours = if_ours(Some(name.clone()), target, |n| async move {
+            self.tags(&n).await
         })
+        .await?;
+        match ours.first() {
+            Some(name) => Ok(self.get(name).await?.into_iter().collect()),
+            None => Ok(Vec::new()),
+        }
     }
 
-    async fn list(
-        &self,
-        want: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Vec<Observed>, ProviderError> {
-        let mut out = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
+    async fn list(&self, want: &Tags) -> Result<Vec<Observed>, ProviderError> {
+        let names = all_pages(|marker| async move {
             let page = self
                 .0
                 .iam
                 .list_roles()
-                .set_marker(marker.clone())
+                .set_marker(marker)
                 .send()
                 .await
                 .map_err(classify)?;
-            for role in page.roles() {
-                let name = role.role_name();
-                let tags = match self
-                    .0
-                    .iam
-                    .list_role_tags()
-                    .role_name(name)
-                    .send()
-                    .await
-                    .map_err(classify)
-                {
-                    Ok(t) => t,
-                    Err(e) if e.class == ErrorClass::NotFound => continue,
-                    Err(e) => return Err(e),
-                };
-                let pairs: Vec<(&str, &str)> =
-                    tags.tags().iter().map(|t| (t.key(), t.value())).collect();
-                if super::has_tags(pairs.iter().copied(), want) {
-                    if let Some(o) = self.get(name).await? {
-                        out.push(super::with_tags(o, &pairs));
-                    }
-                }
-            }
-            marker = page
+            let names = page
+                .roles()
+                .iter()
+                .map(|r| r.role_name().to_string())
+                .collect();
+            let next = page
                 .marker()
                 .map(String::from)
                 .filter(|_| page.is_truncated());
-            if marker.is_none() {
-                return Ok(out);
+            Ok((names, next))
+        })
+        .await?;
+        let mut out = Vec::new();
+        for (name, tags) in carrying(names, want, |n| async move { self.tags(&n).await }).await? {
+            if let Some(o) = self.get(&name).await? {
+                out.push(with_tags(o, &tags));
             }
         }
+        Ok(out)
     }
 
     async fn create(

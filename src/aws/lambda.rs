@@ -12,7 +12,7 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime, VpcConfig};
 use serde_json::{json, Value};
 
-use super::{classify, str_of, tag_changes, tags_of, Clients};
+use super::{all_pages, classify, has_tags, if_ours, str_of, tag_changes, tags_of, Clients, Tags};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -408,53 +408,39 @@ impl Provider for Function {
         let Some(name) = &target.name else {
             return Ok(Vec::new());
         };
-        let found = self.get(name).await?;
-        Ok(found
-            .filter(|o| {
-                o.inputs["tags"]
-                    .get("deploy:address")
-                    .and_then(Value::as_str)
-                    == Some(target.address.as_str())
-            })
-            .into_iter()
-            .collect())
+        if_ours(self.get(name).await?, target, |o| async move {
+            Ok(tags_of(&o.inputs))
+        })
+        .await
     }
 
-    async fn list(
-        &self,
-        want: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Vec<Observed>, ProviderError> {
-        let mut out = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
+    async fn list(&self, want: &Tags) -> Result<Vec<Observed>, ProviderError> {
+        let names = all_pages(|marker| async move {
             let page = self
                 .0
                 .lambda
                 .list_functions()
-                .set_marker(marker.clone())
+                .set_marker(marker)
                 .send()
                 .await
                 .map_err(classify)?;
-            for f in page.functions() {
-                let Some(name) = f.function_name() else {
-                    continue;
-                };
-                if let Some(o) = self.get(name).await? {
-                    let tags = o.inputs["tags"].as_object().cloned().unwrap_or_default();
-                    if super::has_tags(
-                        tags.iter()
-                            .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default())),
-                        want,
-                    ) {
-                        out.push(o);
-                    }
+            let names = page
+                .functions()
+                .iter()
+                .filter_map(|f| f.function_name().map(String::from))
+                .collect();
+            Ok((names, page.next_marker().map(String::from)))
+        })
+        .await?;
+        let mut out = Vec::new();
+        for name in names {
+            if let Some(o) = self.get(&name).await? {
+                if has_tags(&tags_of(&o.inputs), want) {
+                    out.push(o);
                 }
             }
-            marker = page.next_marker().map(String::from);
-            if marker.is_none() {
-                return Ok(out);
-            }
         }
+        Ok(out)
     }
 
     async fn create(

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata;
 use serde_json::{json, Value};
 
-use super::{classify, ready_when_visible, str_of, tag_changes, tags_of, Clients};
+use super::{classify, has_tags, if_ours, ready_when_visible, str_of, tag_changes, tags_of};
+use super::{Clients, Tags};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -120,20 +121,13 @@ impl Provider for LogGroup {
         let Some(name) = &target.name else {
             return Ok(Vec::new());
         };
-        Ok(self
-            .get(name)
-            .await?
-            .filter(|o| {
-                o.inputs["tags"]
-                    .get("deploy:address")
-                    .and_then(Value::as_str)
-                    == Some(target.address.as_str())
-            })
-            .into_iter()
-            .collect())
+        if_ours(self.get(name).await?, target, |o| async move {
+            Ok(tags_of(&o.inputs))
+        })
+        .await
     }
 
-    async fn list(&self, want: &BTreeMap<String, String>) -> Result<Vec<Observed>, ProviderError> {
+    async fn list(&self, want: &Tags) -> Result<Vec<Observed>, ProviderError> {
         // The environment's functions' groups share a prefix; without one, every
         // function's group is looked at.
         let prefix = match (want.get("deploy:project"), want.get("deploy:environment")) {
@@ -144,14 +138,7 @@ impl Provider for LogGroup {
             .described(&prefix)
             .await?
             .into_iter()
-            .filter(|o| {
-                let tags = o.inputs["tags"].as_object().cloned().unwrap_or_default();
-                super::has_tags(
-                    tags.iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default())),
-                    want,
-                )
-            })
+            .filter(|o| has_tags(&tags_of(&o.inputs), want))
             .collect())
     }
 

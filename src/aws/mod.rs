@@ -18,22 +18,26 @@ mod apigateway;
 pub mod cognito;
 pub mod ec2;
 pub mod elasticache;
+mod errors;
 pub mod events;
 mod iam;
 pub mod lambda;
+mod listing;
 pub mod logs;
 pub mod ssm;
+mod tags;
 
-use std::collections::BTreeMap;
+pub(crate) use errors::classify;
+pub(crate) use listing::{all_pages, carrying, has_tags, if_ours, split_id, tags_from, Tags};
+pub(crate) use tags::{identity_tags, retag, tag_changes, tags_of, with_tags};
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::config::ProvideCredentials;
-use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 use crate::model::Kind;
-use crate::provider::{ErrorClass, Observed, ProviderError, Providers, Target};
+use crate::provider::{ErrorClass, ProviderError, Providers};
 
 /// Clients for every service the providers use, built once.
 #[derive(Clone)]
@@ -136,23 +140,6 @@ pub async fn clients(region: &str) -> Result<Clients, SetupError> {
 }
 
 /// The providers for every kind implemented so far.
-/// Whether `have` holds every tag of `want`.
-pub(crate) fn has_tags<'a>(
-    have: impl IntoIterator<Item = (&'a str, &'a str)>,
-    want: &std::collections::BTreeMap<String, String>,
-) -> bool {
-    let have: std::collections::BTreeMap<&str, &str> = have.into_iter().collect();
-    want.iter()
-        .all(|(k, v)| have.get(k.as_str()) == Some(&v.as_str()))
-}
-
-/// `o` with its `tags` input set to `pairs` (the tags a list call read separately).
-pub(crate) fn with_tags(mut o: Observed, pairs: &[(&str, &str)]) -> Observed {
-    let map: std::collections::BTreeMap<&str, &str> = pairs.iter().copied().collect();
-    o.inputs.insert("tags".into(), serde_json::json!(map));
-    o
-}
-
 pub fn providers(c: &Clients) -> Providers {
     let shared = Arc::new(c.clone());
     let mut p = Providers::new();
@@ -179,87 +166,6 @@ pub fn providers(c: &Clients) -> Providers {
     );
     p.insert(Kind::LogGroup, Arc::new(logs::LogGroup(shared.clone())));
     p
-}
-
-/// Error codes that mean "not there" across services.
-fn is_not_found(code: &str) -> bool {
-    code.ends_with(".NotFound")
-        || code.ends_with("NotFound")
-        || code.ends_with("NotFoundFault")
-        || code.ends_with("NotFoundException")
-        || matches!(
-            code,
-            "NoSuchEntity" | "ParameterNotFound" | "InvalidAllocationID.NotFound"
-        )
-}
-
-/// Maps an SDK error to the engine's classes.
-pub(crate) fn classify<E>(e: SdkError<E, HttpResponse>) -> ProviderError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let status = e.raw_response().map(|r| r.status().as_u16());
-    let code = e.code().map(str::to_string);
-    let message = e.message().map(str::to_string).unwrap_or_else(|| match &e {
-        SdkError::TimeoutError(_) => "the request timed out".into(),
-        SdkError::DispatchFailure(d) => format!("the request could not be sent: {d:?}"),
-        other => match status {
-            Some(s) => format!("{other} (HTTP {s}, no message)"),
-            None => format!("{other}"),
-        },
-    });
-    let class = match (&e, code.as_deref()) {
-        (
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_),
-            _,
-        ) => ErrorClass::Retryable,
-        (_, Some(c)) if is_not_found(c) => ErrorClass::NotFound,
-        (
-            _,
-            Some(
-                "RequestLimitExceeded"
-                | "Throttling"
-                | "ThrottlingException"
-                | "TooManyRequestsException"
-                | "RequestThrottled"
-                | "SlowDown",
-            ),
-        ) => ErrorClass::Throttled,
-        (
-            _,
-            Some(
-                "DependencyViolation"
-                | "InvalidGroup.InUse"
-                | "ResourceConflictException"
-                | "ResourceInUseException"
-                | "InvalidServerlessCacheStateFault"
-                | "ConcurrentModificationException"
-                | "IncorrectState"
-                | "ConflictException",
-            ),
-        ) => ErrorClass::Conflict,
-        // Lambda cannot assume a role that IAM has not propagated yet.
-        (_, Some("InvalidParameterValueException"))
-            if message.contains("cannot be assumed")
-                || message.contains("CreateNetworkInterface") =>
-        {
-            ErrorClass::Retryable
-        }
-        (
-            _,
-            Some(
-                "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable"
-                | "ServiceException",
-            ),
-        ) => ErrorClass::Retryable,
-        _ if status.is_some_and(|s| s >= 500) => ErrorClass::Retryable,
-        _ => ErrorClass::Fatal,
-    };
-    ProviderError {
-        class,
-        code,
-        message,
-    }
 }
 
 /// Runs a follow-up call on a resource created moments ago, retrying "not found":
@@ -297,49 +203,6 @@ pub(crate) fn ready_when_visible(
         .ok_or_else(|| ProviderError::not_found(format!("{what} {id} is not visible yet")))
 }
 
-/// How a resource's tags change from `before` to `after`: keys to remove, tags to set.
-pub(crate) struct TagChanges {
-    pub removed: Vec<String>,
-    pub set: BTreeMap<String, String>,
-}
-
-impl TagChanges {
-    pub fn is_empty(&self) -> bool {
-        self.removed.is_empty() && self.set.is_empty()
-    }
-}
-
-pub(crate) fn tag_changes(before: &crate::model::Attrs, after: &crate::model::Attrs) -> TagChanges {
-    let (old, new) = (tags_of(before), tags_of(after));
-    TagChanges {
-        removed: old
-            .keys()
-            .filter(|k| !new.contains_key(*k))
-            .cloned()
-            .collect(),
-        set: new
-            .into_iter()
-            .filter(|(k, v)| old.get(k) != Some(v))
-            .collect(),
-    }
-}
-
-/// The tags that identify a resource of this environment.
-pub(crate) fn identity_tags(target: &Target<'_>) -> Vec<(String, String)> {
-    ["deploy:project", "deploy:environment", "deploy:address"]
-        .iter()
-        .filter_map(|k| target.tags.get(*k).map(|v| (k.to_string(), v.clone())))
-        .collect()
-}
-
-/// Tags from a resource's inputs.
-pub(crate) fn tags_of(inputs: &crate::model::Attrs) -> BTreeMap<String, String> {
-    inputs
-        .get("tags")
-        .and_then(|t| serde_json::from_value(t.clone()).ok())
-        .unwrap_or_default()
-}
-
 pub(crate) fn str_of<'a>(
     inputs: &'a crate::model::Attrs,
     key: &str,
@@ -348,24 +211,4 @@ pub(crate) fn str_of<'a>(
         .get(key)
         .and_then(|v| v.as_str())
         .ok_or_else(|| ProviderError::fatal(format!("input `{key}` is missing or not a string")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tag_changes;
-    use crate::model::Attrs;
-    use serde_json::json;
-
-    #[test]
-    fn tag_changes_lists_only_what_differs() {
-        let before = Attrs::from([("tags".into(), json!({"a": "1", "b": "2", "c": "3"}))]);
-        let after = Attrs::from([("tags".into(), json!({"a": "1", "b": "20", "d": "4"}))]);
-        let t = tag_changes(&before, &after);
-        assert_eq!(t.removed, vec!["c".to_string()]);
-        assert_eq!(
-            t.set.into_iter().collect::<Vec<_>>(),
-            vec![("b".into(), "20".into()), ("d".into(), "4".into())]
-        );
-        assert!(tag_changes(&after, &after).is_empty());
-    }
 }

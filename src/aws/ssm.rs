@@ -5,28 +5,30 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
-use serde_json::{json, Value};
 
-use super::{classify, ready_when_visible, str_of, tags_of, Clients};
+use super::{
+    all_pages, carrying, classify, if_ours, ready_when_visible, retag, tags_of, with_tags,
+};
+use super::{Clients, Tags};
+use crate::kinds::parameters::{SsmParameterInputs, SsmParameterOutputs};
+use crate::kinds::{Inputs, Outputs};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
 pub(super) struct Parameter(pub Arc<Clients>);
 
-fn value_of(inputs: &Attrs) -> String {
-    match inputs.get("value") {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
+fn parameter_type(kind: &str) -> ParameterType {
+    match kind {
+        "StringList" => ParameterType::StringList,
+        "SecureString" => ParameterType::SecureString,
+        _ => ParameterType::String,
     }
 }
 
-fn kind_of(inputs: &Attrs) -> ParameterType {
-    match inputs.get("type").and_then(Value::as_str) {
-        Some("StringList") => ParameterType::StringList,
-        Some("SecureString") => ParameterType::SecureString,
-        _ => ParameterType::String,
-    }
+fn tag_list(tags: &Tags) -> Vec<Tag> {
+    tags.iter()
+        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+        .collect()
 }
 
 impl Parameter {
@@ -41,20 +43,24 @@ impl Parameter {
             .map_err(classify)
         {
             Ok(out) => Ok(out.parameter().map(|p| {
-                let inputs = Attrs::from([
-                    ("name".into(), json!(p.name())),
-                    ("type".into(), json!(p.r#type().map(|t| t.as_str()))),
-                    ("value".into(), json!(p.value())),
-                ]);
-                let outputs = Attrs::from([
-                    ("id".into(), json!(name)),
-                    ("arn".into(), json!(p.arn())),
-                    ("version".into(), json!(p.version())),
-                ]);
+                let inputs = SsmParameterInputs {
+                    name: p.name().unwrap_or(name).to_string(),
+                    kind: p
+                        .r#type()
+                        .map(|t| t.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                    value: p.value().unwrap_or_default().to_string(),
+                };
+                let outputs = SsmParameterOutputs {
+                    id: name.into(),
+                    arn: p.arn().unwrap_or_default().to_string(),
+                    version: p.version(),
+                };
                 Observed {
                     id: name.into(),
-                    inputs,
-                    outputs,
+                    inputs: inputs.to_attrs(),
+                    outputs: outputs.to_attrs(),
                 }
             })),
             Err(e) if e.class == ErrorClass::NotFound => Ok(None),
@@ -62,25 +68,21 @@ impl Parameter {
         }
     }
 
-    async fn tag(
-        &self,
-        name: &str,
-        tags: &std::collections::BTreeMap<String, String>,
-    ) -> Result<(), ProviderError> {
-        let tags: Vec<Tag> = tags
-            .iter()
-            .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
-            .collect();
-        self.0
+    async fn tags(&self, name: &str) -> Result<Tags, ProviderError> {
+        let out = self
+            .0
             .ssm
-            .add_tags_to_resource()
+            .list_tags_for_resource()
             .resource_type(ResourceTypeForTagging::Parameter)
             .resource_id(name)
-            .set_tags(Some(tags))
             .send()
             .await
             .map_err(classify)?;
-        Ok(())
+        Ok(out
+            .tag_list()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect())
     }
 }
 
@@ -94,67 +96,37 @@ impl Provider for Parameter {
         let Some(name) = &target.name else {
             return Ok(Vec::new());
         };
-        let Some(found) = self.get(name).await? else {
-            return Ok(Vec::new());
-        };
-        let tags = self
-            .0
-            .ssm
-            .list_tags_for_resource()
-            .resource_type(ResourceTypeForTagging::Parameter)
-            .resource_id(name)
-            .send()
-            .await
-            .map_err(classify)?;
-        let ours = tags
-            .tag_list()
-            .iter()
-            .any(|t| t.key() == "deploy:address" && t.value() == target.address.as_str());
-        Ok(if ours { vec![found] } else { Vec::new() })
+        if_ours(self.get(name).await?, target, |o| async move {
+            self.tags(&o.id).await
+        })
+        .await
     }
 
-    async fn list(
-        &self,
-        want: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Vec<Observed>, ProviderError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
+    async fn list(&self, want: &Tags) -> Result<Vec<Observed>, ProviderError> {
+        let names = all_pages(|token| async move {
             let page = self
                 .0
                 .ssm
                 .describe_parameters()
-                .set_next_token(token.clone())
+                .set_next_token(token)
                 .send()
                 .await
                 .map_err(classify)?;
-            for p in page.parameters() {
-                let Some(name) = p.name() else { continue };
-                let tags = self
-                    .0
-                    .ssm
-                    .list_tags_for_resource()
-                    .resource_type(ResourceTypeForTagging::Parameter)
-                    .resource_id(name)
-                    .send()
-                    .await
-                    .map_err(classify)?;
-                let pairs: Vec<(&str, &str)> = tags
-                    .tag_list()
-                    .iter()
-                    .map(|t| (t.key(), t.value()))
-                    .collect();
-                if super::has_tags(pairs.iter().copied(), want) {
-                    if let Some(o) = self.get(name).await? {
-                        out.push(super::with_tags(o, &pairs));
-                    }
-                }
-            }
-            token = page.next_token().map(String::from);
-            if token.is_none() {
-                return Ok(out);
+            let names = page
+                .parameters()
+                .iter()
+                .filter_map(|p| p.name().map(String::from))
+                .collect();
+            Ok((names, page.next_token().map(String::from)))
+        })
+        .await?;
+        let mut out = Vec::new();
+        for (name, tags) in carrying(names, want, |n| async move { self.tags(&n).await }).await? {
+            if let Some(o) = self.get(&name).await? {
+                out.push(with_tags(o, &tags));
             }
         }
+        Ok(out)
     }
 
     async fn create(
@@ -163,24 +135,20 @@ impl Provider for Parameter {
         inputs: &Attrs,
         _token: &str,
     ) -> Result<Observed, ProviderError> {
-        let name = str_of(inputs, "name")?;
-        let tags: Vec<Tag> = tags_of(inputs)
-            .into_iter()
-            .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
-            .collect();
+        let SsmParameterInputs { name, kind, value } = SsmParameterInputs::from_attrs(inputs)?;
         self.0
             .ssm
             .put_parameter()
-            .name(name)
-            .value(value_of(inputs))
-            .r#type(kind_of(inputs))
-            .set_tags(Some(tags))
+            .name(&name)
+            .value(value)
+            .r#type(parameter_type(&kind))
+            .set_tags(Some(tag_list(&tags_of(inputs))))
             .customize()
             .config_override(once!(aws_sdk_ssm))
             .send()
             .await
             .map_err(classify)?;
-        self.get(name).await?.ok_or_else(|| {
+        self.get(&name).await?.ok_or_else(|| {
             ProviderError::new(
                 ErrorClass::Retryable,
                 format!("parameter {name} is not visible yet"),
@@ -194,33 +162,52 @@ impl Provider for Parameter {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        if before.get("value") != after.get("value") || before.get("type") != after.get("type") {
+        // Tags and Overwrite cannot be combined: the value first, then the tags.
+        let old = SsmParameterInputs::from_attrs(before)?;
+        let new = SsmParameterInputs::from_attrs(after)?;
+        if old != new {
+            let SsmParameterInputs {
+                name: _, // the parameter's id: a new name is a new parameter
+                kind,
+                value,
+            } = new;
             self.0
                 .ssm
                 .put_parameter()
                 .name(id)
-                .value(value_of(after))
-                .r#type(kind_of(after))
+                .value(value)
+                .r#type(parameter_type(&kind))
                 .overwrite(true)
                 .send()
                 .await
                 .map_err(classify)?;
         }
-        let tags = super::tag_changes(before, after);
-        if !tags.removed.is_empty() {
-            self.0
-                .ssm
-                .remove_tags_from_resource()
-                .resource_type(ResourceTypeForTagging::Parameter)
-                .resource_id(id)
-                .set_tag_keys(Some(tags.removed.clone()))
-                .send()
-                .await
-                .map_err(classify)?;
-        }
-        if !tags.set.is_empty() {
-            self.tag(id, &tags.set).await?;
-        }
+        let ssm = &self.0.ssm;
+        retag(
+            before,
+            after,
+            |keys| async move {
+                ssm.remove_tags_from_resource()
+                    .resource_type(ResourceTypeForTagging::Parameter)
+                    .resource_id(id)
+                    .set_tag_keys(Some(keys))
+                    .send()
+                    .await
+                    .map_err(classify)
+                    .map(drop)
+            },
+            |tags| async move {
+                ssm.add_tags_to_resource()
+                    .resource_type(ResourceTypeForTagging::Parameter)
+                    .resource_id(id)
+                    .set_tags(Some(tag_list(&tags)))
+                    .send()
+                    .await
+                    .map_err(classify)
+                    .map(drop)
+            },
+        )
+        .await?;
         self.get(id)
             .await?
             .ok_or_else(|| ProviderError::not_found(format!("parameter {id} is gone")))
