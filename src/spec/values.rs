@@ -323,3 +323,235 @@ pub fn schedule_expression(e: &str) -> Result<(), (String, String)> {
     ))
 }
 
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_cidr_block_must_start_at_its_network_address() {
+        assert_eq!(
+            parse_cidr("10.0.1.0/24").unwrap(),
+            "10.0.1.0/24".parse::<Ipv4Net>().unwrap()
+        );
+        assert_eq!(
+            parse_cidr("10.0.1.5/24").unwrap_err(),
+            "host bits are set; the block starting there is 10.0.1.0/24"
+        );
+        for bad in ["10.0.1.0", "10.0.1.0/33", "300.0.0.0/8", "fd00::/8", ""] {
+            assert_eq!(
+                parse_cidr(bad).unwrap_err(),
+                "expected ADDRESS/PREFIX such as 10.0.1.0/24",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn ports_are_one_port_or_a_forward_range() {
+        assert_eq!(parse_ports(&json!(443)), Ok((443, 443)));
+        assert_eq!(parse_ports(&json!("443")), Ok((443, 443)));
+        assert_eq!(parse_ports(&json!("6379-6380")), Ok((6379, 6380)));
+        assert_eq!(parse_ports(&json!("6379 - 6380")), Ok((6379, 6380)));
+        assert_eq!(parse_ports(&json!(65535)), Ok((65535, 65535)));
+        assert_eq!(
+            parse_ports(&json!("6380-6379")).unwrap_err(),
+            "port range 6380-6379 runs backwards"
+        );
+        for out_of_range in [json!(0), json!(65536), json!("0-80")] {
+            assert_eq!(
+                parse_ports(&out_of_range).unwrap_err(),
+                "ports must be between 1 and 65535"
+            );
+        }
+        assert_eq!(
+            parse_ports(&json!("https")).unwrap_err(),
+            "`https` is not a port or a port range"
+        );
+        assert_eq!(
+            parse_ports(&json!(-1)).unwrap_err(),
+            "`-1` is not a port or a port range"
+        );
+        assert_eq!(
+            parse_ports(&json!([80])).unwrap_err(),
+            "`[80]` is not a port or a port range"
+        );
+    }
+
+    #[test]
+    fn a_slug_is_lowercase_words_joined_by_single_hyphens() {
+        for good in ["dev", "pr-42", "a1-b2-c3"] {
+            assert!(is_slug(good), "{good}");
+        }
+        for bad in ["", "Dev", "42pr", "-dev", "dev-", "pr--42", "pr_42", "dév"] {
+            assert!(!is_slug(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_region_name_is_letter_groups_then_a_number() {
+        for good in [
+            "us-east-1",
+            "us-gov-west-1",
+            "eu-isoe-west-1",
+            "xx-nowhere-9",
+        ] {
+            assert!(is_region(good), "{good}");
+        }
+        for bad in [
+            "us-east",
+            "useast1",
+            "US-EAST-1",
+            "usa-east-1",
+            "us--1",
+            "us-east-x",
+        ] {
+            assert!(!is_region(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_cors_origin_is_written_as_browsers_send_it() {
+        for good in ["*", "https://app.example.com", "http://localhost:5173"] {
+            assert_eq!(cors_origin(good), Ok(()), "{good}");
+        }
+        let (why, hint) = cors_origin("https://app.example.com/").unwrap_err();
+        assert!(why.contains("not an origin as browsers send it"), "{why}");
+        assert_eq!(hint, "write `https://app.example.com`");
+        assert_eq!(
+            cors_origin("https://App.Example.com:443").unwrap_err().1,
+            "write `https://app.example.com`"
+        );
+        assert_eq!(
+            cors_origin("ftp://files.example.com").unwrap_err().0,
+            "`ftp://files.example.com` is not an http or https origin"
+        );
+        assert!(cors_origin("app.example.com")
+            .unwrap_err()
+            .0
+            .starts_with("`app.example.com` is not an origin: "));
+    }
+
+    #[test]
+    fn header_names_are_http_tokens() {
+        for good in ["Content-Type", "x-api-key", "X_Trace.Id"] {
+            assert!(is_header_name(good), "{good}");
+        }
+        for bad in ["", "Content Type", "x-key:", "don't", "é"] {
+            assert!(!is_header_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_time_of_day_is_two_digit_hours_and_minutes() {
+        for good in ["00:00", "03:00", "23:59"] {
+            assert!(is_hh_mm(good), "{good}");
+        }
+        for bad in [
+            "24:00", "12:60", "3:00", "03:0", "0300", "03:00:00", "ab:cd",
+        ] {
+            assert!(!is_hh_mm(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ssm_paths_are_absolute_and_outside_the_reserved_prefixes() {
+        assert_eq!(ssm_path("/trivia-dev/valkey"), Ok(()));
+        assert_eq!(ssm_path("/a_b.c/d-e"), Ok(()));
+        assert_eq!(
+            ssm_path("trivia/valkey").unwrap_err(),
+            "SSM path `trivia/valkey` must start with `/`"
+        );
+        assert_eq!(
+            ssm_path("/trivia/").unwrap_err(),
+            "SSM path `/trivia/` must not end with `/`"
+        );
+        for reserved in ["/aws/x", "/AWS-thing/x", "/ssm/x"] {
+            assert!(ssm_path(reserved)
+                .unwrap_err()
+                .starts_with("SSM names may not begin with `aws` or `ssm`"));
+        }
+        assert_eq!(
+            ssm_path("/trivia dev/valkey").unwrap_err(),
+            "SSM path `/trivia dev/valkey` contains ` `; allowed are letters, digits and `_ . - /`"
+        );
+        let long = format!("/{}", "a".repeat(1000));
+        assert_eq!(
+            ssm_path(&long).unwrap_err(),
+            "SSM names are at most 1011 characters"
+        );
+    }
+
+    #[test]
+    fn route_paths_are_slash_separated_names_and_parameters() {
+        for good in [
+            "/",
+            "/games",
+            "/games/{id}/answers",
+            "/{proxy+}",
+            "/v1.0/a_b",
+        ] {
+            assert_eq!(route_path(good), Ok(()), "{good}");
+        }
+        assert_eq!(
+            route_path("games").unwrap_err(),
+            "route path `games` must start with `/`"
+        );
+        assert_eq!(
+            route_path("/games/").unwrap_err(),
+            "route path `/games/` must not end with `/`"
+        );
+        for bad_segment in ["/games/{}", "/games/{id", "/a b", "/games/:id"] {
+            assert!(
+                route_path(bad_segment)
+                    .unwrap_err()
+                    .contains("is not valid; use letters, digits, `-_.` or `{param}`"),
+                "{bad_segment}"
+            );
+        }
+    }
+
+    #[test]
+    fn rate_expressions_take_a_positive_count_and_a_matching_unit() {
+        for good in ["rate(1 minute)", "rate(6 hours)", "rate(2 days)"] {
+            assert_eq!(schedule_expression(good), Ok(()), "{good}");
+        }
+        let fails = |e: &str| schedule_expression(e).unwrap_err();
+        assert_eq!(fails("rate(1 hours)").1, "write `rate(1 hour)`");
+        assert_eq!(fails("rate(6 hour)").1, "write `rate(6 hours)`");
+        assert_eq!(fails("rate(6 weeks)").1, "write `rate(6 hours)`");
+        assert_eq!(
+            fails("rate(0 hours)").0,
+            "`rate(0 hours)` has a rate of zero"
+        );
+        assert_eq!(
+            fails("rate(1.5 hours)").0,
+            "`1.5` in `rate(1.5 hours)` is not a whole number"
+        );
+        assert_eq!(fails("rate(6)").0, "`rate(6)` is not `rate(VALUE UNIT)`");
+    }
+
+    #[test]
+    fn cron_expressions_have_six_fields_and_one_question_mark_day() {
+        for good in [
+            "cron(0 3 * * ? *)",
+            "cron(0/15 8-17 ? * MON-FRI *)",
+            "cron(30 23 L * ? 2030)",
+        ] {
+            assert_eq!(schedule_expression(good), Ok(()), "{good}");
+        }
+        let why = |e: &str| schedule_expression(e).unwrap_err().0;
+        assert!(why("cron(0 3 * * *)").contains("has 5 fields"));
+        assert!(why("cron(0 3 * * * *)").contains("exactly one of day-of-month and day-of-week"));
+        assert!(why("cron(0 3 ? * ? *)").contains("exactly one of day-of-month and day-of-week"));
+        assert!(why("cron(? 3 * * ? *)").contains("`?` is allowed only in day-of-month"));
+        assert!(why("cron(0 3 * * ? $)").contains("has characters cron does not accept"));
+        assert!(why("cron(60 3 * * ? *)").contains("minutes are 0–59 and hours 0–23"));
+        assert!(why("cron(0 24 * * ? *)").contains("minutes are 0–59 and hours 0–23"));
+        assert_eq!(
+            why("every 6 hours"),
+            "`every 6 hours` is not a schedule expression"
+        );
+    }
+}
