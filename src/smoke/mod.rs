@@ -563,3 +563,6 @@ async fn parameters(r: &mut Recorder, cloud: &(impl Parameters + Cache), state: 
     .await;
     r.push("ssm parameters", t, res);
 }
+
+#[cfg(test)]
+mod tests;
