@@ -23,7 +23,7 @@ use crate::kinds::Inputs;
 use crate::model::{reference_texts, Address, Attrs, Kind};
 use crate::spec::diag::did_you_mean;
 use crate::spec::model::{NatMode, Rule, SubnetSet, UsernameAttribute};
-use crate::spec::validate::parse_ports;
+use crate::spec::values::parse_ports;
 use crate::spec::yaml::escape;
 use crate::spec::{Diagnostic, Diagnostics, LoadedSpec};
 

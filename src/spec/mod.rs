@@ -4,6 +4,7 @@
 pub mod diag;
 pub mod model;
 pub mod validate;
+pub mod values;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};

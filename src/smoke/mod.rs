@@ -5,6 +5,12 @@
 //! parameters. The temporary user and their game data are removed afterwards.
 //! Against the local cloud the checks take the same path: its API Gateway data plane,
 //! its Cognito authorizer and its Lambda runtime running the deployed `bootstrap`.
+//!
+//! The AWS services the checks read or change besides the API (Cognito, EventBridge,
+//! SSM, ElastiCache) sit behind narrow traits, implemented for the SDK clients in
+//! [`aws`], so what the checks conclude can be tested without a cloud.
+
+mod aws;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -16,6 +22,39 @@ use crate::aws::Clients;
 use crate::model::Address;
 use crate::spec::model::Spec;
 use crate::state::State;
+
+/// Cognito, as the round uses it: a temporary user who signs in and is removed.
+trait Identity {
+    /// A confirmed user with a permanent password. An error starting with "cannot
+    /// create" means nothing was created, so there is nothing to clean up.
+    async fn create_user(
+        &self,
+        pool: &str,
+        username: &str,
+        display_name: &str,
+        password: &str,
+    ) -> Result<(), String>;
+    /// Signs in with the user's password; returns the ID token.
+    async fn sign_in(&self, client: &str, username: &str, password: &str)
+        -> Result<String, String>;
+    /// Deletes a user; one already gone counts as deleted.
+    async fn delete_user(&self, pool: &str, username: &str) -> Result<(), String>;
+}
+
+/// EventBridge: whether a rule is enabled, and the ARNs it targets.
+trait Schedules {
+    async fn rule_status(&self, rule: &str) -> Result<(bool, Vec<String>), String>;
+}
+
+/// SSM: the values of those of `names` that exist.
+trait Parameters {
+    async fn values(&self, names: &[String]) -> Result<BTreeMap<String, String>, String>;
+}
+
+/// ElastiCache: a serverless cache's endpoint, address and port.
+trait Cache {
+    async fn endpoint(&self, cache: &str) -> Result<(String, i32), String>;
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -83,6 +122,15 @@ pub fn api_url(state: &State) -> Option<String> {
 /// go to `target` (the API's base URL); when there is none, they fail with its reason.
 pub async fn run_on(
     clients: &Clients,
+    spec: &Spec,
+    state: &State,
+    target: Result<String, String>,
+) -> Report {
+    run(clients, spec, state, target).await
+}
+
+async fn run(
+    cloud: &(impl Identity + Schedules + Parameters + Cache),
     spec: &Spec,
     state: &State,
     target: Result<String, String>,
@@ -206,11 +254,11 @@ pub async fn run_on(
             r.push("cors preflight", t, res);
         }
 
-        round(&mut r, clients, spec, state, &http, &base).await;
+        round(&mut r, cloud, spec, state, &http, &base).await;
     }
 
-    schedules(&mut r, clients, spec, state).await;
-    parameters(&mut r, clients, state).await;
+    schedules(&mut r, cloud, spec, state).await;
+    parameters(&mut r, cloud, state).await;
 
     Report {
         environment: state.environment.clone(),
@@ -235,7 +283,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// with their data.
 async fn round(
     r: &mut Recorder,
-    clients: &Clients,
+    identity: &impl Identity,
     spec: &Spec,
     state: &State,
     http: &reqwest::Client,
@@ -269,9 +317,10 @@ async fn round(
     let t = Instant::now();
     let token = async {
         let display_name = format!("smoke-{}", &suffix[..8]);
-        crate::aws::cognito::temporary_user(clients, &pool, &username, &display_name, &password)
+        identity
+            .create_user(&pool, &username, &display_name, &password)
             .await?;
-        crate::aws::cognito::sign_in(clients, &client, &username, &password).await
+        identity.sign_in(&client, &username, &password).await
     }
     .await;
     let created = !matches!(&token, Err(e) if e.starts_with("cannot create"));
@@ -331,7 +380,7 @@ async fn round(
                 Err(e) => failed.push(format!("their game data was not removed: {e}")),
             }
         }
-        match crate::aws::cognito::delete_user(clients, &pool, &username).await {
+        match identity.delete_user(&pool, &username).await {
             Ok(()) => notes.push("user deleted".into()),
             Err(e) => failed.push(format!("user {username} was not deleted: {e}")),
         }
@@ -425,7 +474,7 @@ async fn play(http: &reqwest::Client, base: &str, token: &str) -> Result<String,
     ))
 }
 
-async fn schedules(r: &mut Recorder, clients: &Clients, spec: &Spec, state: &State) {
+async fn schedules(r: &mut Recorder, events: &impl Schedules, spec: &Spec, state: &State) {
     for (name, s) in &spec.schedules {
         let check = format!("schedule {name}");
         let t = Instant::now();
@@ -440,7 +489,7 @@ async fn schedules(r: &mut Recorder, clients: &Clients, spec: &Spec, state: &Sta
             continue;
         };
         let res = async {
-            let (enabled, targets) = crate::aws::events::rule_status(clients, &rule).await?;
+            let (enabled, targets) = events.rule_status(&rule).await?;
             if enabled != s.enabled {
                 return Err(format!(
                     "rule {rule} is {}, the spec says {}",
@@ -469,7 +518,7 @@ async fn schedules(r: &mut Recorder, clients: &Clients, spec: &Spec, state: &Sta
     }
 }
 
-async fn parameters(r: &mut Recorder, clients: &Clients, state: &State) {
+async fn parameters(r: &mut Recorder, cloud: &(impl Parameters + Cache), state: &State) {
     let names: BTreeMap<&str, String> = ["endpoint", "port"]
         .into_iter()
         .filter_map(|w| {
@@ -486,9 +535,10 @@ async fn parameters(r: &mut Recorder, clients: &Clients, state: &State) {
     };
     let t = Instant::now();
     let res = async {
-        let (endpoint, port) = crate::aws::elasticache::endpoint(clients, &cache).await?;
-        let values =
-            crate::aws::ssm::values(clients, &names.values().cloned().collect::<Vec<_>>()).await?;
+        let (endpoint, port) = cloud.endpoint(&cache).await?;
+        let values = cloud
+            .values(&names.values().cloned().collect::<Vec<_>>())
+            .await?;
         let mut problems = Vec::new();
         for (what, want) in [("endpoint", endpoint.clone()), ("port", port.to_string())] {
             if let Some(name) = names.get(what) {
@@ -513,3 +563,6 @@ async fn parameters(r: &mut Recorder, clients: &Clients, state: &State) {
     .await;
     r.push("ssm parameters", t, res);
 }
+
+#[cfg(test)]
+mod tests;
