@@ -171,3 +171,69 @@ pub fn recorded_ephemeral(state: Option<&State>) -> bool {
             })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Address, Kind};
+    use crate::state::ResourceState;
+
+    fn tagged(ephemeral: Option<&str>) -> ResourceState {
+        let tags = match ephemeral {
+            Some(v) => serde_json::json!({"deploy:ephemeral": v}),
+            None => serde_json::json!({}),
+        };
+        ResourceState {
+            kind: Kind::Vpc,
+            id: "vpc-1".into(),
+            inputs: [("tags".to_string(), tags)].into(),
+            outputs: Default::default(),
+            depends_on: Default::default(),
+            protect: false,
+            pending: false,
+        }
+    }
+
+    fn with(resources: &[ResourceState]) -> State {
+        let mut s = State::new("trivia", "pr-1");
+        for (i, r) in resources.iter().enumerate() {
+            s.resources
+                .insert(Address::new(format!("network.vpc{i}")), r.clone());
+        }
+        s
+    }
+
+    #[test]
+    fn an_environment_is_ephemeral_only_when_everything_recorded_says_so() {
+        let all = with(&[tagged(Some("true")), tagged(Some("true"))]);
+        assert!(recorded_ephemeral(Some(&all)));
+        let mixed = with(&[tagged(Some("true")), tagged(None)]);
+        assert!(!recorded_ephemeral(Some(&mixed)));
+        let other = with(&[tagged(Some("false"))]);
+        assert!(!recorded_ephemeral(Some(&other)));
+        assert!(!recorded_ephemeral(Some(&with(&[]))));
+        assert!(!recorded_ephemeral(None));
+    }
+
+    #[test]
+    fn a_name_or_lifetime_that_cannot_work_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let envs = dir.path().join("environments");
+        std::fs::create_dir(&envs).unwrap();
+        let now = SystemTime::now();
+        for (name, ttl, says) in [
+            ("PR-1", "24h", "is not a usable environment name"),
+            ("pr--1", "24h", "is not a usable environment name"),
+            ("pr-1", "soon", "is not a duration"),
+            ("pr-1", "10s", "must be between 1 minute and 30 days"),
+            ("pr-1", "31d", "must be between 1 minute and 30 days"),
+            ("pr-1", "24h", "cannot read the template"),
+        ] {
+            let Err(e) = create(&envs, name, "ephemeral", ttl, now) else {
+                panic!("{name} {ttl} was created");
+            };
+            assert!(e.to_string().contains(says), "{name} {ttl}: {e}");
+        }
+        assert_eq!(std::fs::read_dir(&envs).unwrap().count(), 0);
+    }
+}

@@ -211,3 +211,63 @@ pub async fn run_smoke(
     });
     smoke::run_on(clients, spec, state, target).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ResourceState;
+
+    fn function(id: &str, version: &str) -> ResourceState {
+        ResourceState {
+            kind: Kind::LambdaFunction,
+            id: id.into(),
+            inputs: Default::default(),
+            outputs: [("version".to_string(), json!(version))].into(),
+            depends_on: Default::default(),
+            protect: false,
+            pending: false,
+        }
+    }
+
+    fn state(functions: &[(&str, ResourceState)]) -> State {
+        let mut s = State::new("trivia", "dev");
+        for (address, r) in functions {
+            s.resources
+                .insert(Address::new(address.to_string()), r.clone());
+        }
+        s
+    }
+
+    #[test]
+    fn only_functions_whose_live_version_moved_in_place_are_rolled_back() {
+        let before = state(&[
+            ("function.api", function("trivia-dev-api", "3")),
+            ("function.preloader", function("trivia-dev-preloader", "7")),
+            ("function.worker", function("trivia-dev-worker", "1")),
+        ]);
+        let after = state(&[
+            // New code: version 3 → 4, the same function.
+            ("function.api", function("trivia-dev-api", "4")),
+            // Untouched.
+            ("function.preloader", function("trivia-dev-preloader", "7")),
+            // Replaced by another function: its old versions are gone with it.
+            ("function.worker", function("trivia-dev-worker-2", "1")),
+            // Created by this apply: nothing to go back to.
+            ("function.new", function("trivia-dev-new", "1")),
+        ]);
+        let moved = rolled_out(Some(&before), &after);
+        let got: Vec<(&str, &str, &str, &str)> = moved
+            .iter()
+            .map(|m| {
+                (
+                    m.address.as_str(),
+                    m.function.as_str(),
+                    m.from.as_str(),
+                    m.to.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [("function.api", "trivia-dev-api", "3", "4")]);
+        assert!(rolled_out(None, &after).is_empty());
+    }
+}
