@@ -1,6 +1,19 @@
 //! Operations the commands are made of: plan, apply a plan, destroy. They hold the
 //! environment's lock for their duration, refuse a saved plan whose state moved, refuse
 //! data loss unless allowed, and persist state through the backend after every step.
+//!
+//! The larger operations live in their own modules: the rollout after an apply
+//! (first runs, smoke checks, rollback), destroy and its final snapshots, sweeps by
+//! tag, garbage collection of expired environments, and environments' files. They
+//! take plain inputs and return data; the CLI renders it.
+
+pub mod destroy;
+pub mod environments;
+pub mod gc;
+pub mod rollout;
+pub mod sweep;
+
+pub use sweep::{discover, record_found, Found};
 
 use std::path::Path;
 
@@ -23,6 +36,27 @@ pub enum OpsError {
     Refused(String),
     #[error("the state of `{environment}` changed since this plan was made ({was}); run `deploy plan` again")]
     StalePlan { environment: String, was: String },
+    /// A cloud call outside the engine failed (the message says which).
+    #[error("{0}")]
+    Cloud(String),
+    /// An environment cannot be created as asked (name, lifetime, files).
+    #[error("{0}")]
+    Environment(String),
+    #[error("the template `{template}` does not make a valid environment named `{name}` (see above); nothing was written")]
+    InvalidTemplate {
+        template: String,
+        name: String,
+        diagnostics: crate::spec::Diagnostics,
+    },
+    #[error(
+        "refusing to sweep `{environment}`: {} resource(s) tagged with it are not ephemeral or are protected:\n  {}\n  hint: sweep removes ephemeral environments only; destroy others with `deploy destroy` from their state",
+        .refused.len(),
+        .refused.join("\n  ")
+    )]
+    SweepRefused {
+        environment: String,
+        refused: Vec<String>,
+    },
 }
 
 /// A plan made under the environment's lock, with the state it was made against.
@@ -317,126 +351,4 @@ pub fn attach_cost(
         after,
         warnings,
     });
-}
-
-/// A resource a sweep found by its tags.
-pub struct Found {
-    pub kind: crate::model::Kind,
-    pub observed: crate::provider::Observed,
-}
-
-impl Found {
-    pub fn tag(&self, key: &str) -> Option<&str> {
-        self.observed
-            .inputs
-            .get("tags")
-            .and_then(|t| t.get(key))
-            .and_then(serde_json::Value::as_str)
-    }
-}
-
-/// Every resource carrying all of `tags`, in every kind the providers know.
-pub async fn discover(
-    providers: &Providers,
-    tags: &std::collections::BTreeMap<String, String>,
-) -> Result<Vec<Found>, OpsError> {
-    let mut out = Vec::new();
-    for kind in crate::model::Kind::ALL {
-        let Ok(p) = providers.get(kind) else {
-            continue;
-        };
-        let listed = engine::retry(
-            &engine::RetryPolicy::default(),
-            || p.list(tags),
-            |_, _, _| {},
-        )
-        .await
-        .map_err(|e| OpsError::Plan(format!("cannot list {kind} resources: {e}")))?;
-        out.extend(listed.into_iter().map(|observed| Found { kind, observed }));
-    }
-    Ok(out)
-}
-
-/// Where a kind sits in creation order; a sweep deletes higher ranks first.
-fn rank(kind: crate::model::Kind) -> u8 {
-    use crate::model::Kind::*;
-    match kind {
-        Vpc | IamRole | UserPool => 0,
-        Subnet | InternetGateway | ElasticIp | SecurityGroup | UserPoolClient => 1,
-        NatGateway | RouteTable | SecurityGroupRule | ServerlessCache | LogGroup => 2,
-        SsmParameter | LambdaFunction => 3,
-        RestApi | ScheduleRule => 4,
-    }
-}
-
-/// Records `found` in the environment's state (creating it when lost), so destroy
-/// deletes it too: resources already recorded keep their record; the others go under
-/// their `deploy:address` tag, or `swept.KIND.ID` when that is taken or missing, and
-/// depend on everything found of an earlier rank. Returns the addresses added.
-pub fn record_found(
-    backend: &LocalBackend,
-    project: &str,
-    environment: &str,
-    found: &[Found],
-) -> Result<Vec<Address>, OpsError> {
-    // A sweep runs when the state is lost or stale; a dead holder's lock is taken
-    // over silently here (the sweep's own output says what it found).
-    let _lock = backend.lock(environment, "sweep")?;
-    let mut state = backend
-        .read(environment)?
-        .unwrap_or_else(|| State::new(project, environment));
-    let known: std::collections::BTreeSet<(crate::model::Kind, String)> = state
-        .resources
-        .values()
-        .map(|r| (r.kind, r.id.clone()))
-        .collect();
-    let mut added = Vec::new();
-    let mut placed: Vec<(Address, crate::model::Kind)> = state
-        .resources
-        .iter()
-        .map(|(a, r)| (a.clone(), r.kind))
-        .collect();
-    let mut fresh = Vec::new();
-    for f in found {
-        if known.contains(&(f.kind, f.observed.id.clone())) {
-            continue;
-        }
-        let by_tag = f
-            .tag("deploy:address")
-            .map(|a| Address::new(a.to_string()))
-            .filter(|a| !state.resources.contains_key(a) && !fresh.iter().any(|(x, _)| x == a));
-        let address = by_tag.unwrap_or_else(|| {
-            Address::new(format!(
-                "swept.{:?}.{}",
-                f.kind,
-                f.observed.id.replace(['/', '.'], "-")
-            ))
-        });
-        fresh.push((address, f));
-    }
-    for (address, f) in &fresh {
-        placed.push((address.clone(), f.kind));
-    }
-    for (address, f) in fresh {
-        let depends_on = placed
-            .iter()
-            .filter(|(a, k)| rank(*k) < rank(f.kind) && a != &address)
-            .map(|(a, _)| a.clone())
-            .collect();
-        state.resources.insert(
-            address.clone(),
-            crate::state::ResourceState {
-                kind: f.kind,
-                id: f.observed.id.clone(),
-                inputs: f.observed.inputs.clone(),
-                outputs: f.observed.outputs.clone(),
-                depends_on,
-                protect: f.tag("deploy:protected") == Some("true"),
-                pending: false,
-            },
-        );
-        added.push(address);
-    }
-    backend.write(&mut state)?;
-    Ok(added)
 }

@@ -1,0 +1,303 @@
+//! Clap definitions: every flag and subcommand, as the user types them. Nothing here
+//! is read after [`super::Settings`] and the commands' own argument structs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "deploy",
+    version,
+    about = "Plan, apply and destroy a serverless app with a Valkey cache on AWS, one YAML spec per environment"
+)]
+pub struct Cli {
+    /// Environment name (resolved in `environments/`) or a path to a spec file.
+    #[arg(short = 'e', long = "env", global = true, env = "DEPLOY_ENV")]
+    pub env: Option<String>,
+    /// Where state files and locks live.
+    #[arg(
+        long,
+        global = true,
+        env = "DEPLOY_STATE_DIR",
+        default_value = ".deploy/state"
+    )]
+    pub state_dir: PathBuf,
+    /// More output (retries, every wait).
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Less output (no progress lines).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a spec without calling AWS; every problem is reported as FILE:LINE:COL.
+    Validate(JsonFlag),
+    /// Show what apply would change, and why.
+    Plan(PlanArgs),
+    /// Make the environment match its spec (shows the plan and asks first).
+    Apply(ApplyArgs),
+    /// Delete everything the environment's state records, dependents first.
+    Destroy(DestroyArgs),
+    /// Create and list environments (ephemeral ones from a template).
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// Destroy every ephemeral environment past its expiry, found by tags.
+    Gc(GcArgs),
+    /// Build the functions' code for Lambda (release, checked, reproducible zips).
+    Build(BuildArgs),
+    /// Check the live environment end to end (also run after every apply).
+    Smoke(SmokeArgs),
+    /// Invoke a function's live alias and print what it returned.
+    Invoke(InvokeArgs),
+    /// Print a function's log lines (every function's, without FUNCTION).
+    Logs(LogsArgs),
+    /// Run the local cloud: an AWS emulator that executes what is deployed.
+    #[command(subcommand)]
+    Local(LocalCommand),
+    /// Estimate the environment's monthly AWS bill, resource by resource.
+    Cost(CostArgs),
+    /// Print outputs recorded in state (endpoints, ARNs, the API's URL).
+    Output(OutputArgs),
+    /// Summarize the recorded state and its lock.
+    Status(JsonFlag),
+    /// Break a lock left behind by a run that died.
+    Unlock,
+    /// Print the JSON Schema of environment specs.
+    Schema,
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// Save the plan, for `deploy apply --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Plan from recorded state alone, without calling AWS.
+    #[arg(long)]
+    pub no_refresh: bool,
+    /// Only this resource (or address prefix) and what it depends on. Repeatable.
+    #[arg(long, value_name = "ADDRESS")]
+    pub target: Vec<String>,
+    /// Refresh reads in flight at once (reads are cheap: one wave covers a typical
+    /// environment).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+    /// Do not build the functions' code: plan with the code already deployed.
+    #[arg(long, env = "DEPLOY_NO_BUILD", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_build: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Apply a plan saved by `deploy plan --out FILE`, exactly as saved.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "no_refresh"])]
+    pub plan: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Allow replacing or deleting resources that hold data (caches, user pools).
+    #[arg(long)]
+    pub allow_data_loss: bool,
+    #[arg(long, value_name = "ADDRESS")]
+    pub target: Vec<String>,
+    #[arg(long)]
+    pub no_refresh: bool,
+    /// Steps in flight at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+    /// Do not build the functions' code: keep the code already deployed (new functions
+    /// get a placeholder that refuses to run).
+    #[arg(long, env = "DEPLOY_NO_BUILD", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_build: bool,
+    /// Do not run the smoke checks after applying (and so never roll back).
+    #[arg(long, env = "DEPLOY_NO_SMOKE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_smoke: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Also find everything tagged with the environment, in every service, even when
+    /// the state is lost or stale (ephemeral environments only).
+    #[arg(long)]
+    pub sweep: bool,
+    #[arg(long)]
+    pub allow_data_loss: bool,
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Render an ephemeral environment from `templates/environments/TEMPLATE.yaml`
+    /// into `environments/NAME.yaml`.
+    Create {
+        /// The environment's name (e.g. `pr-42`).
+        name: String,
+        /// The template, in `templates/environments/`.
+        #[arg(long = "from", default_value = "ephemeral")]
+        template: String,
+        /// How long it may live before `deploy gc` destroys it (`24h`, `3d`).
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+    },
+    /// Every environment with its kind, age, expiry and resource count.
+    List(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only say what would be destroyed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The region to collect in (default: AWS_REGION, else us-east-1).
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Only this function (by its name in the spec).
+    pub function: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SmokeArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// Send the HTTP checks here instead of the API's invoke URL.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// The function, by its name in the spec.
+    pub function: String,
+    /// The event: JSON, or `@FILE` to read it from a file (default `{}`).
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub payload: Option<String>,
+    /// Queue the invocation and return at once (as a schedule does).
+    #[arg(long = "async")]
+    pub asynchronous: bool,
+    /// Also print the last 4 KB of the invocation's log.
+    #[arg(long)]
+    pub logs: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The function, by its name in the spec (default: every function).
+    pub function: Option<String>,
+    /// How far back to start (`10m`, `2h`, `1d`).
+    #[arg(long, default_value = "10m")]
+    pub since: String,
+    /// Keep printing new lines until Ctrl-C.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only lines containing this text.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Install (first use) and start the local cloud in the background, then print
+    /// the `export` lines that aim deploy and AWS SDKs at it.
+    Start(LocalStartArgs),
+    /// Stop the local cloud and everything it started (caches, functions).
+    Stop(LocalPortArg),
+    /// Whether it runs, and what it runs.
+    Status(LocalPortArg),
+}
+
+#[derive(Debug, Args)]
+pub struct LocalPortArg {
+    #[arg(long, default_value_t = 5000)]
+    pub port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct LocalStartArgs {
+    #[arg(long, default_value_t = 5000)]
+    pub port: u16,
+    /// Behave like AWS at its worst: throttling, 5xx, eventual consistency (control
+    /// plane only).
+    #[arg(long)]
+    pub hostile: bool,
+    /// Timing profile of the control plane: fast, hostile or realistic.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// With `--profile realistic`: real durations times this (e.g. 0.01).
+    #[arg(long, value_name = "FACTOR")]
+    pub scale: Option<f64>,
+    /// Extra latency per control-plane call.
+    #[arg(long, value_name = "MS")]
+    pub latency_ms: Option<f64>,
+    /// Seed of hostile mode's dice, for a reproducible run.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// With `--hostile`: the share of create calls that take effect but answer 500,
+    /// as a lost response does (default 0.1).
+    #[arg(long, value_name = "RATE")]
+    pub lose_responses: Option<f64>,
+    /// Multiplies schedule periods (tests: 0.001 turns rate(6 hours) into 21.6 s).
+    #[arg(long, value_name = "FACTOR")]
+    pub schedule_scale: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct CostArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// API requests per day (default: the spec's `cost.requests_per_day`, else 10,000).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub requests_per_day: Option<f64>,
+    /// KB of cache traffic per request; 1 ECPU ≈ 1 KB (default 4).
+    #[arg(long, value_name = "KB", allow_negative_numbers = true)]
+    pub kb_per_request: Option<f64>,
+    /// GB a month through the NAT gateway(s) (default 5).
+    #[arg(long, value_name = "GB", allow_negative_numbers = true)]
+    pub nat_gb_per_month: Option<f64>,
+    /// Average function run time in ms (default 50).
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
+    pub function_duration_ms: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// One output, e.g. `api.rest_api.invoke_url`; prints just its value.
+    pub name: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,104 @@
+//! `deploy env create` and `deploy env list`.
+
+use std::time::{Duration, SystemTime};
+
+use anstream::{eprint, println};
+use serde_json::{json, Value};
+
+use super::common::{Failure, Outcome};
+use super::{EnvCommand, Settings};
+use crate::ops::environments;
+use crate::ops::OpsError;
+use crate::render;
+use crate::state::LocalBackend;
+
+pub(super) fn run(s: &Settings, c: EnvCommand) -> Outcome {
+    match c {
+        EnvCommand::Create {
+            name,
+            template,
+            ttl,
+        } => create(s, &name, &template, &ttl),
+        EnvCommand::List(a) => list(s, a.json),
+    }
+}
+
+fn create(s: &Settings, name: &str, template: &str, ttl: &str) -> Outcome {
+    let created =
+        match environments::create(&s.environments_dir, name, template, ttl, SystemTime::now()) {
+            Ok(c) => c,
+            Err(e) => {
+                if let OpsError::InvalidTemplate { diagnostics, .. } = &e {
+                    eprint!("{}", render::diagnostics(diagnostics));
+                }
+                return Err(Failure::from(e));
+            }
+        };
+    println!(
+        "Created {} ({} resources, ephemeral, expires {}).\nNext: deploy apply -e {name}; remove it with deploy destroy -e {name}.",
+        created.path.display(),
+        created.resources,
+        humantime::format_rfc3339_seconds(created.expires_at)
+    );
+    Ok(0)
+}
+
+fn list(s: &Settings, as_json: bool) -> Outcome {
+    let backend = LocalBackend::new(&s.state_dir);
+    let rows: Vec<Value> = environments::list(&s.environments_dir, &backend, SystemTime::now())
+        .into_iter()
+        .map(|e| {
+            json!({
+                "environment": e.environment,
+                "file": e.file,
+                "kind": if e.ephemeral { "ephemeral" } else { "standard" },
+                "created_at": e.created_at,
+                "age_s": e.age_s,
+                "expires_at": e.expires_at,
+                "expired": e.expired,
+                "resources": e.resources,
+                "retained": e.retained.iter().map(|r| json!({"kind": r.kind, "name": r.name, "source": r.source})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows serialize")
+        );
+        return Ok(0);
+    }
+    println!(
+        "{:<16} {:<10} {:>8} {:<22} {:>9}  kept",
+        "environment", "kind", "age", "expires", "resources"
+    );
+    for r in &rows {
+        let age = r["age_s"]
+            .as_u64()
+            .map(|a| humantime::format_duration(Duration::from_secs(a / 60 * 60)).to_string())
+            .unwrap_or_else(|| "-".into());
+        let expires = match (r["expires_at"].as_str(), r["expired"].as_bool()) {
+            (Some(e), Some(true)) => format!("{e} (expired)"),
+            (Some(e), _) => e.to_string(),
+            _ => "-".into(),
+        };
+        let kept: Vec<&str> = r["retained"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|k| k["name"].as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "{:<16} {:<10} {:>8} {:<22} {:>9}  {}",
+            r["environment"].as_str().unwrap_or_default(),
+            r["kind"].as_str().unwrap_or_default(),
+            if age.is_empty() { "0m".into() } else { age },
+            expires,
+            r["resources"],
+            if kept.is_empty() {
+                "-".to_string()
+            } else {
+                format!("final snapshot {}", kept.join(", "))
+            }
+        );
+    }
+    Ok(0)
+}

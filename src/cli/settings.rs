@@ -1,0 +1,101 @@
+//! Settings resolved once, at the edge, from the global flags and the process
+//! environment: which spec `-e` names, where state lives, how much to say, whether a
+//! human can answer. Commands read these and never look at the raw flags again.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use super::{Cli, Failure};
+use crate::spec;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub env: Option<String>,
+    pub environments_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub verbose: bool,
+    pub quiet: bool,
+    /// Whether a human can answer a prompt.
+    pub interactive: bool,
+    /// The spec file `-e` names, or why there is none (reported by the commands that
+    /// need one, at the point where they need it).
+    spec: Result<PathBuf, String>,
+}
+
+impl Settings {
+    pub fn from(cli: &Cli) -> Self {
+        let environments_dir = PathBuf::from("environments");
+        Self {
+            spec: resolve_spec(cli.env.as_deref(), &environments_dir),
+            env: cli.env.clone(),
+            environments_dir,
+            state_dir: cli.state_dir.clone(),
+            verbose: cli.verbose,
+            quiet: cli.quiet,
+            interactive: std::io::stdin().is_terminal()
+                && std::env::var_os("CI").is_none_or(|v| v.is_empty() || v == "false"),
+        }
+    }
+
+    /// The spec file `-e` names, or a plain error saying what to pass.
+    pub fn spec_path(&self) -> Result<&Path, Failure> {
+        self.spec
+            .as_deref()
+            .map_err(|message| Failure::new(message.clone()))
+    }
+
+    /// The environment's name for state and locks, without requiring a valid spec.
+    pub fn env_name(&self) -> Result<String, Failure> {
+        let path = self.spec_path()?;
+        Ok(name_in(path, spec::check(path).0.as_ref()))
+    }
+
+    /// Where the project's environments are: beside the spec `-e` names, else the
+    /// default directory.
+    pub fn siblings_dir(&self) -> PathBuf {
+        self.spec_path()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| self.environments_dir.clone())
+    }
+}
+
+/// The environment a spec file describes: its `environment`, else the file's stem.
+pub(super) fn name_in(path: &Path, loaded: Option<&spec::LoadedSpec>) -> String {
+    match loaded {
+        Some(l) if !l.spec.environment.is_empty() => l.spec.environment.clone(),
+        _ => path
+            .file_stem()
+            .map(|x| x.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    }
+}
+
+fn resolve_spec(env: Option<&str>, environments_dir: &Path) -> Result<PathBuf, String> {
+    let known = spec::list_environments(environments_dir);
+    let Some(env) = env else {
+        let list = if known.is_empty() {
+            String::new()
+        } else {
+            format!(" (one of: {})", known.join(", "))
+        };
+        return Err(format!(
+            "no environment given\n  hint: pass -e ENV{list}, or a path to a spec file"
+        ));
+    };
+    let path = spec::resolve(env, environments_dir);
+    if !path.exists() {
+        let hint = match spec::diag::did_you_mean(env, known.iter().map(String::as_str)) {
+            Some(m) => format!("did you mean `{m}`?"),
+            None if known.is_empty() => {
+                format!("no environments found in {}/", environments_dir.display())
+            }
+            None => format!("known environments: {}", known.join(", ")),
+        };
+        return Err(format!(
+            "no spec for environment `{env}`: {} does not exist\n  hint: {hint}",
+            path.display()
+        ));
+    }
+    Ok(path)
+}

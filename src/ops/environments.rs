@@ -1,0 +1,239 @@
+//! The project's environments as files and state: creating an ephemeral one from a
+//! template, listing every one with its kind, age, expiry and what it left behind, and
+//! telling from the recorded tags whether an environment is ephemeral.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::OpsError;
+use crate::spec;
+use crate::state::{LocalBackend, Retained, State};
+
+/// An environment file written by [`create`].
+pub struct Created {
+    pub path: PathBuf,
+    pub resources: usize,
+    pub expires_at: SystemTime,
+}
+
+/// Renders `templates/environments/TEMPLATE.yaml` (beside `dir`) into
+/// `dir/NAME.yaml`, living `ttl` from `now`. The result is checked before it takes
+/// its name: an invalid one leaves nothing behind.
+pub fn create(
+    dir: &Path,
+    name: &str,
+    template: &str,
+    ttl: &str,
+    now: SystemTime,
+) -> Result<Created, OpsError> {
+    let slug = |x: &str| {
+        x.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && x.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !x.ends_with('-')
+            && !x.contains("--")
+    };
+    if !slug(name) {
+        return Err(OpsError::Environment(format!(
+            "`{name}` is not a usable environment name\n  hint: lowercase letters, digits and single hyphens, starting with a letter (e.g. `pr-42`)"
+        )));
+    }
+    let ttl_d = humantime::parse_duration(ttl).map_err(|e| {
+        OpsError::Environment(format!(
+            "--ttl `{ttl}` is not a duration ({e})\n  hint: for example `24h`, `3d` or `90m`"
+        ))
+    })?;
+    if ttl_d < Duration::from_secs(60) || ttl_d > Duration::from_secs(30 * 86400) {
+        return Err(OpsError::Environment(format!(
+            "--ttl `{ttl}` must be between 1 minute and 30 days"
+        )));
+    }
+    let target = dir.join(format!("{name}.yaml"));
+    if target.exists() {
+        let kind = match spec::check(&target).0 {
+            Some(l) if l.spec.ephemeral.is_some() => "an ephemeral environment",
+            _ => "an existing environment that is not ephemeral; choose another name",
+        };
+        return Err(OpsError::Environment(format!(
+            "{} already exists: `{name}` is {kind}",
+            target.display()
+        )));
+    }
+    let template_path = dir
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("templates/environments")
+        .join(format!("{template}.yaml"));
+    let body = std::fs::read_to_string(&template_path).map_err(|e| {
+        OpsError::Environment(format!(
+            "cannot read the template {}: {e}",
+            template_path.display()
+        ))
+    })?;
+    let expires_at = now + ttl_d;
+    let rendered = body
+        .replace("{{name}}", name)
+        .replace(
+            "{{created_at}}",
+            &humantime::format_rfc3339_seconds(now).to_string(),
+        )
+        .replace(
+            "{{expires_at}}",
+            &humantime::format_rfc3339_seconds(expires_at).to_string(),
+        );
+    // Written beside the others under a temporary name, checked, then renamed: an
+    // invalid result (a name too long once prefixed…) leaves nothing behind.
+    let tmp = dir.join(format!(".{name}.yaml.tmp"));
+    std::fs::write(&tmp, &rendered)
+        .map_err(|e| OpsError::Environment(format!("cannot write {}: {e}", tmp.display())))?;
+    let desired = match crate::plan::load_desired(&tmp) {
+        Ok((_, d)) => d,
+        Err(diagnostics) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(OpsError::InvalidTemplate {
+                template: template.to_string(),
+                name: name.to_string(),
+                diagnostics,
+            });
+        }
+    };
+    std::fs::rename(&tmp, &target)
+        .map_err(|e| OpsError::Environment(format!("cannot write {}: {e}", target.display())))?;
+    Ok(Created {
+        path: target,
+        resources: desired.resources.len(),
+        expires_at,
+    })
+}
+
+/// One environment as `env list` shows it.
+pub struct Listed {
+    pub environment: String,
+    pub file: PathBuf,
+    pub ephemeral: bool,
+    pub created_at: Option<String>,
+    /// Seconds since it was created, when it says when.
+    pub age_s: Option<u64>,
+    pub expires_at: Option<String>,
+    pub expired: Option<bool>,
+    /// Resources its state records.
+    pub resources: usize,
+    /// What a destroy kept (final snapshots), still billed.
+    pub retained: Vec<Retained>,
+}
+
+/// Every environment in `dir` whose spec loads, with what its state records.
+pub fn list(dir: &Path, backend: &LocalBackend, now: SystemTime) -> Vec<Listed> {
+    let mut rows = Vec::new();
+    for name in spec::list_environments(dir) {
+        let path = dir.join(format!("{name}.yaml"));
+        let Some(loaded) = spec::check(&path).0 else {
+            continue;
+        };
+        let environment = if loaded.spec.environment.is_empty() {
+            name.clone()
+        } else {
+            loaded.spec.environment.clone()
+        };
+        let state = backend.read(&environment).ok().flatten();
+        let eph = loaded.spec.ephemeral.as_ref();
+        let created = eph
+            .and_then(|e| e.created_at.as_deref())
+            .and_then(|t| humantime::parse_rfc3339(t).ok());
+        let expires = eph.and_then(|e| humantime::parse_rfc3339(&e.expires_at).ok());
+        rows.push(Listed {
+            environment,
+            file: path,
+            ephemeral: eph.is_some(),
+            created_at: eph.and_then(|e| e.created_at.clone()),
+            age_s: created
+                .and_then(|c| now.duration_since(c).ok())
+                .map(|d| d.as_secs()),
+            expires_at: eph.map(|e| e.expires_at.clone()),
+            expired: expires.map(|x| x <= now),
+            resources: state.as_ref().map(|st| st.resources.len()).unwrap_or(0),
+            retained: state.map(|st| st.retained).unwrap_or_default(),
+        });
+    }
+    rows
+}
+
+/// Whether every resource recorded for the environment carries the ephemeral tag.
+pub fn recorded_ephemeral(state: Option<&State>) -> bool {
+    state.is_some_and(|st| {
+        !st.resources.is_empty()
+            && st.resources.values().all(|r| {
+                r.inputs
+                    .get("tags")
+                    .and_then(|t| t.get("deploy:ephemeral"))
+                    .and_then(serde_json::Value::as_str)
+                    == Some("true")
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Address, Kind};
+    use crate::state::ResourceState;
+
+    fn tagged(ephemeral: Option<&str>) -> ResourceState {
+        let tags = match ephemeral {
+            Some(v) => serde_json::json!({"deploy:ephemeral": v}),
+            None => serde_json::json!({}),
+        };
+        ResourceState {
+            kind: Kind::Vpc,
+            id: "vpc-1".into(),
+            inputs: [("tags".to_string(), tags)].into(),
+            outputs: Default::default(),
+            depends_on: Default::default(),
+            protect: false,
+            pending: false,
+        }
+    }
+
+    fn with(resources: &[ResourceState]) -> State {
+        let mut s = State::new("trivia", "pr-1");
+        for (i, r) in resources.iter().enumerate() {
+            s.resources
+                .insert(Address::new(format!("network.vpc{i}")), r.clone());
+        }
+        s
+    }
+
+    #[test]
+    fn an_environment_is_ephemeral_only_when_everything_recorded_says_so() {
+        let all = with(&[tagged(Some("true")), tagged(Some("true"))]);
+        assert!(recorded_ephemeral(Some(&all)));
+        let mixed = with(&[tagged(Some("true")), tagged(None)]);
+        assert!(!recorded_ephemeral(Some(&mixed)));
+        let other = with(&[tagged(Some("false"))]);
+        assert!(!recorded_ephemeral(Some(&other)));
+        assert!(!recorded_ephemeral(Some(&with(&[]))));
+        assert!(!recorded_ephemeral(None));
+    }
+
+    #[test]
+    fn a_name_or_lifetime_that_cannot_work_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let envs = dir.path().join("environments");
+        std::fs::create_dir(&envs).unwrap();
+        let now = SystemTime::now();
+        for (name, ttl, says) in [
+            ("PR-1", "24h", "is not a usable environment name"),
+            ("pr--1", "24h", "is not a usable environment name"),
+            ("pr-1", "soon", "is not a duration"),
+            ("pr-1", "10s", "must be between 1 minute and 30 days"),
+            ("pr-1", "31d", "must be between 1 minute and 30 days"),
+            ("pr-1", "24h", "cannot read the template"),
+        ] {
+            let Err(e) = create(&envs, name, "ephemeral", ttl, now) else {
+                panic!("{name} {ttl} was created");
+            };
+            assert!(e.to_string().contains(says), "{name} {ttl}: {e}");
+        }
+        assert_eq!(std::fs::read_dir(&envs).unwrap().count(), 0);
+    }
+}
