@@ -9,44 +9,41 @@ use async_trait::async_trait;
 use aws_sdk_elasticache::types::{
     CacheUsageLimits, DataStorage, DataStorageUnit, EcpuPerSecond, Tag,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{all_pages, carrying, classify, if_ours, str_of, tag_changes, tags_from, tags_of};
+use super::{all_pages, carrying, classify, if_ours, retag, tag_changes, tags_from, tags_of};
 use super::{with_tags, Clients, Tags};
+use crate::kinds::cache::ServerlessCacheInputs;
+use crate::kinds::Inputs;
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
 pub(super) struct ServerlessCache(pub Arc<Clients>);
 
-fn num(inputs: &Attrs, key: &str) -> Option<i32> {
-    inputs.get(key).and_then(Value::as_i64).map(|v| v as i32)
+/// The API takes its limits as 32-bit integers; the spec's ranges fit.
+fn int(v: impl TryInto<i32>) -> Option<i32> {
+    v.try_into().ok()
 }
 
-fn strings(inputs: &Attrs, key: &str) -> Vec<String> {
-    inputs
-        .get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn storage(inputs: &Attrs) -> DataStorage {
+fn storage(max: u32, min: Option<u32>) -> DataStorage {
     DataStorage::builder()
-        .set_maximum(num(inputs, "max_storage_gb"))
-        .set_minimum(num(inputs, "min_storage_gb"))
+        .set_maximum(int(max))
+        .set_minimum(min.and_then(int))
         .unit(DataStorageUnit::Gb)
         .build()
 }
 
-fn ecpu(inputs: &Attrs) -> EcpuPerSecond {
+fn ecpu(max: u64, min: Option<u64>) -> EcpuPerSecond {
     EcpuPerSecond::builder()
-        .set_maximum(num(inputs, "max_ecpu_per_second"))
-        .set_minimum(num(inputs, "min_ecpu_per_second"))
+        .set_maximum(int(max))
+        .set_minimum(min.and_then(int))
         .build()
+}
+
+fn tag_list(tags: &Tags) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 impl ServerlessCache {
@@ -210,34 +207,37 @@ impl Provider for ServerlessCache {
         inputs: &Attrs,
         _token: &str,
     ) -> Result<Observed, ProviderError> {
-        let name = str_of(inputs, "name")?;
-        let tags: Vec<Tag> = tags_of(inputs)
-            .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
+        let ServerlessCacheInputs {
+            name,
+            engine,
+            major_engine_version,
+            max_storage_gb,
+            min_storage_gb,
+            max_ecpu_per_second,
+            min_ecpu_per_second,
+            snapshot_retention_limit,
+            daily_snapshot_time,
+            subnet_ids,
+            security_group_ids,
+        } = ServerlessCacheInputs::from_attrs(inputs)?;
         let out = self
             .0
             .elasticache
             .create_serverless_cache()
-            .serverless_cache_name(name)
-            .engine(str_of(inputs, "engine")?)
-            .major_engine_version(str_of(inputs, "major_engine_version")?)
+            .serverless_cache_name(&name)
+            .engine(engine)
+            .major_engine_version(major_engine_version)
             .cache_usage_limits(
                 CacheUsageLimits::builder()
-                    .data_storage(storage(inputs))
-                    .ecpu_per_second(ecpu(inputs))
+                    .data_storage(storage(max_storage_gb, min_storage_gb))
+                    .ecpu_per_second(ecpu(max_ecpu_per_second, min_ecpu_per_second))
                     .build(),
             )
-            .set_subnet_ids(Some(strings(inputs, "subnet_ids")))
-            .set_security_group_ids(Some(strings(inputs, "security_group_ids")))
-            .set_snapshot_retention_limit(num(inputs, "snapshot_retention_limit"))
-            .set_daily_snapshot_time(
-                inputs
-                    .get("daily_snapshot_time")
-                    .and_then(Value::as_str)
-                    .map(String::from),
-            )
-            .set_tags(Some(tags))
+            .set_subnet_ids(Some(subnet_ids))
+            .set_security_group_ids(Some(security_group_ids))
+            .set_snapshot_retention_limit(int(snapshot_retention_limit))
+            .daily_snapshot_time(daily_snapshot_time)
+            .set_tags(Some(tag_list(&tags_of(inputs))))
             .customize()
             .config_override(once!(aws_sdk_elasticache))
             .send()
@@ -247,7 +247,7 @@ impl Provider for ServerlessCache {
             .serverless_cache()
             .map(Self::observe)
             .unwrap_or_else(|| Observed {
-                id: name.into(),
+                id: name,
                 inputs: inputs.clone(),
                 outputs: Attrs::new(),
             }))
@@ -259,81 +259,85 @@ impl Provider for ServerlessCache {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        let changed = |keys: &[&str]| keys.iter().any(|k| before.get(*k) != after.get(*k));
+        let old = ServerlessCacheInputs::from_attrs(before)?;
+        let ServerlessCacheInputs {
+            // Create-only: a change replaces the cache.
+            name: _,
+            engine: _,
+            subnet_ids: _,
+            major_engine_version,
+            max_storage_gb,
+            min_storage_gb,
+            max_ecpu_per_second,
+            min_ecpu_per_second,
+            snapshot_retention_limit,
+            daily_snapshot_time,
+            security_group_ids,
+        } = ServerlessCacheInputs::from_attrs(after)?;
         // Usage limits: one field per request, or the API may refuse.
-        if changed(&["max_storage_gb", "min_storage_gb"]) {
+        if (old.max_storage_gb, old.min_storage_gb) != (max_storage_gb, min_storage_gb) {
             let limits = CacheUsageLimits::builder()
-                .data_storage(storage(after))
+                .data_storage(storage(max_storage_gb, min_storage_gb))
                 .build();
             self.modify(id, |m| m.cache_usage_limits(limits.clone()))
                 .await?;
         }
-        if changed(&["max_ecpu_per_second", "min_ecpu_per_second"]) {
+        if (old.max_ecpu_per_second, old.min_ecpu_per_second)
+            != (max_ecpu_per_second, min_ecpu_per_second)
+        {
             let limits = CacheUsageLimits::builder()
-                .ecpu_per_second(ecpu(after))
+                .ecpu_per_second(ecpu(max_ecpu_per_second, min_ecpu_per_second))
                 .build();
             self.modify(id, |m| m.cache_usage_limits(limits.clone()))
                 .await?;
         }
-        if changed(&[
-            "snapshot_retention_limit",
-            "daily_snapshot_time",
-            "security_group_ids",
-            "major_engine_version",
-        ]) {
-            let (retention, time, groups) = (
-                num(after, "snapshot_retention_limit"),
-                after
-                    .get("daily_snapshot_time")
-                    .and_then(Value::as_str)
-                    .map(String::from),
-                strings(after, "security_group_ids"),
-            );
-            let major = after
-                .get("major_engine_version")
-                .and_then(Value::as_str)
-                .map(String::from)
-                .filter(|_| changed(&["major_engine_version"]));
+        let major =
+            (old.major_engine_version != major_engine_version).then_some(major_engine_version);
+        if major.is_some()
+            || old.snapshot_retention_limit != snapshot_retention_limit
+            || old.daily_snapshot_time != daily_snapshot_time
+            || old.security_group_ids != security_group_ids
+        {
             self.modify(id, |m| {
-                m.set_snapshot_retention_limit(retention)
-                    .set_daily_snapshot_time(time.clone())
-                    .set_security_group_ids(Some(groups.clone()))
+                m.set_snapshot_retention_limit(int(snapshot_retention_limit))
+                    .daily_snapshot_time(daily_snapshot_time.clone())
+                    .set_security_group_ids(Some(security_group_ids.clone()))
                     .set_major_engine_version(major.clone())
             })
             .await?;
         }
-        let tags = tag_changes(before, after);
-        if !tags.is_empty() {
+        if !tag_changes(before, after).is_empty() {
             let arn = self
                 .describe(id)
                 .await?
                 .and_then(|c| c.arn().map(String::from))
                 .ok_or_else(|| ProviderError::not_found(format!("cache {id} is gone")))?;
-            if !tags.removed.is_empty() {
-                self.0
-                    .elasticache
-                    .remove_tags_from_resource()
-                    .resource_name(&arn)
-                    .set_tag_keys(Some(tags.removed.clone()))
-                    .send()
-                    .await
-                    .map_err(classify)?;
-            }
-            let set: Vec<Tag> = tags
-                .set
-                .iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect();
-            if !set.is_empty() {
-                self.0
-                    .elasticache
-                    .add_tags_to_resource()
-                    .resource_name(&arn)
-                    .set_tags(Some(set))
-                    .send()
-                    .await
-                    .map_err(classify)?;
-            }
+            let (cache, arn) = (&self.0.elasticache, arn.as_str());
+            retag(
+                before,
+                after,
+                |keys| async move {
+                    cache
+                        .remove_tags_from_resource()
+                        .resource_name(arn)
+                        .set_tag_keys(Some(keys))
+                        .send()
+                        .await
+                        .map_err(classify)
+                        .map(drop)
+                },
+                |tags| async move {
+                    cache
+                        .add_tags_to_resource()
+                        .resource_name(arn)
+                        .set_tags(Some(tag_list(&tags)))
+                        .send()
+                        .await
+                        .map_err(classify)
+                        .map(drop)
+                },
+            )
+            .await?;
         }
         Ok(Observed {
             id: id.into(),
@@ -344,7 +348,8 @@ impl Provider for ServerlessCache {
 
     async fn delete(&self, id: &str, inputs: &Attrs) -> Result<Deletion, ProviderError> {
         // A cache that keeps snapshots leaves a final one behind.
-        let keeps_snapshots = num(inputs, "snapshot_retention_limit").unwrap_or(0) > 0;
+        let keeps_snapshots =
+            ServerlessCacheInputs::from_attrs(inputs).is_ok_and(|i| i.snapshot_retention_limit > 0);
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -5,14 +5,22 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::{RuleState, Tag, Target as RuleTarget};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{all_pages, carrying, classify, if_ours, ready_when_visible, str_of, tag_changes};
-use super::{tags_from, tags_of, with_tags, Clients, Tags};
+use super::{all_pages, carrying, classify, if_ours, ready_when_visible, retag, tags_from};
+use super::{tags_of, with_tags, Clients, Tags};
+use crate::kinds::schedules::ScheduleRuleInputs;
+use crate::kinds::{ArnOutputs, Inputs, Outputs};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
 pub(super) struct ScheduleRule(pub Arc<Clients>);
+
+fn tag_list(tags: &Tags) -> Vec<Tag> {
+    tags.iter()
+        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+        .collect()
+}
 
 const TARGET_ID: &str = "function";
 
@@ -191,33 +199,37 @@ impl ScheduleRule {
             .iter()
             .find(|t| t.id() == TARGET_ID)
             .map(|t| t.arn().to_string());
-        let inputs = Attrs::from([
-            ("name".into(), json!(rule.name())),
-            ("expression".into(), json!(rule.schedule_expression())),
-            (
-                "enabled".into(),
-                json!(rule.state() == Some(&RuleState::Enabled)),
-            ),
-            ("target_arn".into(), json!(target)),
-        ]);
-        let outputs = Attrs::from([
-            ("id".into(), json!(name)),
-            ("arn".into(), json!(rule.arn())),
-        ]);
+        let mut inputs = ScheduleRuleInputs {
+            name: rule.name().unwrap_or(name).to_string(),
+            expression: rule.schedule_expression().unwrap_or_default().to_string(),
+            enabled: rule.state() == Some(&RuleState::Enabled),
+            target_arn: target.clone().unwrap_or_default(),
+        }
+        .to_attrs();
+        if target.is_none() {
+            // A rule whose target was removed shows as having none.
+            inputs.insert("target_arn".into(), Value::Null);
+        }
+        let outputs = ArnOutputs {
+            id: name.into(),
+            arn: rule.arn().unwrap_or_default().to_string(),
+        };
         Ok(Some(Observed {
             id: name.into(),
             inputs,
-            outputs,
+            outputs: outputs.to_attrs(),
         }))
     }
 
+    /// Puts the rule (an upsert) and its target; new rules get their tags with it.
     async fn put(&self, inputs: &Attrs, with_tags: bool) -> Result<String, ProviderError> {
-        let name = str_of(inputs, "name")?;
-        let state = if inputs
-            .get("enabled")
-            .and_then(Value::as_bool)
-            .unwrap_or(true)
-        {
+        let ScheduleRuleInputs {
+            name,
+            expression,
+            enabled,
+            target_arn: function,
+        } = ScheduleRuleInputs::from_attrs(inputs)?;
+        let state = if enabled {
             RuleState::Enabled
         } else {
             RuleState::Disabled
@@ -226,15 +238,11 @@ impl ScheduleRule {
             .0
             .events
             .put_rule()
-            .name(name)
-            .schedule_expression(str_of(inputs, "expression")?)
+            .name(&name)
+            .schedule_expression(expression)
             .state(state);
         if with_tags {
-            let tags: Vec<Tag> = tags_of(inputs)
-                .into_iter()
-                .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
-                .collect();
-            call = call.set_tags(Some(tags));
+            call = call.set_tags(Some(tag_list(&tags_of(inputs))));
         }
         let arn = call
             .send()
@@ -243,17 +251,16 @@ impl ScheduleRule {
             .rule_arn()
             .unwrap_or_default()
             .to_string();
-        let function = str_of(inputs, "target_arn")?;
         let target = RuleTarget::builder()
             .id(TARGET_ID)
-            .arn(function)
+            .arn(&function)
             .build()
             .map_err(|e| ProviderError::fatal(e.to_string()))?;
         let out = self
             .0
             .events
             .put_targets()
-            .rule(name)
+            .rule(&name)
             .targets(target)
             .send()
             .await
@@ -278,7 +285,7 @@ impl ScheduleRule {
         }
         allow_invoke(
             &self.0,
-            function,
+            &function,
             &format!("events-{name}"),
             "events.amazonaws.com",
             &arn,
@@ -339,12 +346,12 @@ impl Provider for ScheduleRule {
         inputs: &Attrs,
         _token: &str,
     ) -> Result<Observed, ProviderError> {
-        let name = str_of(inputs, "name")?;
         let arn = self.put(inputs, true).await?;
+        let name = ScheduleRuleInputs::from_attrs(inputs)?.name;
         Ok(Observed {
-            id: name.into(),
+            id: name.clone(),
             inputs: inputs.clone(),
-            outputs: Attrs::from([("id".into(), json!(name)), ("arn".into(), json!(arn))]),
+            outputs: ArnOutputs { id: name, arn }.to_attrs(),
         })
     }
 
@@ -354,42 +361,39 @@ impl Provider for ScheduleRule {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        if let Some(old) = before
-            .get("target_arn")
-            .and_then(Value::as_str)
-            .filter(|old| Some(*old) != after.get("target_arn").and_then(Value::as_str))
-        {
-            revoke_invoke(&self.0, old, &format!("events-{id}")).await;
+        let old = ScheduleRuleInputs::from_attrs(before)?;
+        let new = ScheduleRuleInputs::from_attrs(after)?;
+        if old.target_arn != new.target_arn {
+            revoke_invoke(&self.0, &old.target_arn, &format!("events-{id}")).await;
         }
         let arn = self.put(after, false).await?;
-        let tags = tag_changes(before, after);
-        if !tags.is_empty() {
-            if !tags.removed.is_empty() {
-                self.0
-                    .events
+        let events = &self.0.events;
+        let arn = arn.as_str();
+        retag(
+            before,
+            after,
+            |keys| async move {
+                events
                     .untag_resource()
-                    .resource_arn(&arn)
-                    .set_tag_keys(Some(tags.removed.clone()))
+                    .resource_arn(arn)
+                    .set_tag_keys(Some(keys))
                     .send()
                     .await
-                    .map_err(classify)?;
-            }
-            let set: Vec<Tag> = tags
-                .set
-                .into_iter()
-                .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
-                .collect();
-            if !set.is_empty() {
-                self.0
-                    .events
+                    .map_err(classify)
+                    .map(drop)
+            },
+            |tags| async move {
+                events
                     .tag_resource()
-                    .resource_arn(&arn)
-                    .set_tags(Some(set))
+                    .resource_arn(arn)
+                    .set_tags(Some(tag_list(&tags)))
                     .send()
                     .await
-                    .map_err(classify)?;
-            }
-        }
+                    .map_err(classify)
+                    .map(drop)
+            },
+        )
+        .await?;
         self.get(id)
             .await?
             .ok_or_else(|| ProviderError::not_found(format!("rule {id} is gone")))

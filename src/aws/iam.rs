@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{all_pages, carrying, classify, if_ours, ready_when_visible, str_of, tag_changes};
-use super::{tags_from, tags_of, with_tags, Clients, Tags};
+use super::{all_pages, carrying, classify, if_ours, ready_when_visible, retag, tags_from};
+use super::{tags_of, with_tags, Clients, Tags};
+use crate::kinds::iam::IamRoleInputs;
+use crate::kinds::{ArnOutputs, Inputs, Outputs};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -15,16 +17,10 @@ pub(super) struct Role(pub Arc<Clients>);
 
 const INLINE: &str = "deploy";
 
-fn managed(inputs: &Attrs) -> Vec<String> {
-    inputs
-        .get("managed_policy_arns")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+fn tag_list(tags: &Tags) -> Vec<Tag> {
+    tags.iter()
+        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+        .collect()
 }
 
 /// IAM returns policy documents URL-encoded.
@@ -81,32 +77,28 @@ impl Role {
         };
         // The inline policy as IAM holds it, so a change made outside deploy shows.
         let inline = match inline.map_err(classify) {
-            Ok(p) => document(Some(p.policy_document())),
-            Err(e) if e.class == ErrorClass::NotFound => Value::Null,
+            Ok(p) => Some(document(Some(p.policy_document()))),
+            Err(e) if e.class == ErrorClass::NotFound => None,
             Err(e) => return Err(e),
         };
-        let arns: Vec<&str> = attached
-            .attached_policies()
-            .iter()
-            .filter_map(|p| p.policy_arn())
-            .collect();
-        let inputs = Attrs::from([
-            ("name".into(), json!(role.role_name())),
-            (
-                "assume_role_policy".into(),
-                document(role.assume_role_policy_document()),
-            ),
-            ("managed_policy_arns".into(), json!(arns)),
-            ("inline_policy".into(), inline),
-        ]);
-        let outputs = Attrs::from([
-            ("id".into(), json!(name)),
-            ("arn".into(), json!(role.arn())),
-        ]);
+        let inputs = IamRoleInputs {
+            name: role.role_name().to_string(),
+            assume_role_policy: document(role.assume_role_policy_document()),
+            managed_policy_arns: attached
+                .attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_arn().map(String::from))
+                .collect(),
+            inline_policy: inline,
+        };
+        let outputs = ArnOutputs {
+            id: name.into(),
+            arn: role.arn().to_string(),
+        };
         Ok(Some(Observed {
             id: name.into(),
-            inputs,
-            outputs,
+            inputs: inputs.to_attrs(),
+            outputs: outputs.to_attrs(),
         }))
     }
 
@@ -200,44 +192,43 @@ impl Provider for Role {
         inputs: &Attrs,
         _token: &str,
     ) -> Result<Observed, ProviderError> {
-        let name = str_of(inputs, "name")?;
-        let tags: Vec<Tag> = tags_of(inputs)
-            .into_iter()
-            .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
-            .collect();
-        let trust = inputs
-            .get("assume_role_policy")
-            .cloned()
-            .unwrap_or(Value::Null)
-            .to_string();
+        let IamRoleInputs {
+            name,
+            assume_role_policy,
+            managed_policy_arns,
+            inline_policy,
+        } = IamRoleInputs::from_attrs(inputs)?;
         let out = self
             .0
             .iam
             .create_role()
-            .role_name(name)
-            .assume_role_policy_document(trust)
-            .set_tags(Some(tags))
+            .role_name(&name)
+            .assume_role_policy_document(assume_role_policy.to_string())
+            .set_tags(Some(tag_list(&tags_of(inputs))))
             .customize()
             .config_override(once!(aws_sdk_iam))
             .send()
             .await
             .map_err(classify)?;
-        for arn in managed(inputs) {
+        for arn in managed_policy_arns {
             self.0
                 .iam
                 .attach_role_policy()
-                .role_name(name)
+                .role_name(&name)
                 .policy_arn(arn)
                 .send()
                 .await
                 .map_err(classify)?;
         }
-        self.set_inline(name, inputs.get("inline_policy")).await?;
-        let arn = out.role().map(|r| r.arn().to_string()).unwrap_or_default();
+        self.set_inline(&name, inline_policy.as_ref()).await?;
+        let outputs = ArnOutputs {
+            id: name.clone(),
+            arn: out.role().map(|r| r.arn().to_string()).unwrap_or_default(),
+        };
         Ok(Observed {
-            id: name.into(),
+            id: name,
             inputs: inputs.clone(),
-            outputs: Attrs::from([("id".into(), json!(name)), ("arn".into(), json!(arn))]),
+            outputs: outputs.to_attrs(),
         })
     }
 
@@ -247,23 +238,25 @@ impl Provider for Role {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        if before.get("assume_role_policy") != after.get("assume_role_policy") {
-            let doc = after
-                .get("assume_role_policy")
-                .cloned()
-                .unwrap_or(Value::Null)
-                .to_string();
+        let old = IamRoleInputs::from_attrs(before)?;
+        let IamRoleInputs {
+            name: _, // the role's id: a new name is a new role
+            assume_role_policy,
+            managed_policy_arns,
+            inline_policy,
+        } = IamRoleInputs::from_attrs(after)?;
+        if old.assume_role_policy != assume_role_policy {
             self.0
                 .iam
                 .update_assume_role_policy()
                 .role_name(id)
-                .policy_document(doc)
+                .policy_document(assume_role_policy.to_string())
                 .send()
                 .await
                 .map_err(classify)?;
         }
-        let (old, new) = (managed(before), managed(after));
-        for arn in new.iter().filter(|a| !old.contains(a)) {
+        let was = &old.managed_policy_arns;
+        for arn in managed_policy_arns.iter().filter(|a| !was.contains(a)) {
             self.0
                 .iam
                 .attach_role_policy()
@@ -273,7 +266,7 @@ impl Provider for Role {
                 .await
                 .map_err(classify)?;
         }
-        for arn in old.iter().filter(|a| !new.contains(a)) {
+        for arn in was.iter().filter(|a| !managed_policy_arns.contains(a)) {
             self.0
                 .iam
                 .detach_role_policy()
@@ -283,35 +276,33 @@ impl Provider for Role {
                 .await
                 .map_err(classify)?;
         }
-        if before.get("inline_policy") != after.get("inline_policy") {
-            self.set_inline(id, after.get("inline_policy")).await?;
+        if old.inline_policy != inline_policy {
+            self.set_inline(id, inline_policy.as_ref()).await?;
         }
-        let tags = tag_changes(before, after);
-        if !tags.removed.is_empty() {
-            self.0
-                .iam
-                .untag_role()
-                .role_name(id)
-                .set_tag_keys(Some(tags.removed.clone()))
-                .send()
-                .await
-                .map_err(classify)?;
-        }
-        let set: Vec<Tag> = tags
-            .set
-            .iter()
-            .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
-            .collect();
-        if !set.is_empty() {
-            self.0
-                .iam
-                .tag_role()
-                .role_name(id)
-                .set_tags(Some(set))
-                .send()
-                .await
-                .map_err(classify)?;
-        }
+        let iam = &self.0.iam;
+        retag(
+            before,
+            after,
+            |keys| async move {
+                iam.untag_role()
+                    .role_name(id)
+                    .set_tag_keys(Some(keys))
+                    .send()
+                    .await
+                    .map_err(classify)
+                    .map(drop)
+            },
+            |tags| async move {
+                iam.tag_role()
+                    .role_name(id)
+                    .set_tags(Some(tag_list(&tags)))
+                    .send()
+                    .await
+                    .map_err(classify)
+                    .map(drop)
+            },
+        )
+        .await?;
         self.get(id)
             .await?
             .ok_or_else(|| ProviderError::not_found(format!("role {id} is gone")))
