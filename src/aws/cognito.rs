@@ -11,30 +11,28 @@ use aws_sdk_cognitoidentityprovider::types::{
 };
 use serde_json::{json, Value};
 
-use super::{all_pages, classify, has_tags, if_ours, ready_when_visible, str_of, tags_of};
+use super::{all_pages, classify, has_tags, if_ours, ready_when_visible, tags_of};
 use super::{split_id, Clients, Tags};
+use crate::kinds::identity::{UserPoolClientInputs, UserPoolInputs};
+use crate::kinds::{IdOutputs, Inputs, Outputs};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
 pub(super) struct UserPool(pub Arc<Clients>);
 pub(super) struct UserPoolClient(pub Arc<Clients>);
 
-fn policies(inputs: &Attrs) -> UserPoolPolicyType {
-    let min = inputs
-        .get("password_min_length")
-        .and_then(Value::as_i64)
-        .unwrap_or(8) as i32;
+fn policies(password_min_length: u8) -> UserPoolPolicyType {
     UserPoolPolicyType::builder()
-        .password_policy(PasswordPolicyType::builder().minimum_length(min).build())
+        .password_policy(
+            PasswordPolicyType::builder()
+                .minimum_length(password_min_length.into())
+                .build(),
+        )
         .build()
 }
 
-fn protection(inputs: &Attrs) -> DeletionProtectionType {
-    if inputs
-        .get("deletion_protection")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-    {
+fn protection(on: bool) -> DeletionProtectionType {
+    if on {
         DeletionProtectionType::Active
     } else {
         DeletionProtectionType::Inactive
@@ -94,30 +92,30 @@ impl UserPool {
         let Some(p) = out.user_pool() else {
             return Ok(None);
         };
-        let attrs: Vec<&str> = p.username_attributes().iter().map(|a| a.as_str()).collect();
-        let inputs = Attrs::from([
-            ("name".into(), json!(p.name())),
-            (
-                "password_min_length".into(),
-                json!(p
-                    .policies()
-                    .and_then(|x| x.password_policy())
-                    .and_then(|x| x.minimum_length())),
-            ),
-            ("username_attributes".into(), json!(attrs)),
-            (
-                "case_sensitive".into(),
-                json!(p
-                    .username_configuration()
-                    .map(|u| u.case_sensitive())
-                    .unwrap_or(false)),
-            ),
-            (
-                "deletion_protection".into(),
-                json!(p.deletion_protection() == Some(&DeletionProtectionType::Active)),
-            ),
-            ("tags".into(), json!(p.user_pool_tags())),
-        ]);
+        let min = p
+            .policies()
+            .and_then(|x| x.password_policy())
+            .and_then(|x| x.minimum_length());
+        let mut inputs = UserPoolInputs {
+            name: p.name().unwrap_or_default().to_string(),
+            password_min_length: min.and_then(|m| u8::try_from(m).ok()).unwrap_or_default(),
+            username_attributes: p
+                .username_attributes()
+                .iter()
+                .map(|a| a.as_str().to_string())
+                .collect(),
+            case_sensitive: p
+                .username_configuration()
+                .map(|u| u.case_sensitive())
+                .unwrap_or(false),
+            deletion_protection: p.deletion_protection() == Some(&DeletionProtectionType::Active),
+        }
+        .to_attrs();
+        if min.is_none() {
+            // No password policy read: unknown, not zero.
+            inputs.insert("password_min_length".into(), Value::Null);
+        }
+        inputs.insert("tags".into(), json!(p.user_pool_tags()));
         Ok(Some(Observed {
             id: id.into(),
             inputs,
@@ -163,35 +161,33 @@ impl Provider for UserPool {
         inputs: &Attrs,
         _token: &str,
     ) -> Result<Observed, ProviderError> {
-        let attrs: Vec<UsernameAttributeType> = inputs
-            .get("username_attributes")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(UsernameAttributeType::from)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let case = inputs
-            .get("case_sensitive")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let UserPoolInputs {
+            name,
+            password_min_length,
+            username_attributes,
+            case_sensitive,
+            deletion_protection,
+        } = UserPoolInputs::from_attrs(inputs)?;
         let tags: HashMap<String, String> = tags_of(inputs).into_iter().collect();
         let out = self
             .0
             .cognito
             .create_user_pool()
-            .pool_name(str_of(inputs, "name")?)
-            .policies(policies(inputs))
-            .set_username_attributes(Some(attrs))
+            .pool_name(name)
+            .policies(policies(password_min_length))
+            .set_username_attributes(Some(
+                username_attributes
+                    .iter()
+                    .map(|a| UsernameAttributeType::from(a.as_str()))
+                    .collect(),
+            ))
             .username_configuration(
                 UsernameConfigurationType::builder()
-                    .case_sensitive(case)
+                    .case_sensitive(case_sensitive)
                     .build()
                     .map_err(|e| ProviderError::fatal(e.to_string()))?,
             )
-            .deletion_protection(protection(inputs))
+            .deletion_protection(protection(deletion_protection))
             .set_user_pool_tags(Some(tags))
             .customize()
             .config_override(once!(aws_sdk_cognitoidentityprovider))
@@ -215,13 +211,23 @@ impl Provider for UserPool {
         _before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
+        let UserPoolInputs {
+            // Fixed when the pool is made: a change replaces it.
+            name: _,
+            username_attributes: _,
+            case_sensitive: _,
+            password_min_length,
+            deletion_protection,
+        } = UserPoolInputs::from_attrs(after)?;
+        // UpdateUserPool resets what it is not sent, and takes the tags whole (the
+        // emulator has no Cognito tag calls; the result on AWS is the same).
         let tags: HashMap<String, String> = tags_of(after).into_iter().collect();
         self.0
             .cognito
             .update_user_pool()
             .user_pool_id(id)
-            .policies(policies(after))
-            .deletion_protection(protection(after))
+            .policies(policies(password_min_length))
+            .deletion_protection(protection(deletion_protection))
             .set_user_pool_tags(Some(tags))
             .send()
             .await
@@ -234,12 +240,13 @@ impl Provider for UserPool {
     async fn delete(&self, id: &str, inputs: &Attrs) -> Result<Deletion, ProviderError> {
         // The plan has already refused this unless data loss was allowed; AWS-side
         // protection must come off before the pool can go.
-        if protection(inputs) == DeletionProtectionType::Active {
+        let recorded = UserPoolInputs::from_attrs(inputs).ok();
+        if let Some(recorded) = recorded.filter(|r| r.deletion_protection) {
             self.0
                 .cognito
                 .update_user_pool()
                 .user_pool_id(id)
-                .policies(policies(inputs))
+                .policies(policies(recorded.password_min_length))
                 .deletion_protection(DeletionProtectionType::Inactive)
                 .send()
                 .await
@@ -260,17 +267,11 @@ impl Provider for UserPool {
     }
 }
 
-fn flows(inputs: &Attrs) -> Vec<ExplicitAuthFlowsType> {
-    inputs
-        .get("explicit_auth_flows")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(ExplicitAuthFlowsType::from)
-                .collect()
-        })
-        .unwrap_or_default()
+fn flows(names: &[String]) -> Vec<ExplicitAuthFlowsType> {
+    names
+        .iter()
+        .map(|f| ExplicitAuthFlowsType::from(f.as_str()))
+        .collect()
 }
 
 /// Client ids are `POOL_ID/CLIENT_ID`: the API always needs both.
@@ -298,36 +299,32 @@ impl UserPoolClient {
         let Some(c) = out.user_pool_client() else {
             return Ok(None);
         };
-        let flows: Vec<&str> = c.explicit_auth_flows().iter().map(|f| f.as_str()).collect();
-        let inputs = Attrs::from([
-            ("name".into(), json!(c.client_name())),
-            ("user_pool_id".into(), json!(pool)),
-            ("explicit_auth_flows".into(), json!(flows)),
-            ("generate_secret".into(), json!(c.client_secret().is_some())),
-            (
-                "prevent_user_existence_errors".into(),
-                json!(c
-                    .prevent_user_existence_errors()
-                    .map_or("LEGACY", |p| p.as_str())),
-            ),
-        ]);
+        let inputs = UserPoolClientInputs {
+            name: c.client_name().unwrap_or_default().to_string(),
+            user_pool_id: pool.to_string(),
+            explicit_auth_flows: c
+                .explicit_auth_flows()
+                .iter()
+                .map(|f| f.as_str().to_string())
+                .collect(),
+            generate_secret: c.client_secret().is_some(),
+            prevent_user_existence_errors: c
+                .prevent_user_existence_errors()
+                .map_or("LEGACY", |p| p.as_str())
+                .to_string(),
+        };
         Ok(Some(Observed {
             id: id.into(),
-            inputs,
-            outputs: Attrs::from([("id".into(), json!(client))]),
+            inputs: inputs.to_attrs(),
+            outputs: IdOutputs { id: client.into() }.to_attrs(),
         }))
     }
 }
 
 fn existence_errors(
-    inputs: &Attrs,
+    setting: &str,
 ) -> aws_sdk_cognitoidentityprovider::types::PreventUserExistenceErrorTypes {
-    aws_sdk_cognitoidentityprovider::types::PreventUserExistenceErrorTypes::from(
-        inputs
-            .get("prevent_user_existence_errors")
-            .and_then(Value::as_str)
-            .unwrap_or("ENABLED"),
-    )
+    aws_sdk_cognitoidentityprovider::types::PreventUserExistenceErrorTypes::from(setting)
 }
 
 #[async_trait]
@@ -349,41 +346,36 @@ impl Provider for UserPoolClient {
         ) else {
             return Ok(Vec::new());
         };
-        let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = match self
+        let clients = all_pages(|token| async move {
+            let page = self
                 .0
                 .cognito
                 .list_user_pool_clients()
                 .user_pool_id(pool)
                 .max_results(60)
-                .set_next_token(token.clone())
+                .set_next_token(token)
                 .send()
                 .await
-                .map_err(classify)
-            {
-                Ok(p) => p,
-                Err(e) if e.class == ErrorClass::NotFound => return Ok(found),
-                Err(e) => return Err(e),
-            };
-            for c in page
+                .map_err(classify)?;
+            let clients = page
                 .user_pool_clients()
                 .iter()
                 .filter(|c| c.client_name() == Some(name.as_str()))
-            {
-                if let Some(o) = self
-                    .get(&format!("{pool}/{}", c.client_id().unwrap_or_default()))
-                    .await?
-                {
-                    found.push(o);
-                }
-            }
-            token = page.next_token().map(String::from);
-            if token.is_none() {
-                return Ok(found);
-            }
+                .filter_map(|c| c.client_id().map(String::from))
+                .collect();
+            Ok((clients, page.next_token().map(String::from)))
+        });
+        let clients = match clients.await {
+            Ok(c) => c,
+            // The pool is gone, and its clients with it.
+            Err(e) if e.class == ErrorClass::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut found = Vec::new();
+        for client in clients {
+            found.extend(self.get(&format!("{pool}/{client}")).await?);
         }
+        Ok(found)
     }
 
     async fn list(
@@ -401,21 +393,22 @@ impl Provider for UserPoolClient {
         inputs: &Attrs,
         _token: &str,
     ) -> Result<Observed, ProviderError> {
-        let pool = str_of(inputs, "user_pool_id")?;
+        let UserPoolClientInputs {
+            name,
+            user_pool_id: pool,
+            explicit_auth_flows,
+            generate_secret,
+            prevent_user_existence_errors,
+        } = UserPoolClientInputs::from_attrs(inputs)?;
         let out = self
             .0
             .cognito
             .create_user_pool_client()
-            .user_pool_id(pool)
-            .client_name(str_of(inputs, "name")?)
-            .set_explicit_auth_flows(Some(flows(inputs)))
-            .prevent_user_existence_errors(existence_errors(inputs))
-            .generate_secret(
-                inputs
-                    .get("generate_secret")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-            )
+            .user_pool_id(&pool)
+            .client_name(name)
+            .set_explicit_auth_flows(Some(flows(&explicit_auth_flows)))
+            .prevent_user_existence_errors(existence_errors(&prevent_user_existence_errors))
+            .generate_secret(generate_secret)
             .customize()
             .config_override(once!(aws_sdk_cognitoidentityprovider))
             .send()
@@ -430,7 +423,7 @@ impl Provider for UserPoolClient {
         Ok(Observed {
             id: format!("{pool}/{client}"),
             inputs: inputs.clone(),
-            outputs: Attrs::from([("id".into(), json!(client))]),
+            outputs: IdOutputs { id: client.into() }.to_attrs(),
         })
     }
 
@@ -441,15 +434,23 @@ impl Provider for UserPoolClient {
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
         let (pool, client) = split(id)?;
+        let UserPoolClientInputs {
+            // Fixed when the client is made: a change replaces it.
+            user_pool_id: _,
+            generate_secret: _,
+            name,
+            explicit_auth_flows,
+            prevent_user_existence_errors,
+        } = UserPoolClientInputs::from_attrs(after)?;
         self.0
             .cognito
             .update_user_pool_client()
             .user_pool_id(pool)
             .client_id(client)
-            .client_name(str_of(after, "name")?)
-            .set_explicit_auth_flows(Some(flows(after)))
+            .client_name(name)
+            .set_explicit_auth_flows(Some(flows(&explicit_auth_flows)))
             // UpdateUserPoolClient resets what it is not sent.
-            .prevent_user_existence_errors(existence_errors(after))
+            .prevent_user_existence_errors(existence_errors(&prevent_user_existence_errors))
             .send()
             .await
             .map_err(classify)?;
