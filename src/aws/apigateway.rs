@@ -16,22 +16,14 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::events::{allow_invoke, revoke_invoke};
-use super::{all_pages, classify, has_tags, ready_when_visible, str_of, tag_changes, tags_from};
+use super::{all_pages, classify, has_tags, ready_when_visible, retag, tags_from};
 use super::{split_id, tags_of, Clients, Tags};
+use crate::kinds::api::{ApiRoute, Cors, RestApiInputs};
+use crate::kinds::Inputs;
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
 pub(super) struct RestApi(pub Arc<Clients>);
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// A literal for a `responseParameters` map: single-quoted, as API Gateway wants.
 /// Spec validation allows no quote in origins or header names; one here is refused
@@ -57,7 +49,7 @@ fn literal(value: &str) -> Result<Value, ProviderError> {
 ///   or a browser reports them as network errors. They cannot check the origin: with
 ///   one allowed origin (or `*`) it is sent as is; with several, the request's
 ///   `Origin` is echoed, which exposes only API Gateway's own error bodies.
-pub fn render(region: &str, inputs: &Attrs) -> Result<(String, String), ProviderError> {
+pub fn render(region: &str, inputs: &RestApiInputs) -> Result<(String, String), ProviderError> {
     let doc = document(region, inputs)?;
     let text = serde_json::to_string_pretty(&doc).expect("document serializes");
     let hash = Sha256::digest(text.as_bytes())
@@ -67,19 +59,15 @@ pub fn render(region: &str, inputs: &Attrs) -> Result<(String, String), Provider
     Ok((text, hash))
 }
 
-fn document(region: &str, inputs: &Attrs) -> Result<Value, ProviderError> {
-    let cors = inputs.get("cors").filter(|c| !c.is_null());
-    let routes = inputs
-        .get("routes")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let field = |r: &Value, key: &str| {
-        r.get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
+fn document(region: &str, inputs: &RestApiInputs) -> Result<Value, ProviderError> {
+    let RestApiInputs {
+        name,
+        // The stage is where the document is deployed, not part of it.
+        stage: _,
+        cors,
+        routes,
+        authorizer_pool_arn,
+    } = inputs;
     let integration = |function_arn: &str| {
         json!({
             "x-amazon-apigateway-integration": {
@@ -91,10 +79,9 @@ fn document(region: &str, inputs: &Attrs) -> Result<Value, ProviderError> {
             "responses": {},
         })
     };
-    let mut by_path: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for r in &routes {
-        let path = r.get("path").and_then(Value::as_str).unwrap_or("/");
-        by_path.entry(path.to_string()).or_default().push(r);
+    let mut by_path: BTreeMap<&str, Vec<&ApiRoute>> = BTreeMap::new();
+    for r in routes {
+        by_path.entry(r.path.as_str()).or_default().push(r);
     }
     let mut paths = Map::new();
     for (path, rs) in by_path {
@@ -108,15 +95,17 @@ fn document(region: &str, inputs: &Attrs) -> Result<Value, ProviderError> {
             item.insert("parameters".into(), json!(params));
         }
         for r in &rs {
-            let mut op = integration(&field(r, "function_arn"));
-            if field(r, "auth") == "cognito" {
+            let ApiRoute {
+                method,
+                path: _, // grouped by above
+                function_arn,
+                auth,
+            } = r;
+            let mut op = integration(function_arn);
+            if auth == "cognito" {
                 op["security"] = json!([{"cognito": []}]);
             }
-            let method = r
-                .get("method")
-                .and_then(Value::as_str)
-                .unwrap_or("GET")
-                .to_ascii_lowercase();
+            let method = method.to_ascii_lowercase();
             item.insert(
                 if method == "any" {
                     "x-amazon-apigateway-any-method".into()
@@ -127,21 +116,21 @@ fn document(region: &str, inputs: &Attrs) -> Result<Value, ProviderError> {
             );
         }
         if cors.is_some() && !item.contains_key("options") {
-            item.insert("options".into(), integration(&field(rs[0], "function_arn")));
+            item.insert("options".into(), integration(&rs[0].function_arn));
         }
-        paths.insert(path, Value::Object(item));
+        paths.insert(path.to_string(), Value::Object(item));
     }
     let mut doc = json!({
         "openapi": "3.0.1",
         "info": {
-            "title": str_of(inputs, "name")?,
+            "title": name,
             "version": "1",
             "description": "Deployed by deploy; edits made in the console are overwritten.",
         },
         "paths": paths,
         "components": {"securitySchemes": {}},
     });
-    if let Some(pool) = inputs.get("authorizer_pool_arn").and_then(Value::as_str) {
+    if let Some(pool) = authorizer_pool_arn {
         doc["components"]["securitySchemes"]["cognito"] = json!({
             "type": "apiKey",
             "name": "Authorization",
@@ -150,8 +139,13 @@ fn document(region: &str, inputs: &Attrs) -> Result<Value, ProviderError> {
             "x-amazon-apigateway-authorizer": {"type": "cognito_user_pools", "providerARNs": [pool]},
         });
     }
-    if let Some(cors) = cors {
-        let origins = strings(cors.get("allow_origins"));
+    if let Some(Cors {
+        allow_origins: origins,
+        allow_headers,
+        // Preflights are answered by the function, which knows the max age.
+        max_age_s: _,
+    }) = cors
+    {
         let origin = match origins.as_slice() {
             [one] => literal(one)?,
             _ => json!("method.request.header.Origin"),
@@ -163,7 +157,7 @@ fn document(region: &str, inputs: &Attrs) -> Result<Value, ProviderError> {
         );
         headers.insert(
             "gatewayresponse.header.Access-Control-Allow-Headers".into(),
-            literal(&strings(cors.get("allow_headers")).join(","))?,
+            literal(&allow_headers.join(","))?,
         );
         if origins.len() != 1 || origins[0] != "*" {
             headers.insert("gatewayresponse.header.Vary".into(), literal("Origin")?);
@@ -175,20 +169,13 @@ fn document(region: &str, inputs: &Attrs) -> Result<Value, ProviderError> {
     Ok(doc)
 }
 
-fn functions(inputs: &Attrs) -> BTreeSet<String> {
+/// The function aliases the routes invoke.
+fn functions(inputs: &RestApiInputs) -> BTreeSet<&str> {
     inputs
-        .get("routes")
-        .and_then(Value::as_array)
-        .map(|rs| {
-            rs.iter()
-                .filter_map(|r| {
-                    r.get("function_arn")
-                        .and_then(Value::as_str)
-                        .map(String::from)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+        .routes
+        .iter()
+        .map(|r| r.function_arn.as_str())
+        .collect()
 }
 
 /// The stage's URL: AWS's, or the local cloud's path form (nothing resolves
@@ -259,8 +246,13 @@ impl RestApi {
 
     /// Lets the API invoke the functions, then deploys the current definition to the
     /// stage: granted first, so a new route is never served without its permission.
-    async fn deploy(&self, api: &str, inputs: &Attrs, hash: &str) -> Result<String, ProviderError> {
-        let stage = str_of(inputs, "stage")?;
+    async fn deploy(
+        &self,
+        api: &str,
+        inputs: &RestApiInputs,
+        hash: &str,
+    ) -> Result<String, ProviderError> {
+        let stage = &inputs.stage;
         let source = format!(
             "arn:aws:execute-api:{}:{}:{api}/*",
             self.0.region, self.0.account
@@ -268,7 +260,7 @@ impl RestApi {
         for f in functions(inputs) {
             allow_invoke(
                 &self.0,
-                &f,
+                f,
                 &format!("apigateway-{api}"),
                 "apigateway.amazonaws.com",
                 &source,
@@ -433,7 +425,8 @@ impl Provider for RestApi {
         inputs: &Attrs,
         _token: &str,
     ) -> Result<Observed, ProviderError> {
-        let (doc, hash) = render(&self.0.region, inputs)?;
+        let typed = RestApiInputs::from_attrs(inputs)?;
+        let (doc, hash) = render(&self.0.region, &typed)?;
         // Created with its tags, then given its definition (overwrite: the document
         // says everything).
         let tags: std::collections::HashMap<String, String> = tags_of(inputs).into_iter().collect();
@@ -441,7 +434,7 @@ impl Provider for RestApi {
             .0
             .apigateway
             .create_rest_api()
-            .name(str_of(inputs, "name")?)
+            .name(&typed.name)
             .set_tags(Some(tags))
             .customize()
             .config_override(once!(aws_sdk_apigateway))
@@ -462,8 +455,8 @@ impl Provider for RestApi {
             .send()
             .await
             .map_err(classify)?;
-        let deployment = self.deploy(&api, inputs, &hash).await?;
-        let stage = str_of(inputs, "stage")?;
+        let deployment = self.deploy(&api, &typed, &hash).await?;
+        let stage = &typed.stage;
         Ok(Observed {
             id: format!("{api}/{stage}"),
             inputs: inputs.clone(),
@@ -478,12 +471,14 @@ impl Provider for RestApi {
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
         let (api, _) = split(id)?;
-        let (doc, hash) = render(&self.0.region, after)?;
+        let old = RestApiInputs::from_attrs(before)?;
+        let new = RestApiInputs::from_attrs(after)?;
+        let (doc, hash) = render(&self.0.region, &new)?;
         // What the stage serves, by the hash its deployment was made from: a run that
         // died between PutRestApi and CreateDeployment, or an API created by a run
         // whose answer was lost, is redeployed even though `before` looks current.
-        let deployed = self.deployed_hash(api, str_of(after, "stage")?).await?;
-        if deployed.as_deref() != Some(hash.as_str()) || before.get("stage") != after.get("stage") {
+        let deployed = self.deployed_hash(api, &new.stage).await?;
+        if deployed.as_deref() != Some(hash.as_str()) || old.stage != new.stage {
             // Overwrite resets what the document does not say; the document says it all.
             self.0
                 .apigateway
@@ -495,36 +490,41 @@ impl Provider for RestApi {
                 .send()
                 .await
                 .map_err(classify)?;
-            for gone in functions(before).difference(&functions(after)) {
+            for gone in functions(&old).difference(&functions(&new)) {
                 revoke_invoke(&self.0, gone, &format!("apigateway-{api}")).await;
             }
-            self.deploy(api, after, &hash).await?;
+            self.deploy(api, &new, &hash).await?;
         }
-        let tags = tag_changes(before, after);
-        if !tags.is_empty() {
-            let arn = format!("arn:aws:apigateway:{}::/restapis/{api}", self.0.region);
-            if !tags.removed.is_empty() {
-                self.0
-                    .apigateway
+        let (gateway, arn) = (
+            &self.0.apigateway,
+            &format!("arn:aws:apigateway:{}::/restapis/{api}", self.0.region),
+        );
+        retag(
+            before,
+            after,
+            |keys| async move {
+                gateway
                     .untag_resource()
-                    .resource_arn(&arn)
-                    .set_tag_keys(Some(tags.removed.clone()))
+                    .resource_arn(arn)
+                    .set_tag_keys(Some(keys))
                     .send()
                     .await
-                    .map_err(classify)?;
-            }
-            if !tags.set.is_empty() {
-                self.0
-                    .apigateway
+                    .map_err(classify)
+                    .map(drop)
+            },
+            |tags| async move {
+                gateway
                     .tag_resource()
-                    .resource_arn(&arn)
-                    .set_tags(Some(tags.set.into_iter().collect()))
+                    .resource_arn(arn)
+                    .set_tags(Some(tags.into_iter().collect()))
                     .send()
                     .await
-                    .map_err(classify)?;
-            }
-        }
-        let stage = str_of(after, "stage")?;
+                    .map_err(classify)
+                    .map(drop)
+            },
+        )
+        .await?;
+        let stage = new.stage.as_str();
         let new_id = format!("{api}/{stage}");
         let mut o = self
             .get(&new_id)
@@ -548,8 +548,12 @@ impl Provider for RestApi {
             .send()
             .await
             .map_err(classify)?;
-        for f in functions(inputs) {
-            revoke_invoke(&self.0, &f, &format!("apigateway-{api}")).await;
+        // Recorded inputs that no longer parse leave the grants (harmless: the API
+        // they name is gone).
+        if let Ok(recorded) = RestApiInputs::from_attrs(inputs) {
+            for f in functions(&recorded) {
+                revoke_invoke(&self.0, f, &format!("apigateway-{api}")).await;
+            }
         }
         Ok(Deletion::Done)
     }
