@@ -471,7 +471,7 @@ impl Provider for RestApi {
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
         let (api, _) = split(id)?;
-        let old = RestApiInputs::from_attrs(before)?;
+        let old = RestApiInputs::from_recorded(before)?;
         let new = RestApiInputs::from_attrs(after)?;
         let (doc, hash) = render(&self.0.region, &new)?;
         // What the stage serves, by the hash its deployment was made from: a run that
@@ -550,7 +550,7 @@ impl Provider for RestApi {
             .map_err(classify)?;
         // Recorded inputs that no longer parse leave the grants (harmless: the API
         // they name is gone).
-        if let Ok(recorded) = RestApiInputs::from_attrs(inputs) {
+        if let Ok(recorded) = RestApiInputs::from_recorded(inputs) {
             for f in functions(&recorded) {
                 revoke_invoke(&self.0, f, &format!("apigateway-{api}")).await;
             }

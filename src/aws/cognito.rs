@@ -240,7 +240,7 @@ impl Provider for UserPool {
     async fn delete(&self, id: &str, inputs: &Attrs) -> Result<Deletion, ProviderError> {
         // The plan has already refused this unless data loss was allowed; AWS-side
         // protection must come off before the pool can go.
-        let recorded = UserPoolInputs::from_attrs(inputs).ok();
+        let recorded = UserPoolInputs::from_recorded(inputs).ok();
         if let Some(recorded) = recorded.filter(|r| r.deletion_protection) {
             self.0
                 .cognito

@@ -259,7 +259,7 @@ impl Provider for ServerlessCache {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        let old = ServerlessCacheInputs::from_attrs(before)?;
+        let old = ServerlessCacheInputs::from_recorded(before)?;
         let ServerlessCacheInputs {
             // Create-only: a change replaces the cache.
             name: _,
@@ -348,8 +348,8 @@ impl Provider for ServerlessCache {
 
     async fn delete(&self, id: &str, inputs: &Attrs) -> Result<Deletion, ProviderError> {
         // A cache that keeps snapshots leaves a final one behind.
-        let keeps_snapshots =
-            ServerlessCacheInputs::from_attrs(inputs).is_ok_and(|i| i.snapshot_retention_limit > 0);
+        let keeps_snapshots = ServerlessCacheInputs::from_recorded(inputs)
+            .is_ok_and(|i| i.snapshot_retention_limit > 0);
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

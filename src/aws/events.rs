@@ -361,7 +361,7 @@ impl Provider for ScheduleRule {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        let old = ScheduleRuleInputs::from_attrs(before)?;
+        let old = ScheduleRuleInputs::from_recorded(before)?;
         let new = ScheduleRuleInputs::from_attrs(after)?;
         if old.target_arn != new.target_arn {
             revoke_invoke(&self.0, &old.target_arn, &format!("events-{id}")).await;

@@ -238,7 +238,7 @@ impl Provider for Role {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        let old = IamRoleInputs::from_attrs(before)?;
+        let old = IamRoleInputs::from_recorded(before)?;
         let IamRoleInputs {
             name: _, // the role's id: a new name is a new role
             assume_role_policy,

@@ -163,7 +163,7 @@ impl Provider for Parameter {
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
         // Tags and Overwrite cannot be combined: the value first, then the tags.
-        let old = SsmParameterInputs::from_attrs(before)?;
+        let old = SsmParameterInputs::from_recorded(before)?;
         let new = SsmParameterInputs::from_attrs(after)?;
         if old != new {
             let SsmParameterInputs {

@@ -72,7 +72,7 @@ impl Inputs for ServerlessCacheInputs {
             max_storage_gb: 5,
             min_storage_gb: Some(1),
             max_ecpu_per_second: 5000,
-            min_ecpu_per_second: None,
+            min_ecpu_per_second: Some(1000),
             snapshot_retention_limit: 1,
             daily_snapshot_time: "04:00".into(),
             subnet_ids: vec!["subnet-1".into(), "subnet-2".into()],
