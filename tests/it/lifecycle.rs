@@ -69,7 +69,9 @@ impl Harness {
                 max_attempts: 50,
                 max_elapsed: Duration::from_secs(30),
             },
-            wait_scale: 0.0005,
+            // Polls of a few milliseconds; a wait times out after ~1.5 s of wall time,
+            // which a loaded machine running tests in parallel still leaves room for.
+            wait_scale: 0.005,
             ..Config::default()
         }
     }
