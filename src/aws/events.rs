@@ -8,7 +8,7 @@ use aws_sdk_eventbridge::types::{RuleState, Tag, Target as RuleTarget};
 use serde_json::Value;
 
 use super::{all_pages, carrying, classify, if_ours, ready_when_visible, retag, tags_from};
-use super::{tags_of, with_tags, Clients, Tags};
+use super::{read_tagged, tags_of, Clients, Tags};
 use crate::kinds::schedules::ScheduleRuleInputs;
 use crate::kinds::{ArnOutputs, Inputs, Outputs};
 use crate::model::Attrs;
@@ -331,13 +331,11 @@ impl Provider for ScheduleRule {
         })
         .await?;
         let tagged = carrying(rules, want, |(_, arn)| async move { self.tags(&arn).await });
-        let mut out = Vec::new();
-        for ((name, _), tags) in tagged.await? {
-            if let Some(o) = self.get(&name).await? {
-                out.push(with_tags(o, &tags));
-            }
-        }
-        Ok(out)
+        read_tagged(
+            tagged.await?,
+            |(name, _)| async move { self.get(&name).await },
+        )
+        .await
     }
 
     async fn create(

@@ -7,7 +7,7 @@ use aws_sdk_iam::types::Tag;
 use serde_json::Value;
 
 use super::{all_pages, carrying, classify, if_ours, ready_when_visible, retag, tags_from};
-use super::{tags_of, with_tags, Clients, Tags};
+use super::{read_tagged, tags_of, Clients, Tags};
 use crate::kinds::iam::IamRoleInputs;
 use crate::kinds::{ArnOutputs, Inputs, Outputs};
 use crate::model::Attrs;
@@ -177,13 +177,8 @@ impl Provider for Role {
             Ok((names, next))
         })
         .await?;
-        let mut out = Vec::new();
-        for (name, tags) in carrying(names, want, |n| async move { self.tags(&n).await }).await? {
-            if let Some(o) = self.get(&name).await? {
-                out.push(with_tags(o, &tags));
-            }
-        }
-        Ok(out)
+        let tagged = carrying(names, want, |n| async move { self.tags(&n).await }).await?;
+        read_tagged(tagged, |n| async move { self.get(&n).await }).await
     }
 
     async fn create(

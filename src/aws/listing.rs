@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use crate::provider::{ErrorClass, ProviderError, Target};
+use crate::provider::{ErrorClass, Observed, ProviderError, Target};
 
 /// Tags as a map.
 pub(crate) type Tags = BTreeMap<String, String>;
@@ -58,6 +58,25 @@ where
         };
         if has_tags(&tags, want) {
             out.push((item, tags));
+        }
+    }
+    Ok(out)
+}
+
+/// Each tagged item read in full by `read`, with the tags it was listed with; items
+/// gone since the listing are left out.
+pub(crate) async fn read_tagged<T, F, Fut>(
+    tagged: Vec<(T, Tags)>,
+    read: F,
+) -> Result<Vec<Observed>, ProviderError>
+where
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = Result<Option<Observed>, ProviderError>>,
+{
+    let mut out = Vec::new();
+    for (item, tags) in tagged {
+        if let Some(o) = read(item).await? {
+            out.push(crate::aws::with_tags(o, &tags));
         }
     }
     Ok(out)

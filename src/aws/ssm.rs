@@ -6,10 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
 
-use super::{
-    all_pages, carrying, classify, if_ours, ready_when_visible, retag, tags_of, with_tags,
-};
-use super::{Clients, Tags};
+use super::{all_pages, carrying, classify, if_ours, ready_when_visible, retag, tags_of};
+use super::{read_tagged, Clients, Tags};
 use crate::kinds::parameters::{SsmParameterInputs, SsmParameterOutputs};
 use crate::kinds::{Inputs, Outputs};
 use crate::model::Attrs;
@@ -120,13 +118,8 @@ impl Provider for Parameter {
             Ok((names, page.next_token().map(String::from)))
         })
         .await?;
-        let mut out = Vec::new();
-        for (name, tags) in carrying(names, want, |n| async move { self.tags(&n).await }).await? {
-            if let Some(o) = self.get(&name).await? {
-                out.push(with_tags(o, &tags));
-            }
-        }
-        Ok(out)
+        let tagged = carrying(names, want, |n| async move { self.tags(&n).await }).await?;
+        read_tagged(tagged, |n| async move { self.get(&n).await }).await
     }
 
     async fn create(
