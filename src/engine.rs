@@ -176,6 +176,13 @@ pub enum Event {
     LockTakenOver {
         message: String,
     },
+    /// The environment had no state, yet resources tagged with it exist: those the
+    /// spec names were recorded; `others` are tagged with it but not in the spec.
+    FoundWithoutState {
+        environment: String,
+        adopted: Vec<Address>,
+        others: usize,
+    },
 }
 
 pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -800,7 +807,8 @@ fn step_graph(plan: &Plan, state: &State) -> Result<(Graph<()>, Vec<Step>), Engi
     Ok((g, steps))
 }
 
-fn lookup_in(state: &State) -> impl Fn(&Reference) -> Option<Value> + '_ {
+/// Resolves references from what `state` records (outputs first, then inputs).
+pub(crate) fn lookup_in(state: &State) -> impl Fn(&Reference) -> Option<Value> + '_ {
     move |r: &Reference| {
         let res = state.resources.get(&r.address)?;
         res.outputs

@@ -306,6 +306,26 @@ pub fn event(e: &Event, verbose: bool) -> Option<String> {
             paint(BOLD, address)
         ),
         Event::LockTakenOver { message } => format!("{}: {message}", paint(YELLOW, "lock")),
+        Event::FoundWithoutState {
+            environment,
+            adopted,
+            others,
+        } => {
+            let mut line = format!(
+                "{}: `{environment}` has no state, but {} resource{} tagged with it {} in the spec; recorded {}, to be updated rather than made again",
+                paint(YELLOW, "state"),
+                adopted.len(),
+                if adopted.len() == 1 { "" } else { "s" },
+                if adopted.len() == 1 { "is" } else { "are" },
+                if adopted.len() == 1 { "it" } else { "them" },
+            );
+            if *others > 0 {
+                line.push_str(&format!(
+                    " ({others} more tagged with it are not in the spec: `deploy destroy --sweep` lists them)"
+                ));
+            }
+            line
+        }
         Event::Refreshed { .. } | Event::Retrying { .. } => return None,
     })
 }

@@ -59,7 +59,7 @@ pub(super) async fn make(
     parallelism: u16,
     targets: &[String],
 ) -> Result<Plan, Failure> {
-    let (providers, account) = refresh_providers(s, loaded, desired, no_refresh).await?;
+    let (providers, account) = refresh_providers(loaded, desired, no_refresh).await?;
     let backend = LocalBackend::new(&s.state_dir);
     let targets: Vec<Address> = targets.iter().map(|t| Address::new(t.clone())).collect();
     let planned = ops::plan(
@@ -83,7 +83,6 @@ pub(super) async fn make(
 /// credentials are checked (one identity call) even when there is no state to
 /// refresh: a plan that cannot be applied should not look like one that can.
 async fn refresh_providers(
-    s: &Settings,
     loaded: &spec::LoadedSpec,
     desired: &Desired,
     no_refresh: bool,
@@ -94,12 +93,8 @@ async fn refresh_providers(
     let clients = aws_clients(&desired.region, None).await?;
     check_zones(&clients, loaded).await?;
     let account = Some(clients.account.clone());
-    let backend = LocalBackend::new(&s.state_dir);
-    let providers = match backend.read(&desired.environment)? {
-        Some(state) if !state.is_empty() => crate::aws::providers(&clients),
-        _ => Providers::new(),
-    };
-    Ok((Some(providers), account))
+    // Also without state: what is tagged with the environment is looked for then.
+    Ok((Some(crate::aws::providers(&clients)), account))
 }
 
 /// Every subnet's zone letter names a zone this account has in the region.

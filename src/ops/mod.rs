@@ -15,6 +15,7 @@ pub mod sweep;
 
 pub use sweep::{discover, record_found, Found};
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::engine::{self, Config, EventSink, Report};
@@ -82,14 +83,11 @@ pub async fn plan(
             message: message.to_string(),
         });
     }
-    let state = adopt(
-        backend,
-        backend.read(&desired.environment)?,
-        providers,
-        config,
-        events,
-    )
-    .await?;
+    let recorded = match (backend.read(&desired.environment)?, providers) {
+        (None, Some(p)) => adopt_untracked(backend, desired, p, events).await?,
+        (recorded, _) => recorded,
+    };
+    let state = adopt(backend, recorded, providers, config, events).await?;
     let actual = match (providers, &state) {
         (Some(p), Some(s)) => Some(engine::refresh(s, p, config, events).await?),
         (Some(_), None) => Some(plan::Actual::new()),
@@ -103,6 +101,110 @@ pub async fn plan(
     })
     .map_err(OpsError::Plan)?;
     Ok(Planned { plan, state })
+}
+
+/// No state is not "nothing exists" (a new laptop, a teammate without the state, a
+/// lost file): the resources tagged with this project and environment whose
+/// `deploy:address` is one of the spec's are recorded, so the plan updates them
+/// instead of creating second copies. Returns the new state, or `None` when nothing
+/// of the environment exists. Kinds without tags (app clients) cannot be found so.
+async fn adopt_untracked(
+    backend: &LocalBackend,
+    desired: &Desired,
+    providers: &Providers,
+    events: &EventSink,
+) -> Result<Option<State>, OpsError> {
+    let want = BTreeMap::from([
+        ("deploy:project".to_string(), desired.project.clone()),
+        (
+            "deploy:environment".to_string(),
+            desired.environment.clone(),
+        ),
+    ]);
+    let found = sweep::discover(providers, &want).await?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let mut state = State::new(&desired.project, &desired.environment);
+    let mut others = 0;
+    for f in found {
+        let wanted = f
+            .tag("deploy:address")
+            .map(|a| Address::new(a.to_string()))
+            .and_then(|a| desired.resources.get(&a))
+            .filter(|r| r.kind == f.kind && !state.resources.contains_key(&r.address));
+        let Some(r) = wanted else {
+            others += 1;
+            continue;
+        };
+        state.resources.insert(
+            r.address.clone(),
+            crate::state::ResourceState {
+                kind: f.kind,
+                id: f.observed.id.clone(),
+                inputs: f.observed.inputs.clone(),
+                outputs: f.observed.outputs.clone(),
+                depends_on: r.depends_on.clone(),
+                protect: r.protect,
+                pending: false,
+            },
+        );
+    }
+    // App clients carry no tags: each is looked for by its name within its pool,
+    // once the pool is recorded.
+    for address in &desired.order {
+        let r = &desired.resources[address];
+        if r.kind != crate::model::Kind::UserPoolClient || state.resources.contains_key(address) {
+            continue;
+        }
+        let resolved: Option<crate::model::Attrs> = {
+            let lookup = engine::lookup_in(&state);
+            r.inputs
+                .iter()
+                .map(|(k, v)| crate::model::substitute(v, &lookup).map(|x| (k.clone(), x)))
+                .collect()
+        };
+        let (Some(inputs), Ok(provider)) = (resolved, providers.get(r.kind)) else {
+            continue;
+        };
+        let target = crate::provider::Target {
+            address,
+            name: inputs
+                .get("name")
+                .and_then(|v| v.as_str())
+                .map(String::from),
+            tags: BTreeMap::new(),
+            inputs: Some(&inputs),
+        };
+        let found = provider
+            .find(&target)
+            .await
+            .map_err(|e| OpsError::Plan(format!("cannot look for {address}: {e}")))?;
+        if let [one] = found.as_slice() {
+            state.resources.insert(
+                address.clone(),
+                crate::state::ResourceState {
+                    kind: r.kind,
+                    id: one.id.clone(),
+                    inputs: one.inputs.clone(),
+                    outputs: one.outputs.clone(),
+                    depends_on: r.depends_on.clone(),
+                    protect: r.protect,
+                    pending: false,
+                },
+            );
+        }
+    }
+    events(&engine::Event::FoundWithoutState {
+        environment: desired.environment.clone(),
+        adopted: state.resources.keys().cloned().collect(),
+        others,
+    });
+    if state.resources.is_empty() {
+        return Ok(None);
+    }
+    backend.write(&mut state)?;
+    Ok(Some(state))
 }
 
 /// Records resources that interrupted creates left behind (see

@@ -28,6 +28,7 @@ pub struct Call {
 pub enum Op {
     Read,
     Find,
+    List,
     Create,
     Update,
     Delete,
@@ -315,6 +316,22 @@ impl Provider for MemoryProvider {
                 o.kind == self.kind
                     && o.tags.get("deploy:address").map(String::as_str)
                         == Some(target.address.as_str())
+            })
+            .map(|(id, o)| self.observed(id, o))
+            .collect())
+    }
+
+    async fn list(&self, want: &BTreeMap<String, String>) -> Result<Vec<Observed>, ProviderError> {
+        self.cloud.enter(Op::List, self.kind, None).await?;
+        // As on AWS: app clients carry no tags, so a listing by tags finds none.
+        if self.kind == Kind::UserPoolClient {
+            return Ok(Vec::new());
+        }
+        let objects = self.cloud.objects.lock().unwrap();
+        Ok(objects
+            .iter()
+            .filter(|(_, o)| {
+                o.kind == self.kind && want.iter().all(|(k, v)| o.tags.get(k) == Some(v))
             })
             .map(|(id, o)| self.observed(id, o))
             .collect())

@@ -1144,3 +1144,59 @@ async fn a_subnet_range_that_overlaps_one_leaving_is_refused_at_plan_time() {
     let report = h.apply_plan(&h.plan().await, true).await.unwrap();
     assert!(report.ok(), "{report:?}");
 }
+
+#[tokio::test]
+async fn without_state_what_is_tagged_with_the_environment_is_adopted_not_made_again() {
+    let h = Harness::new();
+    h.apply().await;
+    let total = h.cloud.inventory().len();
+    // A teammate without the state file, or a lost one.
+    std::fs::remove_file(h.backend().path("dev")).unwrap();
+    h.events.lock().unwrap().clear();
+    let plan = h.plan().await;
+    let creates: Vec<String> = changed(&plan)
+        .into_iter()
+        .filter(|(_, a)| *a == Action::Create || a.is_replace())
+        .map(|(a, _)| a)
+        .collect();
+    assert!(creates.is_empty(), "nothing is made again: {creates:?}");
+    let adopted = h
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|e| match e {
+            Event::FoundWithoutState {
+                adopted, others, ..
+            } => Some((adopted.len(), *others)),
+            _ => None,
+        })
+        .expect("the plan says what it found");
+    // Everything, app clients too (found by name within their pool, as they carry no
+    // tags to list them by).
+    assert_eq!(adopted, (total, 0));
+    assert!(h
+        .backend()
+        .read("dev")
+        .unwrap()
+        .unwrap()
+        .resources
+        .keys()
+        .any(|a| a.as_str().starts_with("cognito.client.")));
+    h.apply_plan(&plan, false).await.unwrap();
+    h.assert_no_duplicates();
+    assert!(!h.plan().await.has_changes());
+}
+
+#[tokio::test]
+async fn without_state_in_a_new_environment_nothing_is_adopted() {
+    let h = Harness::new();
+    let plan = h.plan().await;
+    assert!(changed(&plan).iter().all(|(_, a)| *a == Action::Create));
+    assert!(!h
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::FoundWithoutState { .. })));
+}
