@@ -178,6 +178,26 @@ fn missing(what: &str) -> ProviderError {
     ProviderError::new(ErrorClass::Retryable, format!("AWS returned no {what}"))
 }
 
+impl<K: Ec2Kind> Ec2<K> {
+    /// What the describe call selects with `filters`, less what failed.
+    async fn seen(&self, filters: Vec<Filter>) -> Result<Vec<Observed>, ProviderError> {
+        let seen = self.kind.describe(&self.c, filters).await?;
+        Ok(seen.into_iter().filter_map(Seen::observed).collect())
+    }
+
+    /// The resources that carry every one of `tags`.
+    async fn tagged(
+        &self,
+        tags: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Vec<Observed>, ProviderError> {
+        let filters = tags
+            .into_iter()
+            .map(|(k, v)| filter(&format!("tag:{k}"), [v]))
+            .collect();
+        self.seen(filters).await
+    }
+}
+
 #[async_trait]
 impl<K: Ec2Kind> Provider for Ec2<K> {
     async fn read(&self, id: &str) -> Result<Option<Observed>, ProviderError> {
@@ -201,11 +221,8 @@ impl<K: Ec2Kind> Provider for Ec2<K> {
         // EC2 accepts up to 200 filter values.
         for chunk in ids.chunks(200) {
             for o in self
-                .kind
-                .describe(&self.c, vec![filter(K::ID_FILTER, chunk.to_vec())])
+                .seen(vec![filter(K::ID_FILTER, chunk.to_vec())])
                 .await?
-                .into_iter()
-                .filter_map(Seen::observed)
             {
                 out.insert(o.id.clone(), Some(o));
             }
@@ -214,31 +231,11 @@ impl<K: Ec2Kind> Provider for Ec2<K> {
     }
 
     async fn find(&self, target: &Target<'_>) -> Result<Vec<Observed>, ProviderError> {
-        let filters = identity_tags(target)
-            .into_iter()
-            .map(|(k, v)| filter(&format!("tag:{k}"), [v]))
-            .collect();
-        Ok(self
-            .kind
-            .describe(&self.c, filters)
-            .await?
-            .into_iter()
-            .filter_map(Seen::observed)
-            .collect())
+        self.tagged(identity_tags(target)).await
     }
 
     async fn list(&self, tags: &BTreeMap<String, String>) -> Result<Vec<Observed>, ProviderError> {
-        let filters = tags
-            .iter()
-            .map(|(k, v)| filter(&format!("tag:{k}"), [v.clone()]))
-            .collect();
-        Ok(self
-            .kind
-            .describe(&self.c, filters)
-            .await?
-            .into_iter()
-            .filter_map(Seen::observed)
-            .collect())
+        self.tagged(tags.clone()).await
     }
 
     fn create_is_idempotent(&self) -> bool {
@@ -1362,6 +1359,20 @@ impl Ec2Kind for SecurityGroup {
 
 struct SecurityGroupRule;
 
+/// `$then` on the egress call of a pair when `$egress`, else on the ingress one: the
+/// SDK gives each its own builder type, so the two cannot share a variable.
+macro_rules! by_direction {
+    ($egress:expr, $ec2:expr, $out:ident, $in:ident, |$call:ident| $then:expr) => {
+        if $egress {
+            let $call = $ec2.$out();
+            $then
+        } else {
+            let $call = $ec2.$in();
+            $then
+        }
+    };
+}
+
 /// A rule's group, whether it is an egress rule, and its permission (which carries
 /// its description).
 fn permission(
@@ -1471,9 +1482,12 @@ impl Ec2Kind for SecurityGroupRule {
     ) -> Result<String, ProviderError> {
         let (group, egress, perm) = permission(inputs)?;
         let spec = tag_spec(ResourceType::SecurityGroupRule, tags);
-        let rules = if egress {
-            c.ec2
-                .authorize_security_group_egress()
+        let rules = by_direction!(
+            egress,
+            c.ec2,
+            authorize_security_group_egress,
+            authorize_security_group_ingress,
+            |call| call
                 .group_id(group)
                 .ip_permissions(perm)
                 .tag_specifications(spec)
@@ -1484,20 +1498,7 @@ impl Ec2Kind for SecurityGroupRule {
                 .map_err(classify)?
                 .security_group_rules()
                 .to_vec()
-        } else {
-            c.ec2
-                .authorize_security_group_ingress()
-                .group_id(group)
-                .ip_permissions(perm)
-                .tag_specifications(spec)
-                .customize()
-                .config_override(once!(aws_sdk_ec2))
-                .send()
-                .await
-                .map_err(classify)?
-                .security_group_rules()
-                .to_vec()
-        };
+        );
         Ok(rules
             .first()
             .and_then(|r| r.security_group_rule_id())
@@ -1518,24 +1519,19 @@ impl Ec2Kind for SecurityGroupRule {
             return Ok(());
         }
         let (group, egress, perm) = permission(after)?;
-        if egress {
-            c.ec2
-                .update_security_group_rule_descriptions_egress()
+        by_direction!(
+            egress,
+            c.ec2,
+            update_security_group_rule_descriptions_egress,
+            update_security_group_rule_descriptions_ingress,
+            |call| call
                 .group_id(group)
                 .ip_permissions(perm)
                 .send()
                 .await
-                .map_err(classify)?;
-        } else {
-            c.ec2
-                .update_security_group_rule_descriptions_ingress()
-                .group_id(group)
-                .ip_permissions(perm)
-                .send()
-                .await
-                .map_err(classify)?;
-        }
-        Ok(())
+                .map_err(classify)
+                .map(drop)
+        )
     }
 
     async fn delete(
@@ -1544,26 +1540,22 @@ impl Ec2Kind for SecurityGroupRule {
         id: &str,
         inputs: &Attrs,
     ) -> Result<Deletion, ProviderError> {
+        // The recorded inputs, read as attributes as before: only the group and the
+        // direction matter here.
         let group = str_of(inputs, "group_id")?;
-        let result = if str_of(inputs, "direction")? == "egress" {
-            c.ec2
-                .revoke_security_group_egress()
+        let result = by_direction!(
+            str_of(inputs, "direction")? == "egress",
+            c.ec2,
+            revoke_security_group_egress,
+            revoke_security_group_ingress,
+            |call| call
                 .group_id(group)
                 .security_group_rule_ids(id)
                 .send()
                 .await
                 .map(|_| ())
                 .map_err(classify)
-        } else {
-            c.ec2
-                .revoke_security_group_ingress()
-                .group_id(group)
-                .security_group_rule_ids(id)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(classify)
-        };
+        );
         match result {
             Ok(()) => Ok(Deletion::Done),
             // The rule's group is already gone, and the rule with it.
