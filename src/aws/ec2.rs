@@ -15,7 +15,12 @@ use aws_sdk_ec2::types::{
 };
 use serde_json::{json, Value};
 
-use super::{classify, eventually, identity_tags, str_of, tag_changes, tags_of, Clients};
+use super::{classify, eventually, identity_tags, retag, str_of, tags_from, tags_of, Clients};
+use crate::kinds::network::{
+    ElasticIpInputs, ElasticIpOutputs, InternetGatewayInputs, NatGatewayInputs, Route,
+    RouteTableInputs, SecurityGroupInputs, SecurityGroupRuleInputs, SubnetInputs, VpcInputs,
+};
+use crate::kinds::{ArnOutputs, IdOutputs, Inputs, Outputs};
 use crate::model::{Attrs, Kind};
 use crate::provider::{
     Deletion, ErrorClass, Observed, Provider, ProviderError, Providers, Readiness, Target,
@@ -44,22 +49,25 @@ pub(super) trait Ec2Kind: Send + Sync + 'static {
     const ID_FILTER: &'static str;
     /// The create call takes a client token (see [`Provider::create_is_idempotent`]).
     const IDEMPOTENT_CREATE: bool = false;
+    /// The kind's typed inputs, which create and update take apart.
+    type Inputs: Inputs;
     async fn describe(&self, c: &Clients, filters: Vec<Filter>)
         -> Result<Vec<Seen>, ProviderError>;
     async fn create(
         &self,
         c: &Clients,
         tags: &BTreeMap<String, String>,
-        inputs: &Attrs,
+        inputs: Self::Inputs,
         token: &str,
     ) -> Result<String, ProviderError>;
-    /// Changes other than tags.
+    /// Changes other than tags, to `after`. `before` is what AWS has (the record with
+    /// what refresh saw), left as attributes: each kind reads it as its struct.
     async fn update(
         &self,
         _c: &Clients,
         _id: &str,
         _before: &Attrs,
-        _after: &Attrs,
+        _after: Self::Inputs,
     ) -> Result<(), ProviderError> {
         Ok(())
     }
@@ -109,28 +117,22 @@ fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
 fn tag_spec(rt: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
     TagSpecification::builder()
         .resource_type(rt)
-        .set_tags(Some(
-            tags.iter()
-                .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                .collect(),
-        ))
+        .set_tags(Some(tag_list(tags)))
         .build()
 }
 
-fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter()
-        .filter_map(|t| {
-            Some((
-                t.key()?.to_string(),
-                t.value().unwrap_or_default().to_string(),
-            ))
-        })
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()
 }
 
 /// Inputs as seen, with the tags and the `name` carried by the Name tag.
 fn seen_inputs(mut inputs: Attrs, tags: &[Tag]) -> Attrs {
-    let tags = tag_map(tags);
+    let tags = tags_from(
+        tags.iter()
+            .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
+    );
     if let Some(name) = tags.get("Name") {
         inputs.entry("name".into()).or_insert_with(|| json!(name));
     }
@@ -138,18 +140,62 @@ fn seen_inputs(mut inputs: Attrs, tags: &[Tag]) -> Attrs {
     inputs
 }
 
-fn observed(id: &str, inputs: Attrs, outputs: Attrs) -> Observed {
-    let mut outputs = outputs;
-    outputs.insert("id".into(), json!(id));
+/// Inputs as seen, built from the kind's struct, which `inputs` makes given the name.
+/// The name is the Name tag's; without one it is left out, not invented.
+fn seen_typed<I: Inputs>(tags: &[Tag], inputs: impl FnOnce(String) -> I) -> Attrs {
+    let name = tags
+        .iter()
+        .find(|t| t.key() == Some("Name"))
+        .map(|t| t.value().unwrap_or_default().to_string());
+    let mut attrs = inputs(name.clone().unwrap_or_default()).to_attrs();
+    if name.is_none() {
+        attrs.remove("name");
+    }
+    seen_inputs(attrs, tags)
+}
+
+fn observed(id: &str, inputs: Attrs, outputs: impl Outputs) -> Observed {
     Observed {
         id: id.to_string(),
         inputs,
-        outputs,
+        outputs: outputs.to_attrs(),
+    }
+}
+
+/// Outputs of a kind known by its id alone.
+fn id_only(id: &str) -> IdOutputs {
+    IdOutputs { id: id.to_string() }
+}
+
+fn arn_outputs(id: &str, arn: String) -> ArnOutputs {
+    ArnOutputs {
+        id: id.to_string(),
+        arn,
     }
 }
 
 fn missing(what: &str) -> ProviderError {
     ProviderError::new(ErrorClass::Retryable, format!("AWS returned no {what}"))
+}
+
+impl<K: Ec2Kind> Ec2<K> {
+    /// What the describe call selects with `filters`, less what failed.
+    async fn seen(&self, filters: Vec<Filter>) -> Result<Vec<Observed>, ProviderError> {
+        let seen = self.kind.describe(&self.c, filters).await?;
+        Ok(seen.into_iter().filter_map(Seen::observed).collect())
+    }
+
+    /// The resources that carry every one of `tags`.
+    async fn tagged(
+        &self,
+        tags: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Vec<Observed>, ProviderError> {
+        let filters = tags
+            .into_iter()
+            .map(|(k, v)| filter(&format!("tag:{k}"), [v]))
+            .collect();
+        self.seen(filters).await
+    }
 }
 
 #[async_trait]
@@ -175,11 +221,8 @@ impl<K: Ec2Kind> Provider for Ec2<K> {
         // EC2 accepts up to 200 filter values.
         for chunk in ids.chunks(200) {
             for o in self
-                .kind
-                .describe(&self.c, vec![filter(K::ID_FILTER, chunk.to_vec())])
+                .seen(vec![filter(K::ID_FILTER, chunk.to_vec())])
                 .await?
-                .into_iter()
-                .filter_map(Seen::observed)
             {
                 out.insert(o.id.clone(), Some(o));
             }
@@ -188,31 +231,11 @@ impl<K: Ec2Kind> Provider for Ec2<K> {
     }
 
     async fn find(&self, target: &Target<'_>) -> Result<Vec<Observed>, ProviderError> {
-        let filters = identity_tags(target)
-            .into_iter()
-            .map(|(k, v)| filter(&format!("tag:{k}"), [v]))
-            .collect();
-        Ok(self
-            .kind
-            .describe(&self.c, filters)
-            .await?
-            .into_iter()
-            .filter_map(Seen::observed)
-            .collect())
+        self.tagged(identity_tags(target)).await
     }
 
     async fn list(&self, tags: &BTreeMap<String, String>) -> Result<Vec<Observed>, ProviderError> {
-        let filters = tags
-            .iter()
-            .map(|(k, v)| filter(&format!("tag:{k}"), [v.clone()]))
-            .collect();
-        Ok(self
-            .kind
-            .describe(&self.c, filters)
-            .await?
-            .into_iter()
-            .filter_map(Seen::observed)
-            .collect())
+        self.tagged(tags.clone()).await
     }
 
     fn create_is_idempotent(&self) -> bool {
@@ -228,9 +251,14 @@ impl<K: Ec2Kind> Provider for Ec2<K> {
         let _ = target;
         let id = self
             .kind
-            .create(&self.c, &tags_of(inputs), inputs, client_token)
+            .create(
+                &self.c,
+                &tags_of(inputs),
+                K::Inputs::from_attrs(inputs)?,
+                client_token,
+            )
             .await?;
-        Ok(observed(&id, inputs.clone(), Attrs::new()))
+        Ok(observed(&id, inputs.clone(), id_only(&id)))
     }
 
     async fn update(
@@ -239,39 +267,35 @@ impl<K: Ec2Kind> Provider for Ec2<K> {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        let tags = tag_changes(before, after);
-        let gone: Vec<Tag> = tags
-            .removed
-            .iter()
-            .map(|k| Tag::builder().key(k).build())
-            .collect();
-        let set: Vec<Tag> = tags
-            .set
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
-        if !gone.is_empty() {
-            self.c
-                .ec2
-                .delete_tags()
-                .resources(id)
-                .set_tags(Some(gone))
-                .send()
-                .await
-                .map_err(classify)?;
-        }
-        if !set.is_empty() {
-            self.c
-                .ec2
-                .create_tags()
-                .resources(id)
-                .set_tags(Some(set))
-                .send()
-                .await
-                .map_err(classify)?;
-        }
-        self.kind.update(&self.c, id, before, after).await?;
-        Ok(observed(id, after.clone(), Attrs::new()))
+        let typed = K::Inputs::from_attrs(after)?;
+        let ec2 = &self.c.ec2;
+        retag(
+            before,
+            after,
+            |keys| async move {
+                ec2.delete_tags()
+                    .resources(id)
+                    .set_tags(Some(
+                        keys.iter().map(|k| Tag::builder().key(k).build()).collect(),
+                    ))
+                    .send()
+                    .await
+                    .map_err(classify)
+                    .map(drop)
+            },
+            |tags| async move {
+                ec2.create_tags()
+                    .resources(id)
+                    .set_tags(Some(tag_list(&tags)))
+                    .send()
+                    .await
+                    .map_err(classify)
+                    .map(drop)
+            },
+        )
+        .await?;
+        self.kind.update(&self.c, id, before, typed).await?;
+        Ok(observed(id, after.clone(), id_only(id)))
     }
 
     async fn delete(&self, id: &str, inputs: &Attrs) -> Result<Deletion, ProviderError> {
@@ -312,19 +336,37 @@ pub(super) fn register(c: &Arc<Clients>, p: &mut Providers) {
     add(p, Kind::SecurityGroupRule, c, SecurityGroupRule);
 }
 
-fn bool_of(inputs: &Attrs, key: &str) -> bool {
-    inputs.get(key).and_then(Value::as_bool).unwrap_or(false)
-}
-
 fn flag(v: bool) -> AttributeBooleanValue {
     AttributeBooleanValue::builder().value(v).build()
 }
 
 struct Vpc;
 
+/// Sets a VPC's DNS settings that are given, one attribute per call as the API
+/// requires: support first, then hostnames.
+async fn set_dns(
+    c: &Clients,
+    id: &str,
+    support: Option<bool>,
+    hostnames: Option<bool>,
+) -> Result<(), ProviderError> {
+    for (value, is_hostnames) in [(support, false), (hostnames, true)] {
+        let Some(v) = value else { continue };
+        let call = c.ec2.modify_vpc_attribute().vpc_id(id);
+        let call = if is_hostnames {
+            call.enable_dns_hostnames(flag(v))
+        } else {
+            call.enable_dns_support(flag(v))
+        };
+        call.send().await.map_err(classify)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Ec2Kind for Vpc {
     const ID_FILTER: &'static str = "vpc-id";
+    type Inputs = VpcInputs;
 
     async fn describe(
         &self,
@@ -365,6 +407,7 @@ impl Ec2Kind for Vpc {
                 .map(|o| o.enable_dns_support().and_then(|b| b.value()));
             let hostnames = known(hostnames.map_err(classify))?
                 .map(|o| o.enable_dns_hostnames().and_then(|b| b.value()));
+            // Attributes, not `VpcInputs`: the DNS settings may be unknown (left out).
             let mut attrs = Attrs::from([("cidr_block".into(), json!(v.cidr_block()))]);
             if let Some(support) = support {
                 attrs.insert("enable_dns_support".into(), json!(support));
@@ -378,7 +421,7 @@ impl Ec2Kind for Vpc {
                 c.region,
                 v.owner_id().unwrap_or_default()
             );
-            let o = observed(id, inputs, Attrs::from([("arn".into(), json!(arn))]));
+            let o = observed(id, inputs, arn_outputs(id, arn));
             seen.push(match v.state().map(|s| s.as_str()) {
                 Some("available") => Seen::Ready(o),
                 other => Seen::Pending(other.unwrap_or("pending").to_string(), o),
@@ -391,13 +434,19 @@ impl Ec2Kind for Vpc {
         &self,
         c: &Clients,
         tags: &BTreeMap<String, String>,
-        inputs: &Attrs,
+        inputs: VpcInputs,
         _token: &str,
     ) -> Result<String, ProviderError> {
+        let VpcInputs {
+            name: _, // carried by the Name tag
+            cidr_block,
+            enable_dns_hostnames,
+            enable_dns_support,
+        } = inputs;
         let out = c
             .ec2
             .create_vpc()
-            .cidr_block(str_of(inputs, "cidr_block")?)
+            .cidr_block(cidr_block)
             .tag_specifications(tag_spec(ResourceType::Vpc, tags))
             .customize()
             .config_override(once!(aws_sdk_ec2))
@@ -409,7 +458,8 @@ impl Ec2Kind for Vpc {
             .and_then(|v| v.vpc_id())
             .ok_or_else(|| missing("VPC id"))?
             .to_string();
-        self.update(c, &id, &Attrs::new(), inputs).await?;
+        // Both settings, as the spec says, over a new VPC's defaults.
+        set_dns(c, &id, Some(enable_dns_support), Some(enable_dns_hostnames)).await?;
         Ok(id)
     }
 
@@ -418,24 +468,23 @@ impl Ec2Kind for Vpc {
         c: &Clients,
         id: &str,
         before: &Attrs,
-        after: &Attrs,
+        after: VpcInputs,
     ) -> Result<(), ProviderError> {
-        // One attribute per call, as the API requires.
-        for (key, hostnames) in [
-            ("enable_dns_support", false),
-            ("enable_dns_hostnames", true),
-        ] {
-            if before.get(key) != after.get(key) {
-                let call = c.ec2.modify_vpc_attribute().vpc_id(id);
-                let call = if hostnames {
-                    call.enable_dns_hostnames(flag(bool_of(after, key)))
-                } else {
-                    call.enable_dns_support(flag(bool_of(after, key)))
-                };
-                call.send().await.map_err(classify)?;
-            }
-        }
-        Ok(())
+        let old = VpcInputs::from_attrs(before)?;
+        let VpcInputs {
+            name: _,       // the Name tag, changed with the tags
+            cidr_block: _, // a new block is a new VPC
+            enable_dns_hostnames,
+            enable_dns_support,
+        } = after;
+        let changed = |was: bool, is: bool| (was != is).then_some(is);
+        set_dns(
+            c,
+            id,
+            changed(old.enable_dns_support, enable_dns_support),
+            changed(old.enable_dns_hostnames, enable_dns_hostnames),
+        )
+        .await
     }
 
     async fn delete(
@@ -456,9 +505,21 @@ impl Ec2Kind for Vpc {
 
 struct Subnet;
 
+async fn map_public_ips(c: &Clients, id: &str, on: bool) -> Result<(), ProviderError> {
+    c.ec2
+        .modify_subnet_attribute()
+        .subnet_id(id)
+        .map_public_ip_on_launch(flag(on))
+        .send()
+        .await
+        .map_err(classify)
+        .map(drop)
+}
+
 #[async_trait]
 impl Ec2Kind for Subnet {
     const ID_FILTER: &'static str = "subnet-id";
+    type Inputs = SubnetInputs;
 
     async fn describe(
         &self,
@@ -477,20 +538,15 @@ impl Ec2Kind for Subnet {
             .iter()
             .filter_map(|s| {
                 let id = s.subnet_id()?;
-                let inputs = seen_inputs(
-                    Attrs::from([
-                        ("vpc_id".into(), json!(s.vpc_id())),
-                        ("cidr_block".into(), json!(s.cidr_block())),
-                        ("availability_zone".into(), json!(s.availability_zone())),
-                        (
-                            "map_public_ip_on_launch".into(),
-                            json!(s.map_public_ip_on_launch().unwrap_or(false)),
-                        ),
-                    ]),
-                    s.tags(),
-                );
+                let inputs = seen_typed(s.tags(), |name| SubnetInputs {
+                    name,
+                    vpc_id: s.vpc_id().unwrap_or_default().to_string(),
+                    cidr_block: s.cidr_block().unwrap_or_default().to_string(),
+                    availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+                    map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
+                });
                 let arn = s.subnet_arn().map(str::to_string).unwrap_or_default();
-                let o = observed(id, inputs, Attrs::from([("arn".into(), json!(arn))]));
+                let o = observed(id, inputs, arn_outputs(id, arn));
                 Some(match s.state().map(|x| x.as_str()) {
                     Some("available") => Seen::Ready(o),
                     other => Seen::Pending(other.unwrap_or("pending").to_string(), o),
@@ -503,15 +559,22 @@ impl Ec2Kind for Subnet {
         &self,
         c: &Clients,
         tags: &BTreeMap<String, String>,
-        inputs: &Attrs,
+        inputs: SubnetInputs,
         _token: &str,
     ) -> Result<String, ProviderError> {
+        let SubnetInputs {
+            name: _, // carried by the Name tag
+            vpc_id,
+            cidr_block,
+            availability_zone,
+            map_public_ip_on_launch,
+        } = inputs;
         let out = c
             .ec2
             .create_subnet()
-            .vpc_id(str_of(inputs, "vpc_id")?)
-            .cidr_block(str_of(inputs, "cidr_block")?)
-            .availability_zone(str_of(inputs, "availability_zone")?)
+            .vpc_id(vpc_id)
+            .cidr_block(cidr_block)
+            .availability_zone(availability_zone)
             .tag_specifications(tag_spec(ResourceType::Subnet, tags))
             .customize()
             .config_override(once!(aws_sdk_ec2))
@@ -523,9 +586,8 @@ impl Ec2Kind for Subnet {
             .and_then(|s| s.subnet_id())
             .ok_or_else(|| missing("subnet id"))?
             .to_string();
-        if bool_of(inputs, "map_public_ip_on_launch") {
-            let none = Attrs::new();
-            eventually(|| self.update(c, &id, &none, inputs)).await?;
+        if map_public_ip_on_launch {
+            eventually(|| map_public_ips(c, &id, true)).await?;
         }
         Ok(id)
     }
@@ -535,16 +597,19 @@ impl Ec2Kind for Subnet {
         c: &Clients,
         id: &str,
         before: &Attrs,
-        after: &Attrs,
+        after: SubnetInputs,
     ) -> Result<(), ProviderError> {
-        if before.get("map_public_ip_on_launch") != after.get("map_public_ip_on_launch") {
-            c.ec2
-                .modify_subnet_attribute()
-                .subnet_id(id)
-                .map_public_ip_on_launch(flag(bool_of(after, "map_public_ip_on_launch")))
-                .send()
-                .await
-                .map_err(classify)?;
+        let old = SubnetInputs::from_attrs(before)?;
+        let SubnetInputs {
+            name: _, // the Name tag, changed with the tags
+            // These three replace the subnet.
+            vpc_id: _,
+            cidr_block: _,
+            availability_zone: _,
+            map_public_ip_on_launch,
+        } = after;
+        if old.map_public_ip_on_launch != map_public_ip_on_launch {
+            map_public_ips(c, id, map_public_ip_on_launch).await?;
         }
         Ok(())
     }
@@ -570,6 +635,7 @@ struct InternetGateway;
 #[async_trait]
 impl Ec2Kind for InternetGateway {
     const ID_FILTER: &'static str = "internet-gateway-id";
+    type Inputs = InternetGatewayInputs;
 
     async fn describe(
         &self,
@@ -589,8 +655,10 @@ impl Ec2Kind for InternetGateway {
             .filter_map(|g| {
                 let id = g.internet_gateway_id()?;
                 let vpc = g.attachments().first().and_then(|a| a.vpc_id());
+                // Attributes, not `InternetGatewayInputs`: a detached gateway's VPC
+                // is null.
                 let inputs = seen_inputs(Attrs::from([("vpc_id".into(), json!(vpc))]), g.tags());
-                Some(Seen::Ready(observed(id, inputs, Attrs::new())))
+                Some(Seen::Ready(observed(id, inputs, id_only(id))))
             })
             .collect())
     }
@@ -599,9 +667,13 @@ impl Ec2Kind for InternetGateway {
         &self,
         c: &Clients,
         tags: &BTreeMap<String, String>,
-        inputs: &Attrs,
+        inputs: InternetGatewayInputs,
         _token: &str,
     ) -> Result<String, ProviderError> {
+        let InternetGatewayInputs {
+            name: _, // carried by the Name tag
+            vpc_id,
+        } = inputs;
         let out = c
             .ec2
             .create_internet_gateway()
@@ -616,12 +688,11 @@ impl Ec2Kind for InternetGateway {
             .and_then(|g| g.internet_gateway_id())
             .ok_or_else(|| missing("internet gateway id"))?
             .to_string();
-        let vpc = str_of(inputs, "vpc_id")?;
         eventually(|| async {
             c.ec2
                 .attach_internet_gateway()
                 .internet_gateway_id(&id)
-                .vpc_id(vpc)
+                .vpc_id(&vpc_id)
                 .send()
                 .await
                 .map_err(classify)
@@ -635,10 +706,19 @@ impl Ec2Kind for InternetGateway {
         c: &Clients,
         id: &str,
         before: &Attrs,
-        after: &Attrs,
+        after: InternetGatewayInputs,
     ) -> Result<(), ProviderError> {
-        if before.get("vpc_id") != after.get("vpc_id") {
-            if let Some(old) = before.get("vpc_id").and_then(Value::as_str) {
+        let InternetGatewayInputs {
+            name: _, // the Name tag, changed with the tags
+            vpc_id,
+        } = after;
+        // A detached gateway reads `vpc_id: null`, which does not fit the struct:
+        // attached to nothing, so nothing to detach.
+        let old = InternetGatewayInputs::from_attrs(before)
+            .ok()
+            .map(|b| b.vpc_id);
+        if old.as_ref() != Some(&vpc_id) {
+            if let Some(old) = old {
                 c.ec2
                     .detach_internet_gateway()
                     .internet_gateway_id(id)
@@ -650,7 +730,7 @@ impl Ec2Kind for InternetGateway {
             c.ec2
                 .attach_internet_gateway()
                 .internet_gateway_id(id)
-                .vpc_id(str_of(after, "vpc_id")?)
+                .vpc_id(vpc_id)
                 .send()
                 .await
                 .map_err(classify)?;
@@ -702,6 +782,7 @@ struct ElasticIp;
 #[async_trait]
 impl Ec2Kind for ElasticIp {
     const ID_FILTER: &'static str = "allocation-id";
+    type Inputs = ElasticIpInputs;
 
     async fn describe(
         &self,
@@ -720,15 +801,15 @@ impl Ec2Kind for ElasticIp {
             .iter()
             .filter_map(|a| {
                 let id = a.allocation_id()?;
-                let inputs = seen_inputs(
-                    Attrs::from([("domain".into(), json!(a.domain().map(|d| d.as_str())))]),
-                    a.tags(),
-                );
-                Some(Seen::Ready(observed(
-                    id,
-                    inputs,
-                    Attrs::from([("public_ip".into(), json!(a.public_ip()))]),
-                )))
+                let inputs = seen_typed(a.tags(), |name| ElasticIpInputs {
+                    name,
+                    domain: a.domain().map(|d| d.as_str()).unwrap_or_default().into(),
+                });
+                let outputs = ElasticIpOutputs {
+                    id: id.to_string(),
+                    public_ip: a.public_ip().unwrap_or_default().to_string(),
+                };
+                Some(Seen::Ready(observed(id, inputs, outputs)))
             })
             .collect())
     }
@@ -737,9 +818,13 @@ impl Ec2Kind for ElasticIp {
         &self,
         c: &Clients,
         tags: &BTreeMap<String, String>,
-        _inputs: &Attrs,
+        inputs: ElasticIpInputs,
         _token: &str,
     ) -> Result<String, ProviderError> {
+        let ElasticIpInputs {
+            name: _,   // carried by the Name tag
+            domain: _, // always `vpc`, the only domain left
+        } = inputs;
         let out = c
             .ec2
             .allocate_address()
@@ -827,6 +912,7 @@ struct NatGateway;
 impl Ec2Kind for NatGateway {
     const ID_FILTER: &'static str = "nat-gateway-id";
     const IDEMPOTENT_CREATE: bool = true;
+    type Inputs = NatGatewayInputs;
 
     async fn describe(
         &self,
@@ -849,6 +935,8 @@ impl Ec2Kind for NatGateway {
                     .nat_gateway_addresses()
                     .first()
                     .and_then(|a| a.allocation_id());
+                // Attributes, not `NatGatewayInputs`: a gateway without an address
+                // yet reads `allocation_id: null`.
                 let inputs = seen_inputs(
                     Attrs::from([
                         ("subnet_id".into(), json!(n.subnet_id())),
@@ -856,7 +944,7 @@ impl Ec2Kind for NatGateway {
                     ]),
                     n.tags(),
                 );
-                let o = observed(id, inputs, Attrs::new());
+                let o = observed(id, inputs, id_only(id));
                 // Deleted gateways stay listed for a while: they are gone.
                 Some(match n.state().map(|s| s.as_str()) {
                     Some("available") => Seen::Ready(o),
@@ -876,14 +964,19 @@ impl Ec2Kind for NatGateway {
         &self,
         c: &Clients,
         tags: &BTreeMap<String, String>,
-        inputs: &Attrs,
+        inputs: NatGatewayInputs,
         token: &str,
     ) -> Result<String, ProviderError> {
+        let NatGatewayInputs {
+            name: _, // carried by the Name tag
+            subnet_id,
+            allocation_id,
+        } = inputs;
         let out = c
             .ec2
             .create_nat_gateway()
-            .subnet_id(str_of(inputs, "subnet_id")?)
-            .allocation_id(str_of(inputs, "allocation_id")?)
+            .subnet_id(subnet_id)
+            .allocation_id(allocation_id)
             .client_token(token)
             .tag_specifications(tag_spec(ResourceType::Natgateway, tags))
             .send()
@@ -914,49 +1007,19 @@ impl Ec2Kind for NatGateway {
 
 struct RouteTable;
 
-fn routes_of(inputs: &Attrs) -> Vec<(String, Option<String>, Option<String>)> {
-    inputs
-        .get("routes")
-        .and_then(Value::as_array)
-        .map(|rs| {
-            rs.iter()
-                .filter_map(|r| {
-                    Some((
-                        r.get("destination")?.as_str()?.to_string(),
-                        r.get("gateway_id")
-                            .and_then(Value::as_str)
-                            .map(String::from),
-                        r.get("nat_gateway_id")
-                            .and_then(Value::as_str)
-                            .map(String::from),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn subnets_of(inputs: &Attrs) -> Vec<String> {
-    inputs
-        .get("subnet_ids")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl RouteTable {
     async fn set_route(
         &self,
         c: &Clients,
         id: &str,
-        route: &(String, Option<String>, Option<String>),
+        route: &Route,
         replace: bool,
     ) -> Result<(), ProviderError> {
-        let (dest, gateway, nat) = route;
+        let Route {
+            destination: dest,
+            gateway_id: gateway,
+            nat_gateway_id: nat,
+        } = route;
         if replace {
             c.ec2
                 .replace_route()
@@ -1011,6 +1074,7 @@ impl RouteTable {
 #[async_trait]
 impl Ec2Kind for RouteTable {
     const ID_FILTER: &'static str = "route-table-id";
+    type Inputs = RouteTableInputs;
 
     async fn describe(
         &self,
@@ -1029,37 +1093,31 @@ impl Ec2Kind for RouteTable {
             .iter()
             .filter_map(|t| {
                 let id = t.route_table_id()?;
-                let routes: Vec<Value> = t
+                let routes = t
                     .routes()
                     .iter()
                     .filter(|r| r.gateway_id() != Some("local"))
                     .filter_map(|r| {
-                        let mut v = serde_json::Map::new();
-                        v.insert("destination".into(), json!(r.destination_cidr_block()?));
-                        if let Some(g) = r.gateway_id() {
-                            v.insert("gateway_id".into(), json!(g));
-                        }
-                        if let Some(n) = r.nat_gateway_id() {
-                            v.insert("nat_gateway_id".into(), json!(n));
-                        }
-                        Some(Value::Object(v))
+                        Some(Route {
+                            destination: r.destination_cidr_block()?.to_string(),
+                            gateway_id: r.gateway_id().map(String::from),
+                            nat_gateway_id: r.nat_gateway_id().map(String::from),
+                        })
                     })
                     .collect();
-                let subnets: Vec<&str> = t
+                let subnet_ids = t
                     .associations()
                     .iter()
                     .filter(|a| !a.main().unwrap_or(false))
-                    .filter_map(|a| a.subnet_id())
+                    .filter_map(|a| a.subnet_id().map(String::from))
                     .collect();
-                let inputs = seen_inputs(
-                    Attrs::from([
-                        ("vpc_id".into(), json!(t.vpc_id())),
-                        ("routes".into(), json!(routes)),
-                        ("subnet_ids".into(), json!(subnets)),
-                    ]),
-                    t.tags(),
-                );
-                Some(Seen::Ready(observed(id, inputs, Attrs::new())))
+                let inputs = seen_typed(t.tags(), |name| RouteTableInputs {
+                    name,
+                    vpc_id: t.vpc_id().unwrap_or_default().to_string(),
+                    routes,
+                    subnet_ids,
+                });
+                Some(Seen::Ready(observed(id, inputs, id_only(id))))
             })
             .collect())
     }
@@ -1068,13 +1126,19 @@ impl Ec2Kind for RouteTable {
         &self,
         c: &Clients,
         tags: &BTreeMap<String, String>,
-        inputs: &Attrs,
+        inputs: RouteTableInputs,
         _token: &str,
     ) -> Result<String, ProviderError> {
+        let RouteTableInputs {
+            name: _, // carried by the Name tag
+            vpc_id,
+            routes,
+            subnet_ids,
+        } = inputs;
         let out = c
             .ec2
             .create_route_table()
-            .vpc_id(str_of(inputs, "vpc_id")?)
+            .vpc_id(vpc_id)
             .tag_specifications(tag_spec(ResourceType::RouteTable, tags))
             .customize()
             .config_override(once!(aws_sdk_ec2))
@@ -1087,10 +1151,10 @@ impl Ec2Kind for RouteTable {
             .ok_or_else(|| missing("route table id"))?
             .to_string();
         // A new table has no routes or associations yet: no need to look.
-        for r in routes_of(inputs) {
+        for r in routes {
             eventually(|| self.set_route(c, &id, &r, false)).await?;
         }
-        for subnet in subnets_of(inputs) {
+        for subnet in subnet_ids {
             eventually(|| async {
                 c.ec2
                     .associate_route_table()
@@ -1110,26 +1174,32 @@ impl Ec2Kind for RouteTable {
         c: &Clients,
         id: &str,
         before: &Attrs,
-        after: &Attrs,
+        after: RouteTableInputs,
     ) -> Result<(), ProviderError> {
-        let (old, new) = (routes_of(before), routes_of(after));
+        let old = RouteTableInputs::from_attrs(before)?.routes;
+        let RouteTableInputs {
+            name: _,   // the Name tag, changed with the tags
+            vpc_id: _, // a new VPC is a new table
+            routes: new,
+            subnet_ids: wanted,
+        } = after;
+        let same = |a: &Route, b: &Route| a.destination == b.destination;
         for r in &new {
-            match old.iter().find(|o| o.0 == r.0) {
+            match old.iter().find(|o| same(o, r)) {
                 None => self.set_route(c, id, r, false).await?,
                 Some(o) if o != r => self.set_route(c, id, r, true).await?,
                 Some(_) => {}
             }
         }
-        for o in old.iter().filter(|o| !new.iter().any(|r| r.0 == o.0)) {
+        for o in old.iter().filter(|o| !new.iter().any(|r| same(r, o))) {
             c.ec2
                 .delete_route()
                 .route_table_id(id)
-                .destination_cidr_block(&o.0)
+                .destination_cidr_block(&o.destination)
                 .send()
                 .await
                 .map_err(classify)?;
         }
-        let wanted = subnets_of(after);
         let current = self.associations(c, id).await?;
         for s in wanted
             .iter()
@@ -1183,6 +1253,7 @@ struct SecurityGroup;
 #[async_trait]
 impl Ec2Kind for SecurityGroup {
     const ID_FILTER: &'static str = "group-id";
+    type Inputs = SecurityGroupInputs;
 
     async fn describe(
         &self,
@@ -1201,6 +1272,8 @@ impl Ec2Kind for SecurityGroup {
             .iter()
             .filter_map(|g| {
                 let id = g.group_id()?;
+                // Attributes, not `SecurityGroupInputs`: whether the default egress
+                // rule was revoked at create is not something AWS reports.
                 let inputs = seen_inputs(
                     Attrs::from([
                         ("name".into(), json!(g.group_name())),
@@ -1214,11 +1287,7 @@ impl Ec2Kind for SecurityGroup {
                     c.region,
                     g.owner_id().unwrap_or_default()
                 );
-                Some(Seen::Ready(observed(
-                    id,
-                    inputs,
-                    Attrs::from([("arn".into(), json!(arn))]),
-                )))
+                Some(Seen::Ready(observed(id, inputs, arn_outputs(id, arn))))
             })
             .collect())
     }
@@ -1227,15 +1296,21 @@ impl Ec2Kind for SecurityGroup {
         &self,
         c: &Clients,
         tags: &BTreeMap<String, String>,
-        inputs: &Attrs,
+        inputs: SecurityGroupInputs,
         _token: &str,
     ) -> Result<String, ProviderError> {
+        let SecurityGroupInputs {
+            name,
+            description,
+            vpc_id,
+            revoke_default_egress,
+        } = inputs;
         let out = c
             .ec2
             .create_security_group()
-            .group_name(str_of(inputs, "name")?)
-            .description(str_of(inputs, "description")?)
-            .vpc_id(str_of(inputs, "vpc_id")?)
+            .group_name(name)
+            .description(description)
+            .vpc_id(vpc_id)
             .tag_specifications(tag_spec(ResourceType::SecurityGroup, tags))
             .customize()
             .config_override(once!(aws_sdk_ec2))
@@ -1246,7 +1321,7 @@ impl Ec2Kind for SecurityGroup {
             .group_id()
             .ok_or_else(|| missing("security group id"))?
             .to_string();
-        if bool_of(inputs, "revoke_default_egress") {
+        if revoke_default_egress {
             // New groups allow all egress; the spec states its own.
             let all = IpPermission::builder()
                 .ip_protocol("-1")
@@ -1284,23 +1359,42 @@ impl Ec2Kind for SecurityGroup {
 
 struct SecurityGroupRule;
 
-fn permission(inputs: &Attrs) -> Result<IpPermission, ProviderError> {
-    let protocol = str_of(inputs, "protocol")?;
-    let mut p = IpPermission::builder().ip_protocol(protocol);
+/// `$then` on the egress call of a pair when `$egress`, else on the ingress one: the
+/// SDK gives each its own builder type, so the two cannot share a variable.
+macro_rules! by_direction {
+    ($egress:expr, $ec2:expr, $out:ident, $in:ident, |$call:ident| $then:expr) => {
+        if $egress {
+            let $call = $ec2.$out();
+            $then
+        } else {
+            let $call = $ec2.$in();
+            $then
+        }
+    };
+}
+
+/// A rule's group, whether it is an egress rule, and its permission (which carries
+/// its description).
+fn permission(
+    rule: SecurityGroupRuleInputs,
+) -> Result<(String, bool, IpPermission), ProviderError> {
+    let SecurityGroupRuleInputs {
+        group_id,
+        direction,
+        protocol,
+        from_port,
+        to_port,
+        cidr,
+        peer_group_id,
+        description,
+    } = rule;
+    let mut p = IpPermission::builder().ip_protocol(&protocol);
     if protocol != "-1" {
-        let port = |k: &str| inputs.get(k).and_then(Value::as_i64).map(|v| v as i32);
         p = p
-            .set_from_port(port("from_port"))
-            .set_to_port(port("to_port"));
+            .from_port(i32::from(from_port))
+            .to_port(i32::from(to_port));
     }
-    let description = inputs
-        .get("description")
-        .and_then(Value::as_str)
-        .map(String::from);
-    match (
-        inputs.get("cidr").and_then(Value::as_str),
-        inputs.get("peer_group_id").and_then(Value::as_str),
-    ) {
+    match (cidr, peer_group_id) {
         (Some(cidr), _) => {
             p = p.ip_ranges(
                 IpRange::builder()
@@ -1319,12 +1413,13 @@ fn permission(inputs: &Attrs) -> Result<IpPermission, ProviderError> {
         }
         (None, None) => return Err(ProviderError::fatal("a rule needs a cidr or a peer group")),
     }
-    Ok(p.build())
+    Ok((group_id, direction == "egress", p.build()))
 }
 
 #[async_trait]
 impl Ec2Kind for SecurityGroupRule {
     const ID_FILTER: &'static str = "security-group-rule-id";
+    type Inputs = SecurityGroupRuleInputs;
 
     async fn describe(
         &self,
@@ -1343,6 +1438,8 @@ impl Ec2Kind for SecurityGroupRule {
             .iter()
             .filter_map(|r| {
                 let id = r.security_group_rule_id()?;
+                // Attributes, not `SecurityGroupRuleInputs`: an all-protocols rule
+                // has no ports, and a rule without a description none.
                 let mut inputs = Attrs::from([
                     ("group_id".into(), json!(r.group_id())),
                     (
@@ -1370,7 +1467,7 @@ impl Ec2Kind for SecurityGroupRule {
                 Some(Seen::Ready(observed(
                     id,
                     seen_inputs(inputs, r.tags()),
-                    Attrs::new(),
+                    id_only(id),
                 )))
             })
             .collect())
@@ -1380,15 +1477,17 @@ impl Ec2Kind for SecurityGroupRule {
         &self,
         c: &Clients,
         tags: &BTreeMap<String, String>,
-        inputs: &Attrs,
+        inputs: SecurityGroupRuleInputs,
         _token: &str,
     ) -> Result<String, ProviderError> {
-        let group = str_of(inputs, "group_id")?;
-        let perm = permission(inputs)?;
+        let (group, egress, perm) = permission(inputs)?;
         let spec = tag_spec(ResourceType::SecurityGroupRule, tags);
-        let rules = if str_of(inputs, "direction")? == "egress" {
-            c.ec2
-                .authorize_security_group_egress()
+        let rules = by_direction!(
+            egress,
+            c.ec2,
+            authorize_security_group_egress,
+            authorize_security_group_ingress,
+            |call| call
                 .group_id(group)
                 .ip_permissions(perm)
                 .tag_specifications(spec)
@@ -1399,20 +1498,7 @@ impl Ec2Kind for SecurityGroupRule {
                 .map_err(classify)?
                 .security_group_rules()
                 .to_vec()
-        } else {
-            c.ec2
-                .authorize_security_group_ingress()
-                .group_id(group)
-                .ip_permissions(perm)
-                .tag_specifications(spec)
-                .customize()
-                .config_override(once!(aws_sdk_ec2))
-                .send()
-                .await
-                .map_err(classify)?
-                .security_group_rules()
-                .to_vec()
-        };
+        );
         Ok(rules
             .first()
             .and_then(|r| r.security_group_rule_id())
@@ -1427,31 +1513,25 @@ impl Ec2Kind for SecurityGroupRule {
         c: &Clients,
         _id: &str,
         before: &Attrs,
-        after: &Attrs,
+        after: SecurityGroupRuleInputs,
     ) -> Result<(), ProviderError> {
-        if before.get("description") == after.get("description") {
+        if SecurityGroupRuleInputs::from_attrs(before)?.description == after.description {
             return Ok(());
         }
-        let group = str_of(after, "group_id")?;
-        let perm = permission(after)?;
-        if str_of(after, "direction")? == "egress" {
-            c.ec2
-                .update_security_group_rule_descriptions_egress()
+        let (group, egress, perm) = permission(after)?;
+        by_direction!(
+            egress,
+            c.ec2,
+            update_security_group_rule_descriptions_egress,
+            update_security_group_rule_descriptions_ingress,
+            |call| call
                 .group_id(group)
                 .ip_permissions(perm)
                 .send()
                 .await
-                .map_err(classify)?;
-        } else {
-            c.ec2
-                .update_security_group_rule_descriptions_ingress()
-                .group_id(group)
-                .ip_permissions(perm)
-                .send()
-                .await
-                .map_err(classify)?;
-        }
-        Ok(())
+                .map_err(classify)
+                .map(drop)
+        )
     }
 
     async fn delete(
@@ -1460,26 +1540,22 @@ impl Ec2Kind for SecurityGroupRule {
         id: &str,
         inputs: &Attrs,
     ) -> Result<Deletion, ProviderError> {
+        // The recorded inputs, read as attributes as before: only the group and the
+        // direction matter here.
         let group = str_of(inputs, "group_id")?;
-        let result = if str_of(inputs, "direction")? == "egress" {
-            c.ec2
-                .revoke_security_group_egress()
+        let result = by_direction!(
+            str_of(inputs, "direction")? == "egress",
+            c.ec2,
+            revoke_security_group_egress,
+            revoke_security_group_ingress,
+            |call| call
                 .group_id(group)
                 .security_group_rule_ids(id)
                 .send()
                 .await
                 .map(|_| ())
                 .map_err(classify)
-        } else {
-            c.ec2
-                .revoke_security_group_ingress()
-                .group_id(group)
-                .security_group_rule_ids(id)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(classify)
-        };
+        );
         match result {
             Ok(()) => Ok(Deletion::Done),
             // The rule's group is already gone, and the rule with it.

@@ -12,7 +12,10 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime, VpcConfig};
 use serde_json::{json, Value};
 
-use super::{all_pages, classify, has_tags, if_ours, str_of, tag_changes, tags_of, Clients, Tags};
+use super::{all_pages, classify, has_tags, if_ours, retag, tag_changes, tags_from, tags_of};
+use super::{Clients, Tags};
+use crate::kinds::functions::{LambdaFunctionInputs, LambdaFunctionOutputs, Variables};
+use crate::kinds::{ArnOutputs, Inputs, Outputs};
 use crate::model::Attrs;
 use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
 
@@ -28,52 +31,27 @@ pub fn placeholder_zip() -> Vec<u8> {
     )
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+fn environment(vars: &Variables) -> Environment {
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Environment::builder().set_variables(Some(vars)).build()
 }
 
-fn env_of(inputs: &Attrs) -> HashMap<String, String> {
-    inputs
-        .get("environment")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str()
-                            .map(String::from)
-                            .unwrap_or_else(|| v.to_string()),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn arch(inputs: &Attrs) -> Architecture {
-    if inputs.get("architecture").and_then(Value::as_str) == Some("arm64") {
+fn arch(architecture: &str) -> Architecture {
+    if architecture == "arm64" {
         Architecture::Arm64
     } else {
         Architecture::X8664
     }
 }
 
-fn vpc(inputs: &Attrs) -> VpcConfig {
+fn vpc(subnet_ids: Vec<String>, security_group_ids: Vec<String>) -> VpcConfig {
     VpcConfig::builder()
-        .set_subnet_ids(Some(strings(inputs.get("subnet_ids"))))
-        .set_security_group_ids(Some(strings(inputs.get("security_group_ids"))))
+        .set_subnet_ids(Some(subnet_ids))
+        .set_security_group_ids(Some(security_group_ids))
         .build()
-}
-
-fn int(inputs: &Attrs, key: &str) -> Option<i32> {
-    inputs.get(key).and_then(Value::as_i64).map(|v| v as i32)
 }
 
 /// Versions kept besides the live one and the one it replaced.
@@ -126,13 +104,12 @@ fn same_release(
 }
 
 impl Function {
-    /// The zip to ship for `inputs`: the built one its `code_sha256` names, checked
-    /// against that hash, or the placeholder when nothing was built.
-    fn code(&self, inputs: &Attrs) -> Result<Vec<u8>, ProviderError> {
-        let Some(sha) = inputs.get("code_sha256").and_then(Value::as_str) else {
+    /// The zip to ship for function `name`: the built one `code_sha256` names,
+    /// checked against that hash, or the placeholder when nothing was built.
+    fn code(&self, name: &str, code_sha256: Option<&str>) -> Result<Vec<u8>, ProviderError> {
+        let Some(sha) = code_sha256 else {
             return Ok(placeholder_zip());
         };
-        let name = inputs.get("name").and_then(Value::as_str).unwrap_or("?");
         let Some(dir) = &self.0.code_dir else {
             return Err(ProviderError::fatal(format!(
                 "the code of function {name} ({sha}) was not built in this run; run `deploy build` or apply without --no-build"
@@ -270,28 +247,24 @@ impl Function {
         live: &str,
         previous: Option<&str>,
     ) -> Result<(), ProviderError> {
-        let mut versions: Vec<u64> = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
+        let versions = all_pages(|marker| async move {
             let page = self
                 .0
                 .lambda
                 .list_versions_by_function()
                 .function_name(name)
-                .set_marker(marker.take())
+                .set_marker(marker)
                 .send()
                 .await
                 .map_err(classify)?;
-            versions.extend(
-                page.versions()
-                    .iter()
-                    .filter_map(|v| v.version()?.parse::<u64>().ok()),
-            );
-            match page.next_marker() {
-                Some(m) if !m.is_empty() => marker = Some(m.to_string()),
-                _ => break,
-            }
-        }
+            let versions = page
+                .versions()
+                .iter()
+                .filter_map(|v| v.version()?.parse::<u64>().ok())
+                .collect();
+            Ok((versions, page.next_marker().map(String::from)))
+        })
+        .await?;
         for v in versions_to_prune(versions, live, previous) {
             match self
                 .0
@@ -349,11 +322,15 @@ impl Function {
             .and_then(|e| e.variables())
             .map(|m| m.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
             .unwrap_or_default();
-        let mut tags: std::collections::BTreeMap<String, String> = out
-            .tags()
-            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
+        let mut tags = tags_from(
+            out.tags()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         tags.retain(|k, _| !k.starts_with("aws:"));
+        // Attributes, not `LambdaFunctionInputs`: the API does not return which
+        // crate and binary were built (`code`) nor the spec's alias; they are left out.
         let mut inputs = Attrs::from([
             ("name".into(), json!(cfg.function_name())),
             ("role_arn".into(), json!(cfg.role())),
@@ -385,11 +362,21 @@ impl Function {
             "published".into(),
             json!(live.as_ref().is_some_and(|l| same_release(latest, l))),
         );
-        let mut outputs = Attrs::from([("id".into(), json!(name)), ("arn".into(), json!(arn))]);
-        if let Some(l) = &live {
-            outputs.insert("version".into(), json!(l.version()));
-            outputs.insert("alias_arn".into(), json!(format!("{arn}:{ALIAS}")));
-        }
+        let outputs = match live.as_ref().and_then(|l| l.version()) {
+            Some(version) => LambdaFunctionOutputs {
+                id: name.into(),
+                alias_arn: format!("{arn}:{ALIAS}"),
+                arn,
+                version: version.into(),
+            }
+            .to_attrs(),
+            // Not released yet: no alias, so no version it serves.
+            None => ArnOutputs {
+                id: name.into(),
+                arn,
+            }
+            .to_attrs(),
+        };
         Ok(Some(Observed {
             id: name.into(),
             inputs,
@@ -449,29 +436,38 @@ impl Provider for Function {
         inputs: &Attrs,
         _token: &str,
     ) -> Result<Observed, ProviderError> {
-        let name = str_of(inputs, "name")?;
+        let LambdaFunctionInputs {
+            name,
+            role_arn,
+            runtime: _, // not sent: functions are created on provided.al2023 (below)
+            handler,
+            architecture,
+            memory_mb,
+            timeout_s,
+            subnet_ids,
+            security_group_ids,
+            environment: variables,
+            code: _, // which crate and binary: the build's; `code_sha256` names its zip
+            code_sha256,
+            alias: _,     // always `live` (ALIAS), made by the release below
+            published: _, // read back, not set: the release below publishes
+        } = LambdaFunctionInputs::from_attrs(inputs)?;
+        let name = name.as_str();
+        let zip = self.code(name, code_sha256.as_deref())?;
         let tags: HashMap<String, String> = tags_of(inputs).into_iter().collect();
         self.0
             .lambda
             .create_function()
             .function_name(name)
-            .role(str_of(inputs, "role_arn")?)
+            .role(role_arn)
             .runtime(Runtime::Providedal2023)
-            .handler(str_of(inputs, "handler")?)
-            .architectures(arch(inputs))
-            .set_memory_size(int(inputs, "memory_mb"))
-            .set_timeout(int(inputs, "timeout_s"))
-            .vpc_config(vpc(inputs))
-            .environment(
-                Environment::builder()
-                    .set_variables(Some(env_of(inputs)))
-                    .build(),
-            )
-            .code(
-                FunctionCode::builder()
-                    .zip_file(Blob::new(self.code(inputs)?))
-                    .build(),
-            )
+            .handler(handler)
+            .architectures(arch(&architecture))
+            .memory_size(memory_mb as i32)
+            .timeout(timeout_s as i32)
+            .vpc_config(vpc(subnet_ids, security_group_ids))
+            .environment(environment(&variables))
+            .code(FunctionCode::builder().zip_file(Blob::new(zip)).build())
             .set_tags(Some(tags))
             .customize()
             .config_override(once!(aws_sdk_lambda))
@@ -494,67 +490,80 @@ impl Provider for Function {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        let changed = |keys: &[&str]| keys.iter().any(|k| before.get(*k) != after.get(*k));
+        let old = LambdaFunctionInputs::from_attrs(before)?;
+        let LambdaFunctionInputs {
+            name,
+            role_arn,
+            runtime,
+            handler,
+            architecture,
+            memory_mb,
+            timeout_s,
+            subnet_ids,
+            security_group_ids,
+            environment: variables,
+            code,
+            code_sha256,
+            alias: _,     // always `live` (ALIAS)
+            published: _, // read back, not set: the release below publishes
+        } = LambdaFunctionInputs::from_attrs(after)?;
         // New code when a build says so, or when what is built changed; read before
         // any call, so a missing zip changes nothing.
-        let built = after.get("code_sha256");
-        let code = if (built.is_some() && before.get("code_sha256") != built)
-            || changed(&["architecture", "code"])
+        let zip = if (code_sha256.is_some() && old.code_sha256 != code_sha256)
+            || old.architecture != architecture
+            || old.code != code
         {
-            if built.is_none() {
+            if code_sha256.is_none() {
                 return Err(ProviderError::fatal(format!(
                     "the code of function {id} changed (crate, binary or architecture) but was not built; apply without --no-build"
                 )));
             }
-            Some(self.code(after)?)
+            Some(self.code(&name, code_sha256.as_deref())?)
         } else {
             None
         };
         self.settled(id).await?;
-        if changed(&[
-            "role_arn",
-            "handler",
-            "runtime",
-            "memory_mb",
-            "timeout_s",
-            "subnet_ids",
-            "security_group_ids",
-            "environment",
-        ]) {
+        // `runtime` counts as a change but is not sent, as before: functions run on
+        // provided.al2023.
+        if old.role_arn != role_arn
+            || old.handler != handler
+            || old.runtime != runtime
+            || old.memory_mb != memory_mb
+            || old.timeout_s != timeout_s
+            || old.subnet_ids != subnet_ids
+            || old.security_group_ids != security_group_ids
+            || old.environment != variables
+        {
             self.0
                 .lambda
                 .update_function_configuration()
                 .function_name(id)
-                .role(str_of(after, "role_arn")?)
-                .handler(str_of(after, "handler")?)
-                .set_memory_size(int(after, "memory_mb"))
-                .set_timeout(int(after, "timeout_s"))
-                .vpc_config(vpc(after))
-                .environment(
-                    Environment::builder()
-                        .set_variables(Some(env_of(after)))
-                        .build(),
-                )
+                .role(role_arn)
+                .handler(handler)
+                .memory_size(memory_mb as i32)
+                .timeout(timeout_s as i32)
+                .vpc_config(vpc(subnet_ids, security_group_ids))
+                .environment(environment(&variables))
                 .send()
                 .await
                 .map_err(classify)?;
             self.settled(id).await?;
         }
-        if let Some(code) = code {
+        if let Some(zip) = zip {
             self.0
                 .lambda
                 .update_function_code()
                 .function_name(id)
-                .architectures(arch(after))
-                .zip_file(Blob::new(code))
+                .architectures(arch(&architecture))
+                .zip_file(Blob::new(zip))
                 .send()
                 .await
                 .map_err(classify)?;
             self.settled(id).await?;
         }
-        let tags = tag_changes(before, after);
-        if !tags.is_empty() {
-            let arn = self
+        // The ARN is looked up once, and only when the tags change.
+        if !tag_changes(before, after).is_empty() {
+            let arn = &self
                 .0
                 .lambda
                 .get_function_configuration()
@@ -565,26 +574,32 @@ impl Provider for Function {
                 .function_arn()
                 .unwrap_or_default()
                 .to_string();
-            if !tags.removed.is_empty() {
-                self.0
-                    .lambda
-                    .untag_resource()
-                    .resource(&arn)
-                    .set_tag_keys(Some(tags.removed.clone()))
-                    .send()
-                    .await
-                    .map_err(classify)?;
-            }
-            if !tags.set.is_empty() {
-                self.0
-                    .lambda
-                    .tag_resource()
-                    .resource(&arn)
-                    .set_tags(Some(tags.set.into_iter().collect()))
-                    .send()
-                    .await
-                    .map_err(classify)?;
-            }
+            let lambda = &self.0.lambda;
+            retag(
+                before,
+                after,
+                |keys| async move {
+                    lambda
+                        .untag_resource()
+                        .resource(arn)
+                        .set_tag_keys(Some(keys))
+                        .send()
+                        .await
+                        .map_err(classify)
+                        .map(drop)
+                },
+                |tags| async move {
+                    lambda
+                        .tag_resource()
+                        .resource(arn)
+                        .set_tags(Some(tags.into_iter().collect()))
+                        .send()
+                        .await
+                        .map_err(classify)
+                        .map(drop)
+                },
+            )
+            .await?;
         }
         self.release(id).await?;
         self.get(id)

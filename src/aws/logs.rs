@@ -3,90 +3,102 @@
 //! forever), and reads of their events for `deploy logs` and the tests that look for
 //! a request's `START`/`REPORT` lines.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata;
 use serde_json::{json, Value};
 
-use super::{classify, has_tags, if_ours, ready_when_visible, str_of, tag_changes, tags_of};
-use super::{Clients, Tags};
+use super::{all_pages, carrying, classify, if_ours, ready_when_visible, retag, tag_changes};
+use super::{tags_from, tags_of, with_tags, Clients, Tags};
+use crate::kinds::functions::LogGroupInputs;
+use crate::kinds::{ArnOutputs, IdOutputs, Inputs, Outputs};
 use crate::model::Attrs;
-use crate::provider::{Deletion, ErrorClass, Observed, Provider, ProviderError, Readiness, Target};
+use crate::provider::{Deletion, Observed, Provider, ProviderError, Readiness, Target};
 
 pub(super) struct LogGroup(pub Arc<Clients>);
 
 impl LogGroup {
-    /// The groups whose names start with `prefix`, with their tags.
-    async fn described(&self, prefix: &str) -> Result<Vec<Observed>, ProviderError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
+    /// The groups whose names start with `prefix` and that carry the tags `want`,
+    /// with their tags; a group deleted meanwhile is left out.
+    async fn described(&self, prefix: &str, want: &Tags) -> Result<Vec<Observed>, ProviderError> {
+        let groups = all_pages(|token| async move {
             let page = self
                 .0
                 .logs
                 .describe_log_groups()
                 .log_group_name_prefix(prefix)
-                .set_next_token(token.take())
+                .set_next_token(token)
                 .send()
                 .await
                 .map_err(classify)?;
-            for g in page.log_groups() {
-                let Some(name) = g.log_group_name() else {
-                    continue;
-                };
-                let arn = g
-                    .log_group_arn()
-                    .map(String::from)
-                    .or_else(|| g.arn().map(|a| a.trim_end_matches(":*").to_string()))
-                    .unwrap_or_default();
-                let tags: BTreeMap<String, String> = match self
-                    .0
-                    .logs
-                    .list_tags_for_resource()
-                    .resource_arn(&arn)
-                    .send()
-                    .await
-                    .map_err(classify)
-                {
-                    Ok(t) => t
-                        .tags()
-                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                        .unwrap_or_default(),
-                    Err(e) if e.class == ErrorClass::NotFound => continue,
-                    Err(e) => return Err(e),
-                };
-                out.push(Observed {
-                    id: name.to_string(),
-                    inputs: Attrs::from([
+            let groups = page
+                .log_groups()
+                .iter()
+                .filter_map(|g| {
+                    let arn = g
+                        .log_group_arn()
+                        .map(String::from)
+                        .or_else(|| g.arn().map(|a| a.trim_end_matches(":*").to_string()))
+                        .unwrap_or_default();
+                    Some((g.log_group_name()?.to_string(), arn, g.retention_in_days()))
+                })
+                .collect();
+            Ok((groups, page.next_token().map(String::from)))
+        })
+        .await?;
+        let tagged = carrying(groups, want, |(_, arn, _)| async move {
+            let out = self
+                .0
+                .logs
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(tags_from(
+                out.tags()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            ))
+        })
+        .await?;
+        Ok(tagged
+            .into_iter()
+            .map(|((name, arn, days), tags)| {
+                let inputs = match days.map(u32::try_from) {
+                    Some(Ok(retention_days)) => LogGroupInputs {
+                        name: name.clone(),
+                        retention_days,
+                    }
+                    .to_attrs(),
+                    // Logs kept forever: no number of days, read as it is (null).
+                    _ => Attrs::from([
                         ("name".into(), json!(name)),
-                        ("retention_days".into(), json!(g.retention_in_days())),
-                        ("tags".into(), json!(tags)),
+                        ("retention_days".into(), json!(days)),
                     ]),
-                    outputs: Attrs::from([("id".into(), json!(name)), ("arn".into(), json!(arn))]),
-                });
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(out),
-            }
-        }
+                };
+                let observed = Observed {
+                    id: name.clone(),
+                    inputs,
+                    outputs: ArnOutputs { id: name, arn }.to_attrs(),
+                };
+                with_tags(observed, &tags)
+            })
+            .collect())
     }
 
     async fn get(&self, name: &str) -> Result<Option<Observed>, ProviderError> {
         Ok(self
-            .described(name)
+            .described(name, &Tags::new())
             .await?
             .into_iter()
             .find(|o| o.id == name))
     }
 
-    async fn retain(&self, name: &str, inputs: &Attrs) -> Result<(), ProviderError> {
-        let days = inputs
-            .get("retention_days")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| ProviderError::fatal("input `retention_days` is missing"))?;
+    async fn retain(&self, name: &str, days: u32) -> Result<(), ProviderError> {
         self.0
             .logs
             .put_retention_policy()
@@ -134,12 +146,7 @@ impl Provider for LogGroup {
             (Some(p), Some(e)) => function_group(&format!("{p}-{e}-")),
             _ => function_group(""),
         };
-        Ok(self
-            .described(&prefix)
-            .await?
-            .into_iter()
-            .filter(|o| has_tags(&tags_of(&o.inputs), want))
-            .collect())
+        self.described(&prefix, want).await
     }
 
     async fn create(
@@ -148,7 +155,11 @@ impl Provider for LogGroup {
         inputs: &Attrs,
         _token: &str,
     ) -> Result<Observed, ProviderError> {
-        let name = str_of(inputs, "name")?;
+        let LogGroupInputs {
+            name,
+            retention_days,
+        } = LogGroupInputs::from_attrs(inputs)?;
+        let name = name.as_str();
         let tags: HashMap<String, String> = tags_of(inputs).into_iter().collect();
         match self
             .0
@@ -179,11 +190,11 @@ impl Provider for LogGroup {
             }
             Err(e) => return Err(e),
         }
-        super::eventually(|| self.retain(name, inputs)).await?;
+        super::eventually(|| self.retain(name, retention_days)).await?;
         Ok(Observed {
             id: name.to_string(),
             inputs: inputs.clone(),
-            outputs: Attrs::from([("id".into(), json!(name))]),
+            outputs: IdOutputs { id: name.into() }.to_attrs(),
         })
     }
 
@@ -193,32 +204,43 @@ impl Provider for LogGroup {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        if before.get("retention_days") != after.get("retention_days") {
-            self.retain(id, after).await?;
+        let LogGroupInputs {
+            name: _, // the group's id: a new name is a new group
+            retention_days,
+        } = LogGroupInputs::from_attrs(after)?;
+        // A group that keeps its logs forever reads `retention_days: null`, which does
+        // not fit the struct: no retention, so a change.
+        let old = LogGroupInputs::from_attrs(before).ok();
+        if old.map(|o| o.retention_days) != Some(retention_days) {
+            self.retain(id, retention_days).await?;
         }
-        let tags = tag_changes(before, after);
-        if !tags.is_empty() {
-            let arn = self.arn(id).await?;
-            if !tags.removed.is_empty() {
-                self.0
-                    .logs
-                    .untag_resource()
-                    .resource_arn(&arn)
-                    .set_tag_keys(Some(tags.removed.clone()))
-                    .send()
-                    .await
-                    .map_err(classify)?;
-            }
-            if !tags.set.is_empty() {
-                self.0
-                    .logs
-                    .tag_resource()
-                    .resource_arn(&arn)
-                    .set_tags(Some(tags.set.into_iter().collect()))
-                    .send()
-                    .await
-                    .map_err(classify)?;
-            }
+        // The ARN is looked up once, and only when the tags change.
+        if !tag_changes(before, after).is_empty() {
+            let arn = &self.arn(id).await?;
+            let logs = &self.0.logs;
+            retag(
+                before,
+                after,
+                |keys| async move {
+                    logs.untag_resource()
+                        .resource_arn(arn)
+                        .set_tag_keys(Some(keys))
+                        .send()
+                        .await
+                        .map_err(classify)
+                        .map(drop)
+                },
+                |tags| async move {
+                    logs.tag_resource()
+                        .resource_arn(arn)
+                        .set_tags(Some(tags.into_iter().collect()))
+                        .send()
+                        .await
+                        .map_err(classify)
+                        .map(drop)
+                },
+            )
+            .await?;
         }
         self.get(id)
             .await?
