@@ -470,19 +470,26 @@ impl Ec2Kind for Vpc {
         before: &Attrs,
         after: VpcInputs,
     ) -> Result<(), ProviderError> {
-        let old = VpcInputs::from_attrs(before)?;
+        // Settings a read right after create could not see count as changed.
+        let old = VpcInputs::from_recorded(before).ok();
         let VpcInputs {
             name: _,       // the Name tag, changed with the tags
             cidr_block: _, // a new block is a new VPC
             enable_dns_hostnames,
             enable_dns_support,
         } = after;
-        let changed = |was: bool, is: bool| (was != is).then_some(is);
+        let changed = |was: Option<bool>, is: bool| (was != Some(is)).then_some(is);
         set_dns(
             c,
             id,
-            changed(old.enable_dns_support, enable_dns_support),
-            changed(old.enable_dns_hostnames, enable_dns_hostnames),
+            changed(
+                old.as_ref().map(|o| o.enable_dns_support),
+                enable_dns_support,
+            ),
+            changed(
+                old.as_ref().map(|o| o.enable_dns_hostnames),
+                enable_dns_hostnames,
+            ),
         )
         .await
     }
@@ -599,7 +606,7 @@ impl Ec2Kind for Subnet {
         before: &Attrs,
         after: SubnetInputs,
     ) -> Result<(), ProviderError> {
-        let old = SubnetInputs::from_attrs(before)?;
+        let old = SubnetInputs::from_recorded(before).ok();
         let SubnetInputs {
             name: _, // the Name tag, changed with the tags
             // These three replace the subnet.
@@ -608,7 +615,7 @@ impl Ec2Kind for Subnet {
             availability_zone: _,
             map_public_ip_on_launch,
         } = after;
-        if old.map_public_ip_on_launch != map_public_ip_on_launch {
+        if old.map(|o| o.map_public_ip_on_launch) != Some(map_public_ip_on_launch) {
             map_public_ips(c, id, map_public_ip_on_launch).await?;
         }
         Ok(())
@@ -1176,7 +1183,7 @@ impl Ec2Kind for RouteTable {
         before: &Attrs,
         after: RouteTableInputs,
     ) -> Result<(), ProviderError> {
-        let old = RouteTableInputs::from_attrs(before)?.routes;
+        let old = RouteTableInputs::from_recorded(before)?.routes;
         let RouteTableInputs {
             name: _,   // the Name tag, changed with the tags
             vpc_id: _, // a new VPC is a new table
@@ -1515,7 +1522,8 @@ impl Ec2Kind for SecurityGroupRule {
         before: &Attrs,
         after: SecurityGroupRuleInputs,
     ) -> Result<(), ProviderError> {
-        if SecurityGroupRuleInputs::from_attrs(before)?.description == after.description {
+        let old = SecurityGroupRuleInputs::from_recorded(before).ok();
+        if old.is_some_and(|o| o.description == after.description) {
             return Ok(());
         }
         let (group, egress, perm) = permission(after)?;

@@ -490,7 +490,7 @@ impl Provider for Function {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        let old = LambdaFunctionInputs::from_attrs(before)?;
+        let old = LambdaFunctionInputs::from_recorded(before)?;
         let LambdaFunctionInputs {
             name,
             role_arn,
