@@ -259,7 +259,7 @@ impl Provider for ServerlessCache {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        let old = ServerlessCacheInputs::from_recorded(before)?;
+        let changed = |keys: &[&str]| crate::kinds::changed(before, after, keys);
         let ServerlessCacheInputs {
             // Create-only: a change replaces the cache.
             name: _,
@@ -275,28 +275,27 @@ impl Provider for ServerlessCache {
             security_group_ids,
         } = ServerlessCacheInputs::from_attrs(after)?;
         // Usage limits: one field per request, or the API may refuse.
-        if (old.max_storage_gb, old.min_storage_gb) != (max_storage_gb, min_storage_gb) {
+        if changed(&["max_storage_gb", "min_storage_gb"]) {
             let limits = CacheUsageLimits::builder()
                 .data_storage(storage(max_storage_gb, min_storage_gb))
                 .build();
             self.modify(id, |m| m.cache_usage_limits(limits.clone()))
                 .await?;
         }
-        if (old.max_ecpu_per_second, old.min_ecpu_per_second)
-            != (max_ecpu_per_second, min_ecpu_per_second)
-        {
+        if changed(&["max_ecpu_per_second", "min_ecpu_per_second"]) {
             let limits = CacheUsageLimits::builder()
                 .ecpu_per_second(ecpu(max_ecpu_per_second, min_ecpu_per_second))
                 .build();
             self.modify(id, |m| m.cache_usage_limits(limits.clone()))
                 .await?;
         }
-        let major =
-            (old.major_engine_version != major_engine_version).then_some(major_engine_version);
+        let major = changed(&["major_engine_version"]).then_some(major_engine_version);
         if major.is_some()
-            || old.snapshot_retention_limit != snapshot_retention_limit
-            || old.daily_snapshot_time != daily_snapshot_time
-            || old.security_group_ids != security_group_ids
+            || changed(&[
+                "snapshot_retention_limit",
+                "daily_snapshot_time",
+                "security_group_ids",
+            ])
         {
             self.modify(id, |m| {
                 m.set_snapshot_retention_limit(int(snapshot_retention_limit))

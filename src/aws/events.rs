@@ -359,10 +359,14 @@ impl Provider for ScheduleRule {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        let old = ScheduleRuleInputs::from_recorded(before)?;
         let new = ScheduleRuleInputs::from_attrs(after)?;
-        if old.target_arn != new.target_arn {
-            revoke_invoke(&self.0, &old.target_arn, &format!("events-{id}")).await;
+        // The old target's grant goes; a rule whose target was lost reads none.
+        if let Some(old) = before
+            .get("target_arn")
+            .and_then(Value::as_str)
+            .filter(|old| *old != new.target_arn)
+        {
+            revoke_invoke(&self.0, old, &format!("events-{id}")).await;
         }
         let arn = self.put(after, false).await?;
         let events = &self.0.events;

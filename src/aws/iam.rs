@@ -233,14 +233,19 @@ impl Provider for Role {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        let old = IamRoleInputs::from_recorded(before)?;
+        let changed = |keys: &[&str]| crate::kinds::changed(before, after, keys);
+        // Managed policies attached before (unreadable: none, so all are attached again).
+        let was: Vec<String> = before
+            .get("managed_policy_arns")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
         let IamRoleInputs {
             name: _, // the role's id: a new name is a new role
             assume_role_policy,
             managed_policy_arns,
             inline_policy,
         } = IamRoleInputs::from_attrs(after)?;
-        if old.assume_role_policy != assume_role_policy {
+        if changed(&["assume_role_policy"]) {
             self.0
                 .iam
                 .update_assume_role_policy()
@@ -250,7 +255,6 @@ impl Provider for Role {
                 .await
                 .map_err(classify)?;
         }
-        let was = &old.managed_policy_arns;
         for arn in managed_policy_arns.iter().filter(|a| !was.contains(a)) {
             self.0
                 .iam
@@ -271,7 +275,7 @@ impl Provider for Role {
                 .await
                 .map_err(classify)?;
         }
-        if old.inline_policy != inline_policy {
+        if changed(&["inline_policy"]) {
             self.set_inline(id, inline_policy.as_ref()).await?;
         }
         let iam = &self.0.iam;

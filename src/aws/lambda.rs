@@ -490,11 +490,14 @@ impl Provider for Function {
         before: &Attrs,
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
-        let old = LambdaFunctionInputs::from_recorded(before)?;
+        // What changed is judged on the attributes: a read does not see the crate and
+        // binary, and a missing input counts as changed.
+        let changed = |keys: &[&str]| crate::kinds::changed(before, after, keys);
         let LambdaFunctionInputs {
             name,
             role_arn,
-            runtime,
+            // A change counts (below) but is not sent: functions run on provided.al2023.
+            runtime: _,
             handler,
             architecture,
             memory_mb,
@@ -502,16 +505,22 @@ impl Provider for Function {
             subnet_ids,
             security_group_ids,
             environment: variables,
-            code,
+            // What is built; its zip is named by `code_sha256`.
+            code: _,
             code_sha256,
             alias: _,     // always `live` (ALIAS)
             published: _, // read back, not set: the release below publishes
         } = LambdaFunctionInputs::from_attrs(after)?;
         // New code when a build says so, or when what is built changed; read before
         // any call, so a missing zip changes nothing.
-        let zip = if (code_sha256.is_some() && old.code_sha256 != code_sha256)
-            || old.architecture != architecture
-            || old.code != code
+        // What is built (crate and binary) is known only from state: a function found
+        // without it keeps its code unless a build names other code.
+        let other_build = before
+            .get("code")
+            .is_some_and(|was| Some(was) != after.get("code"));
+        let zip = if (code_sha256.is_some() && changed(&["code_sha256"]))
+            || changed(&["architecture"])
+            || other_build
         {
             if code_sha256.is_none() {
                 return Err(ProviderError::fatal(format!(
@@ -525,15 +534,16 @@ impl Provider for Function {
         self.settled(id).await?;
         // `runtime` counts as a change but is not sent, as before: functions run on
         // provided.al2023.
-        if old.role_arn != role_arn
-            || old.handler != handler
-            || old.runtime != runtime
-            || old.memory_mb != memory_mb
-            || old.timeout_s != timeout_s
-            || old.subnet_ids != subnet_ids
-            || old.security_group_ids != security_group_ids
-            || old.environment != variables
-        {
+        if changed(&[
+            "role_arn",
+            "handler",
+            "runtime",
+            "memory_mb",
+            "timeout_s",
+            "subnet_ids",
+            "security_group_ids",
+            "environment",
+        ]) {
             self.0
                 .lambda
                 .update_function_configuration()

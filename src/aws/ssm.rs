@@ -156,9 +156,8 @@ impl Provider for Parameter {
         after: &Attrs,
     ) -> Result<Observed, ProviderError> {
         // Tags and Overwrite cannot be combined: the value first, then the tags.
-        let old = SsmParameterInputs::from_recorded(before)?;
         let new = SsmParameterInputs::from_attrs(after)?;
-        if old != new {
+        if crate::kinds::changed(before, after, &["value", "type"]) {
             let SsmParameterInputs {
                 name: _, // the parameter's id: a new name is a new parameter
                 kind,

@@ -80,6 +80,14 @@ pub trait Inputs: Serialize + DeserializeOwned + Debug + Clone + PartialEq + Sen
     }
 }
 
+/// Whether any of `keys` differs between `before` (recorded, or read back from AWS)
+/// and `after` (planned). A key `before` lacks counts as changed: reads do not see
+/// every input (a function's crate, a rule's lost target), and sending a value again
+/// is safe where skipping a needed change is not.
+pub fn changed(before: &Attrs, after: &Attrs, keys: &[&str]) -> bool {
+    keys.iter().any(|k| before.get(*k) != after.get(*k))
+}
+
 /// A kind's outputs: what AWS assigned.
 pub trait Outputs: Serialize + DeserializeOwned + Debug + Clone + PartialEq {
     /// Their names, for references and "known after apply".
@@ -314,6 +322,20 @@ mod tests {
             Kind::ALL.len(),
             "every kind is planned somewhere"
         );
+    }
+
+    #[test]
+    fn a_key_before_lacks_counts_as_changed() {
+        let after = network::SubnetInputs::example().to_attrs();
+        let mut before = after.clone();
+        assert!(!changed(
+            &before,
+            &after,
+            &["map_public_ip_on_launch", "name"]
+        ));
+        before.remove("map_public_ip_on_launch");
+        assert!(changed(&before, &after, &["map_public_ip_on_launch"]));
+        assert!(!changed(&before, &after, &["name"]));
     }
 
     #[test]

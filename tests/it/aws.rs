@@ -1157,3 +1157,25 @@ async fn a_zone_letter_the_region_lacks_is_refused_at_plan_time_with_its_line() 
         "an apply refused at plan time creates nothing: {calls}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_state_file_is_rebuilt_from_tags_and_the_next_apply_makes_no_second_copy() {
+    let em = Emulator::start(&[]);
+    let env = Env::new();
+    ok(&env.deploy(&em, &["apply", "--yes", "--no-smoke"]));
+    std::fs::remove_file(env.dir.path().join("state").join("local.json")).unwrap();
+    let plan = env.deploy(&em, &["plan"]);
+    let (out, err) = (text(&plan.stdout), text(&plan.stderr));
+    assert!(
+        err.contains("`local` has no state, but") && err.contains("tagged with it are in the spec"),
+        "{err}"
+    );
+    assert!(
+        out.contains(" 0 to create,"),
+        "nothing is planned twice:\n{out}"
+    );
+    ok(&env.deploy(&em, &["apply", "--yes", "--no-smoke"]));
+    let settled = env.deploy(&em, &["plan", "--detailed-exitcode"]);
+    assert_eq!(settled.status.code(), Some(0), "{}", text(&settled.stdout));
+    assert_all_accounted_for(&em, &env).await;
+}
