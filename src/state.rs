@@ -368,6 +368,32 @@ impl LocalBackend {
         Ok(())
     }
 
+    /// Keeps a copy of `state` as it is now under `backups/ENV.SERIAL.json`, before a
+    /// surgery changes it; returns where.
+    pub fn backup(&self, state: &State) -> Result<PathBuf, StateError> {
+        let dir = self.dir.join("backups");
+        let path = dir.join(format!("{}.{}.json", state.environment, state.serial));
+        let io = |action, source| StateError::Io {
+            action,
+            path: path.clone(),
+            source,
+        };
+        fs::create_dir_all(&dir).map_err(|e| io("create the directory for", e))?;
+        let body = serde_json::to_vec_pretty(state).expect("state serializes");
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io("write", e))?;
+        f.write_all(&body)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| io("write", e))?;
+        Ok(path)
+    }
+
     fn guard_path(&self, environment: &str) -> PathBuf {
         self.dir.join(format!(".{environment}.lock.guard"))
     }

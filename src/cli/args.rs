@@ -67,6 +67,9 @@ pub enum Command {
     Status(JsonFlag),
     /// Break a lock left behind by a run that died.
     Unlock,
+    /// Look into the recorded state, or change it without touching AWS.
+    #[command(subcommand)]
+    State(StateCommand),
     /// Print the JSON Schema of environment specs.
     Schema,
     /// Print shell completions.
@@ -74,6 +77,27 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Every recorded address, with its kind and AWS id.
+    List(JsonFlag),
+    /// One recorded resource: id, inputs as applied, outputs, dependencies.
+    Show {
+        address: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget resources without deleting them (an address names what is below it too).
+    /// The state as it was is kept under `backups/`.
+    Rm {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Rename an address (and what is below it) without destroying anything, e.g.
+    /// after renaming a function in the spec. The state as it was is kept.
+    Mv { from: String, to: String },
 }
 
 #[derive(Debug, Args)]

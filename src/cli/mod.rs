@@ -19,6 +19,7 @@ mod plan;
 mod settings;
 mod signals;
 mod smoke;
+mod state;
 mod status;
 mod unlock;
 mod validate;
@@ -73,6 +74,7 @@ async fn dispatch(command: Command, s: &Settings) -> Outcome {
         Command::Output(a) => output::run(s, a),
         Command::Status(a) => status::run(s, a.json),
         Command::Unlock => unlock::run(s),
+        Command::State(c) => state::run(s, c),
         Command::Schema => {
             println!(
                 "{}",

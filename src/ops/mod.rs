@@ -11,6 +11,7 @@ pub mod destroy;
 pub mod environments;
 pub mod gc;
 pub mod rollout;
+pub mod surgery;
 pub mod sweep;
 
 pub use sweep::{discover, record_found, Found};

@@ -543,3 +543,76 @@ fn every_environment_prices_and_plans_end_with_the_estimate() {
         assert_eq!(v["cost"]["before"]["high"], 0.0);
     }
 }
+
+#[test]
+fn state_surgery_renames_and_forgets_without_touching_aws_and_keeps_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::lifecycle::apply_dev_into(dir.path());
+    let list = deploy(&["state", "list", "-e", "dev"], Some(dir.path()));
+    let listed = text(&list.stdout);
+    assert_eq!(listed.lines().count(), 28, "{listed}");
+    assert!(listed
+        .lines()
+        .any(|l| l.starts_with("function.api ") && l.contains("lambda_function")));
+
+    let mv = deploy(
+        &["state", "mv", "-e", "dev", "function.api", "function.web"],
+        Some(dir.path()),
+    );
+    assert_eq!(mv.status.code(), Some(0), "{}", text(&mv.stderr));
+    let moved = text(&mv.stdout);
+    assert!(
+        moved.contains("Moved to function.web.") && moved.contains("Moved to function.web.logs."),
+        "{moved}"
+    );
+    // The spec still says function.api: the plan would now make it and delete the moved one.
+    let plan = deploy(
+        &["plan", "-e", "dev", "--no-refresh", "--detailed-exitcode"],
+        Some(dir.path()),
+    );
+    assert_eq!(plan.status.code(), Some(2));
+    // Moved back, nothing is left to do.
+    deploy(
+        &["state", "mv", "-e", "dev", "function.web", "function.api"],
+        Some(dir.path()),
+    );
+    let settled = deploy(
+        &["plan", "-e", "dev", "--no-refresh", "--detailed-exitcode"],
+        Some(dir.path()),
+    );
+    assert_eq!(settled.status.code(), Some(0), "{}", text(&settled.stdout));
+
+    let show = deploy(
+        &["state", "show", "-e", "dev", "function.api", "--json"],
+        Some(dir.path()),
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(shown["kind"], "lambda_function");
+    let typo = deploy(
+        &["state", "show", "-e", "dev", "function.apy"],
+        Some(dir.path()),
+    );
+    assert_eq!(typo.status.code(), Some(1));
+    assert!(text(&typo.stderr).contains("did you mean `function.api`?"));
+
+    let rm = deploy(
+        &["state", "rm", "-e", "dev", "schedule.preload-questions"],
+        Some(dir.path()),
+    );
+    assert!(
+        text(&rm.stdout).contains("Forgot schedule.preload-questions (it still exists in AWS).")
+    );
+    let plan = deploy(&["plan", "-e", "dev", "--no-refresh"], Some(dir.path()));
+    assert!(
+        text(&plan.stdout).contains("+ schedule.preload-questions"),
+        "{}",
+        text(&plan.stdout)
+    );
+    // Every surgery kept the state as it was.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("backups"))
+            .unwrap()
+            .count(),
+        3
+    );
+}
