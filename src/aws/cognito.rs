@@ -11,7 +11,7 @@ use aws_sdk_cognitoidentityprovider::types::{
 };
 use serde_json::{json, Value};
 
-use super::{all_pages, classify, has_tags, if_ours, ready_when_visible, tags_of};
+use super::{all_pages, classify, has_tags, if_read_ours, ready_when_visible, tags_of};
 use super::{split_id, Clients, Tags};
 use crate::kinds::identity::{UserPoolClientInputs, UserPoolInputs};
 use crate::kinds::{IdOutputs, Inputs, Outputs};
@@ -138,7 +138,7 @@ impl Provider for UserPool {
         let mut found = Vec::new();
         for (id, _) in self.pools().await?.iter().filter(|(_, n)| n == name) {
             let pool = self.get(id).await?;
-            found.extend(if_ours(pool, target, |o| async move { Ok(tags_of(&o.inputs)) }).await?);
+            found.extend(if_read_ours(pool, target));
         }
         Ok(found)
     }

@@ -12,7 +12,7 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime, VpcConfig};
 use serde_json::{json, Value};
 
-use super::{all_pages, classify, has_tags, if_ours, retag, tag_changes, tags_from, tags_of};
+use super::{all_pages, classify, has_tags, if_read_ours, retag, tag_changes, tags_from, tags_of};
 use super::{Clients, Tags};
 use crate::kinds::functions::{LambdaFunctionInputs, LambdaFunctionOutputs, Variables};
 use crate::kinds::{ArnOutputs, Inputs, Outputs};
@@ -395,10 +395,7 @@ impl Provider for Function {
         let Some(name) = &target.name else {
             return Ok(Vec::new());
         };
-        if_ours(self.get(name).await?, target, |o| async move {
-            Ok(tags_of(&o.inputs))
-        })
-        .await
+        Ok(if_read_ours(self.get(name).await?, target))
     }
 
     async fn list(&self, want: &Tags) -> Result<Vec<Observed>, ProviderError> {

@@ -112,6 +112,19 @@ where
     )
 }
 
+/// [`if_ours`] for a resource whose read already holds its tags (in its `tags` input).
+pub(crate) fn if_read_ours(found: Option<Observed>, target: &Target<'_>) -> Vec<Observed> {
+    found
+        .filter(|o| {
+            crate::aws::tags_of(&o.inputs)
+                .get("deploy:address")
+                .map(String::as_str)
+                == Some(target.address.as_str())
+        })
+        .into_iter()
+        .collect()
+}
+
 /// Whether `have` holds every tag of `want`.
 pub(crate) fn has_tags(have: &Tags, want: &Tags) -> bool {
     want.iter().all(|(k, v)| have.get(k) == Some(v))
@@ -236,6 +249,28 @@ mod tests {
         assert!(untagged.unwrap().is_empty());
         let none = if_ours(None::<u8>, &target, |_| async { Ok(Tags::new()) }).await;
         assert!(none.unwrap().is_empty());
+    }
+
+    #[test]
+    fn if_read_ours_reads_the_address_from_the_read_tags() {
+        let address = Address::new("function.api");
+        let target = Target {
+            address: &address,
+            name: None,
+            tags: Tags::new(),
+            inputs: None,
+        };
+        let read = |addr: &str| Observed {
+            id: "trivia-dev-api".into(),
+            inputs: crate::model::Attrs::from([(
+                "tags".into(),
+                serde_json::json!({"deploy:address": addr}),
+            )]),
+            outputs: Default::default(),
+        };
+        assert_eq!(if_read_ours(Some(read("function.api")), &target).len(), 1);
+        assert!(if_read_ours(Some(read("function.web")), &target).is_empty());
+        assert!(if_read_ours(None, &target).is_empty());
     }
 
     #[test]

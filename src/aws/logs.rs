@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata;
 use serde_json::{json, Value};
 
-use super::{all_pages, carrying, classify, if_ours, ready_when_visible, retag, tag_changes};
+use super::{all_pages, carrying, classify, if_read_ours, ready_when_visible, retag, tag_changes};
 use super::{tags_from, tags_of, with_tags, Clients, Tags};
 use crate::kinds::functions::LogGroupInputs;
 use crate::kinds::{ArnOutputs, IdOutputs, Inputs, Outputs};
@@ -133,10 +133,7 @@ impl Provider for LogGroup {
         let Some(name) = &target.name else {
             return Ok(Vec::new());
         };
-        if_ours(self.get(name).await?, target, |o| async move {
-            Ok(tags_of(&o.inputs))
-        })
-        .await
+        Ok(if_read_ours(self.get(name).await?, target))
     }
 
     async fn list(&self, want: &Tags) -> Result<Vec<Observed>, ProviderError> {

@@ -28,10 +28,10 @@ pub mod ssm;
 mod tags;
 
 pub(crate) use errors::classify;
-pub(crate) use listing::Tags;
 pub(crate) use listing::{
     all_pages, carrying, has_tags, if_ours, read_tagged, split_id, tags_from,
 };
+pub(crate) use listing::{if_read_ours, Tags};
 pub(crate) use tags::{identity_tags, retag, tag_changes, tags_of, with_tags};
 
 use std::sync::Arc;

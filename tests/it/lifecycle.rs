@@ -76,6 +76,22 @@ impl Harness {
         }
     }
 
+    /// Stops the run as a first Ctrl-C does, once an event `when` accepts was seen.
+    fn stop_when(
+        &self,
+        config: &Config,
+        when: impl Fn(&Event) -> bool + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let interrupt = config.interrupt.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            while !events.lock().unwrap().iter().any(&when) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            interrupt.stop();
+        })
+    }
+
     fn sink(&self) -> EventSink {
         let events = self.events.clone();
         Arc::new(move |e: &Event| events.lock().unwrap().push(e.clone()))
@@ -700,20 +716,10 @@ async fn an_interrupted_apply_stops_starting_steps_releases_the_lock_and_resumes
     });
     let plan = h.plan().await;
     let config = Harness::config();
-    let interrupt = config.interrupt.clone();
-    let events = h.events.clone();
-    let stopper = tokio::spawn(async move {
-        loop {
-            let waiting = events.lock().unwrap().iter().any(|e| {
-                matches!(e, Event::Waiting { address, .. } if address.as_str() == "valkey.cache")
-            });
-            if waiting {
-                interrupt.stop();
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
+    let stopper = h.stop_when(
+        &config,
+        |e| matches!(e, Event::Waiting { address, .. } if address.as_str() == "valkey.cache"),
+    );
     let (state, report) = tokio::time::timeout(
         Duration::from_secs(30),
         ops::apply(
@@ -779,20 +785,10 @@ async fn an_interrupt_cuts_a_throttled_steps_backoff_short() {
         max_attempts: 50,
         max_elapsed: Duration::from_secs(600),
     };
-    let interrupt = config.interrupt.clone();
-    let events = h.events.clone();
-    let stopper = tokio::spawn(async move {
-        loop {
-            let retrying = events.lock().unwrap().iter().any(|e| {
-                matches!(e, Event::Retrying { address, .. } if address.as_str() == "network.vpc")
-            });
-            if retrying {
-                interrupt.stop();
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
+    let stopper = h.stop_when(
+        &config,
+        |e| matches!(e, Event::Retrying { address, .. } if address.as_str() == "network.vpc"),
+    );
     let (_, report) = tokio::time::timeout(
         Duration::from_secs(10),
         ops::apply(
