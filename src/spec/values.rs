@@ -67,8 +67,12 @@ pub const KNOWN_REGIONS: &[&str] = &[
     "us-gov-west-1",
 ];
 
-/// The shape of a region name (`us-east-1`, `us-gov-west-1`), known or not.
+/// A region name: a known one, or one shaped like them (`us-east-1`, `us-gov-west-1`).
 pub fn is_region(s: &str) -> bool {
+    // The European Sovereign Cloud's partition has a four-letter first group.
+    if KNOWN_REGIONS.contains(&s) {
+        return true;
+    }
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3
         && parts[0].len() == 2
@@ -395,6 +399,7 @@ mod tests {
             "us-east-1",
             "us-gov-west-1",
             "eu-isoe-west-1",
+            "eusc-de-east-1",
             "xx-nowhere-9",
         ] {
             assert!(is_region(good), "{good}");
