@@ -45,6 +45,10 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../tests/emulator/deploy_emulator/nat.py"),
     ),
     (
+        "s3.py",
+        include_str!("../tests/emulator/deploy_emulator/s3.py"),
+    ),
+    (
         "schedules.py",
         include_str!("../tests/emulator/deploy_emulator/schedules.py"),
     ),

@@ -49,6 +49,8 @@ pub(super) trait Ec2Kind: Send + Sync + 'static {
     const ID_FILTER: &'static str;
     /// The create call takes a client token (see [`Provider::create_is_idempotent`]).
     const IDEMPOTENT_CREATE: bool = false;
+    /// The describe filter that selects by parent (`group-id` for rules), if any.
+    const PARENT_FILTER: Option<&'static str> = None;
     /// The kind's typed inputs, which create and update take apart.
     type Inputs: Inputs;
     async fn describe(&self, c: &Clients, filters: Vec<Filter>)
@@ -236,6 +238,15 @@ impl<K: Ec2Kind> Provider for Ec2<K> {
 
     async fn list(&self, tags: &BTreeMap<String, String>) -> Result<Vec<Observed>, ProviderError> {
         self.tagged(tags.clone()).await
+    }
+
+    async fn within(&self, parent: &str) -> Result<Vec<Observed>, ProviderError> {
+        match K::PARENT_FILTER {
+            Some(f) => self.seen(vec![filter(f, [parent.to_string()])]).await,
+            None => Err(ProviderError::fatal(
+                "this kind of resource is not listed within a parent",
+            )),
+        }
     }
 
     fn create_is_idempotent(&self) -> bool {
@@ -1426,6 +1437,7 @@ fn permission(
 #[async_trait]
 impl Ec2Kind for SecurityGroupRule {
     const ID_FILTER: &'static str = "security-group-rule-id";
+    const PARENT_FILTER: Option<&'static str> = Some("group-id");
     type Inputs = SecurityGroupRuleInputs;
 
     async fn describe(

@@ -16,7 +16,6 @@ use crate::ops;
 use crate::ops::rollout::{self, Verdict};
 use crate::plan::{Operation, Plan};
 use crate::render;
-use crate::state::LocalBackend;
 
 pub(super) async fn run(s: &Settings, a: ApplyArgs) -> Outcome {
     let mut code_dir = None;
@@ -45,9 +44,16 @@ pub(super) async fn run(s: &Settings, a: ApplyArgs) -> Outcome {
                 }
                 code_dir = Some(ws.code_dir());
             }
-            let plan =
-                super::plan::make(s, &loaded, &desired, a.no_refresh, a.parallelism, &a.target)
-                    .await?;
+            let plan = super::plan::make(
+                s,
+                &loaded,
+                &desired,
+                a.no_refresh,
+                a.parallelism,
+                &a.target,
+                true,
+            )
+            .await?;
             loaded_spec = Some(loaded);
             plan
         }
@@ -60,7 +66,7 @@ pub(super) async fn run(s: &Settings, a: ApplyArgs) -> Outcome {
             .and_then(|p| Workspace::discover(p).ok())
             .map(|w| w.code_dir());
     }
-    let backend = LocalBackend::new(&s.state_dir);
+    let backend = s.backend()?;
     let before = backend.read(&plan.environment)?;
     let code = execute(
         s,
@@ -182,7 +188,7 @@ pub(super) async fn execute(
     )?;
     let config = config(parallelism);
     let signals = Signals::watch(config.interrupt.clone());
-    let backend = LocalBackend::new(&s.state_dir);
+    let backend = s.backend()?;
     let mut run = Box::pin(ops::apply(
         &backend,
         plan,

@@ -23,6 +23,10 @@ pub struct Cli {
         default_value = ".deploy/state"
     )]
     pub state_dir: PathBuf,
+    /// Keep state and locks in S3 (`s3://BUCKET/PREFIX`) instead of what the spec's
+    /// `state:` section says (or the local directory).
+    #[arg(long, global = true, env = "DEPLOY_STATE_URL", value_name = "URL")]
+    pub state_url: Option<String>,
     /// More output (retries, every wait).
     #[arg(short, long, global = true, conflicts_with = "quiet")]
     pub verbose: bool,
@@ -70,6 +74,12 @@ pub enum Command {
     /// Look into the recorded state, or change it without touching AWS.
     #[command(subcommand)]
     State(StateCommand),
+    /// Record an existing AWS resource at ADDRESS, so deploy manages it from now on
+    /// (the next plan shows how it differs from the spec).
+    Import(ImportArgs),
+    /// Set up where a team keeps its state.
+    #[command(subcommand)]
+    Backend(BackendCommand),
     /// Print the JSON Schema of environment specs.
     Schema,
     /// Print shell completions.
@@ -98,6 +108,41 @@ pub enum StateCommand {
     /// Rename an address (and what is below it) without destroying anything, e.g.
     /// after renaming a function in the spec. The state as it was is kept.
     Mv { from: String, to: String },
+    /// The stored versions of the state, newest first (S3 keeps one per write in a
+    /// versioned bucket; a directory keeps the backups of surgery and migration).
+    History(JsonFlag),
+    /// Move the environment's state to another backend (`s3://BUCKET/PREFIX`, or
+    /// `local` for the state directory), keeping its serial and lineage; refuses if
+    /// the target already holds state. The old copy is kept as a backup.
+    Migrate {
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Where the spec declares it, e.g. `security_group.cache`.
+    pub address: String,
+    /// Its AWS id (group id, user pool id, function name…).
+    pub id: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackendCommand {
+    /// Create (or fix) the S3 bucket state is kept in: versioned, encrypted, public
+    /// access blocked, TLS only, old versions expired. Safe to run again.
+    Bootstrap {
+        /// The bucket (default: the spec's `state.s3.bucket`).
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Days an old state version is kept after it is replaced.
+        #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(i32).range(1..=36500))]
+        keep_versions_days: i32,
+        /// The bucket's region (default: the spec's `state.s3.region`, else its region).
+        #[arg(long)]
+        region: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +165,11 @@ pub struct PlanArgs {
     /// Plan from recorded state alone, without calling AWS.
     #[arg(long)]
     pub no_refresh: bool,
+    /// Take the environment's lock while planning (as apply does). `--lock=false`
+    /// plans read-only, without the lock and writing nothing (e.g. a pull-request
+    /// comment while an apply runs); such a plan cannot be saved.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL", conflicts_with = "out")]
+    pub lock: bool,
     /// Only this resource (or address prefix) and what it depends on. Repeatable.
     #[arg(long, value_name = "ADDRESS")]
     pub target: Vec<String>,

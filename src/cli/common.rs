@@ -19,7 +19,7 @@ use crate::plan::desired::Desired;
 use crate::provider::Providers;
 use crate::render;
 use crate::spec;
-use crate::state::{LocalBackend, State};
+use crate::state::State;
 
 /// A command's failure: what to tell the user, and the exit code.
 pub struct Failure {
@@ -213,15 +213,15 @@ pub(super) async fn deployed(
     s: &Settings,
 ) -> Result<(spec::LoadedSpec, State, crate::aws::Clients), Failure> {
     let (loaded, desired) = load_full(s)?;
-    let backend = LocalBackend::new(&s.state_dir);
+    let backend = s.backend()?;
     let state = backend
         .read(&desired.environment)?
         .filter(|st| !st.is_empty())
         .ok_or_else(|| {
             Failure::new(format!(
-                "`{}` is not deployed (no state in {})\n  hint: run `deploy apply -e {}` first",
+                "`{}` is not deployed (no state at {})\n  hint: run `deploy apply -e {}` first",
                 desired.environment,
-                s.state_dir.display(),
+                backend.state_location(&desired.environment),
                 desired.environment
             ))
         })?;

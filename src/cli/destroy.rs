@@ -8,7 +8,6 @@ use super::{DestroyArgs, Settings};
 use crate::ops::destroy::{self, FinalSnapshot};
 use crate::ops::sweep;
 use crate::spec;
-use crate::state::LocalBackend;
 
 pub(super) async fn run(s: &Settings, a: DestroyArgs) -> Outcome {
     // A sweep works from tags: the spec file may be gone too.
@@ -36,7 +35,7 @@ pub(super) async fn destroy_env(
     region: &str,
     a: &DestroyArgs,
 ) -> Outcome {
-    let backend = LocalBackend::new(&s.state_dir);
+    let backend = s.backend()?;
     if a.sweep {
         let providers = aws_providers(region).await?;
         let swept = sweep::sweep(&backend, &providers, environment).await?;

@@ -10,7 +10,6 @@ use super::{EnvCommand, Settings};
 use crate::ops::environments;
 use crate::ops::OpsError;
 use crate::render;
-use crate::state::LocalBackend;
 
 pub(super) fn run(s: &Settings, c: EnvCommand) -> Outcome {
     match c {
@@ -44,8 +43,8 @@ fn create(s: &Settings, name: &str, template: &str, ttl: &str) -> Outcome {
 }
 
 fn list(s: &Settings, as_json: bool) -> Outcome {
-    let backend = LocalBackend::new(&s.state_dir);
-    let rows: Vec<Value> = environments::list(&s.environments_dir, &backend, SystemTime::now())
+    let backend_for = |l: &crate::spec::LoadedSpec| s.backend_for(Some(l)).ok();
+    let rows: Vec<Value> = environments::list(&s.environments_dir, &backend_for, SystemTime::now())
         .into_iter()
         .map(|e| {
             json!({

@@ -5,12 +5,14 @@
 
 mod apply;
 mod args;
+mod backend;
 mod build;
 mod common;
 mod cost;
 mod destroy;
 mod env;
 mod gc;
+mod import;
 mod invoke;
 mod local;
 mod logs;
@@ -75,6 +77,8 @@ async fn dispatch(command: Command, s: &Settings) -> Outcome {
         Command::Status(a) => status::run(s, a.json),
         Command::Unlock => unlock::run(s),
         Command::State(c) => state::run(s, c),
+        Command::Import(a) => import::run(s, a).await,
+        Command::Backend(c) => backend::run(s, c).await,
         Command::Schema => {
             println!(
                 "{}",

@@ -8,11 +8,10 @@ use serde_json::Value;
 use super::common::{Failure, Outcome};
 use super::{OutputArgs, Settings};
 use crate::spec;
-use crate::state::LocalBackend;
 
 fn recorded_outputs(s: &Settings) -> Result<(String, BTreeMap<String, Value>), Failure> {
     let environment = s.env_name()?;
-    let state = LocalBackend::new(&s.state_dir).read(&environment)?;
+    let state = s.backend()?.read(&environment)?;
     let mut out = BTreeMap::new();
     for (address, r) in state.iter().flat_map(|st| st.resources.iter()) {
         for (k, v) in &r.outputs {

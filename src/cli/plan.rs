@@ -13,7 +13,6 @@ use crate::plan::Plan;
 use crate::provider::Providers;
 use crate::render;
 use crate::spec::{self, Diagnostics};
-use crate::state::LocalBackend;
 
 pub(super) async fn run(s: &Settings, a: PlanArgs) -> Outcome {
     let (loaded, mut desired) = load_full(s)?;
@@ -23,7 +22,16 @@ pub(super) async fn run(s: &Settings, a: PlanArgs) -> Outcome {
             desired.set_code(&b.function, &b.code_sha256);
         }
     }
-    let plan = make(s, &loaded, &desired, a.no_refresh, a.parallelism, &a.target).await?;
+    let plan = make(
+        s,
+        &loaded,
+        &desired,
+        a.no_refresh,
+        a.parallelism,
+        &a.target,
+        a.lock,
+    )
+    .await?;
     if let Some(out) = &a.out {
         write_plan(out, &plan)?;
     }
@@ -58,17 +66,19 @@ pub(super) async fn make(
     no_refresh: bool,
     parallelism: u16,
     targets: &[String],
+    locking: bool,
 ) -> Result<Plan, Failure> {
     let (providers, account) = refresh_providers(loaded, desired, no_refresh).await?;
-    let backend = LocalBackend::new(&s.state_dir);
+    let backend = s.backend()?;
     let targets: Vec<Address> = targets.iter().map(|t| Address::new(t.clone())).collect();
-    let planned = ops::plan(
+    let planned = ops::plan_with(
         &backend,
         desired,
         providers.as_ref(),
         &config(parallelism),
         &progress(s),
         &targets,
+        locking,
     )
     .await?;
     let mut plan = planned.plan;

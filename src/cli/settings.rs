@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 
 use super::{Cli, Failure};
 use crate::spec;
+use crate::state::{Backend, S3Backend, S3Location};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub env: Option<String>,
     pub environments_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// `--state-url`: where state lives, over the spec's `state:` section.
+    pub state_url: Option<String>,
     pub verbose: bool,
     pub quiet: bool,
     /// Whether a human can answer a prompt.
@@ -30,6 +33,7 @@ impl Settings {
             env: cli.env.clone(),
             environments_dir,
             state_dir: cli.state_dir.clone(),
+            state_url: cli.state_url.clone().filter(|u| !u.is_empty()),
             verbose: cli.verbose,
             quiet: cli.quiet,
             interactive: std::io::stdin().is_terminal()
@@ -48,6 +52,56 @@ impl Settings {
     pub fn env_name(&self) -> Result<String, Failure> {
         let path = self.spec_path()?;
         Ok(name_in(path, spec::check(path).0.as_ref()))
+    }
+
+    /// Where the environment's state and lock are: `--state-url`, else the spec's
+    /// `state:` section, else the state directory. Fails plainly when S3 cannot be
+    /// used (a bad URL, no credentials).
+    pub fn backend(&self) -> Result<Backend, Failure> {
+        let loaded = self.spec_path().ok().and_then(|p| spec::check(p).0);
+        self.backend_for(loaded.as_ref())
+    }
+
+    /// Where `loaded`'s state and lock are (see [`Settings::backend`]).
+    pub fn backend_for(&self, loaded: Option<&spec::LoadedSpec>) -> Result<Backend, Failure> {
+        let region = loaded.map(|l| l.spec.region.clone()).unwrap_or_default();
+        let from_spec = loaded
+            .and_then(|l| l.spec.state.as_ref())
+            .and_then(|s| s.s3.as_ref())
+            .map(|s3| S3Location {
+                bucket: s3.bucket.clone(),
+                prefix: s3.prefix.trim_matches('/').to_string(),
+                region: Some(s3.region.clone()).filter(|r| !r.is_empty()),
+            });
+        self.backend_at(self.state_url.as_deref(), from_spec, &region)
+    }
+
+    /// The backend `url` names (`s3://…`, or `local` for the state directory), else
+    /// `fallback`, else the state directory.
+    pub fn backend_at(
+        &self,
+        url: Option<&str>,
+        fallback: Option<S3Location>,
+        region: &str,
+    ) -> Result<Backend, Failure> {
+        let location = match url {
+            Some("local") => None,
+            Some(url) => {
+                let mut l = S3Location::parse(url).map_err(Failure::new)?;
+                // The spec's region for its bucket still applies to the same bucket.
+                if let Some(f) = fallback.as_ref().filter(|f| f.bucket == l.bucket) {
+                    l.region = f.region.clone();
+                }
+                Some(l)
+            }
+            None => fallback,
+        };
+        match location {
+            None => Ok(Backend::local(&self.state_dir)),
+            Some(l) => Ok(Backend::new(std::sync::Arc::new(
+                S3Backend::connect(l, region).map_err(|e| Failure::new(e.to_string()))?,
+            ))),
+        }
     }
 
     /// Where the project's environments are: beside the spec `-e` names, else the

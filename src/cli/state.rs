@@ -1,5 +1,5 @@
-//! `deploy state list|show|rm|mv`: the recorded state, read or changed without calling
-//! AWS.
+//! `deploy state list|show|rm|mv|history|migrate`: the recorded state, read, changed
+//! or moved without calling AWS (other than the state's own store).
 
 use anstream::println;
 use serde_json::json;
@@ -8,20 +8,20 @@ use super::common::{Failure, Outcome};
 use super::{Settings, StateCommand};
 use crate::model::Address;
 use crate::ops::surgery;
-use crate::state::{LocalBackend, State};
+use crate::state::{Backend, State};
 
-fn recorded(backend: &LocalBackend, environment: &str) -> Result<State, Failure> {
+fn recorded(backend: &Backend, environment: &str) -> Result<State, Failure> {
     backend.read(environment)?.ok_or_else(|| {
         Failure::new(format!(
             "`{environment}` has no state at {}",
-            backend.path(environment).display()
+            backend.state_location(environment)
         ))
     })
 }
 
 pub(super) fn run(s: &Settings, c: StateCommand) -> Outcome {
     let environment = s.env_name()?;
-    let backend = LocalBackend::new(&s.state_dir);
+    let backend = s.backend()?;
     match c {
         StateCommand::List(a) => {
             let state = recorded(&backend, &environment)?;
@@ -88,8 +88,7 @@ pub(super) fn run(s: &Settings, c: StateCommand) -> Outcome {
             }
             println!(
                 "State of `{environment}` is now serial {}; it was kept as {}.",
-                done.serial,
-                done.backup.display()
+                done.serial, done.backup
             );
         }
         StateCommand::Mv { from, to } => {
@@ -104,9 +103,69 @@ pub(super) fn run(s: &Settings, c: StateCommand) -> Outcome {
             }
             println!(
                 "State of `{environment}` is now serial {}; it was kept as {}.",
-                done.serial,
-                done.backup.display()
+                done.serial, done.backup
             );
+        }
+        StateCommand::History(a) => {
+            let versions = backend.history(&environment)?;
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&versions).expect("versions serialize")
+                );
+            } else if versions.is_empty() {
+                println!(
+                    "No stored versions of `{environment}` at {}.",
+                    backend.state_location(&environment)
+                );
+            } else {
+                println!("{}:", backend.state_location(&environment));
+                for v in &versions {
+                    let when = v
+                        .modified
+                        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+                        .unwrap_or_else(|| "-".into());
+                    let what = match (v.deleted, v.serial) {
+                        (true, _) => "(removed)".to_string(),
+                        (false, Some(n)) => format!("serial {n}"),
+                        (false, None) => "serial ?".to_string(),
+                    };
+                    let latest = if v.latest { "  (current)" } else { "" };
+                    println!("  {when}  {what:<12} {:>8} B  {}{latest}", v.size, v.id);
+                }
+            }
+        }
+        StateCommand::Migrate { to } => {
+            let region = s
+                .spec_path()
+                .ok()
+                .and_then(|p| crate::spec::check(p).0)
+                .map(|l| l.spec.region)
+                .unwrap_or_default();
+            let target = s.backend_at(Some(&to), None, &region)?;
+            let done = surgery::migrate(&backend, &target, &environment)?;
+            println!(
+                "Moved the state of `{environment}` (serial {}, lineage {}) from {} to {}.",
+                done.serial,
+                done.lineage,
+                backend.state_location(&environment),
+                target.state_location(&environment)
+            );
+            if let Some(kept) = done.kept {
+                println!("The old copy is kept as {kept}.");
+            }
+            let section = if to == "local" {
+                "remove the `state:` section from the spec (or stop passing --state-url)"
+                    .to_string()
+            } else {
+                let l = crate::state::S3Location::parse(&to).map_err(Failure::new)?;
+                format!(
+                    "set `state: {{ s3: {{ bucket: {}, prefix: {} }} }}` in the spec (or pass --state-url {to})",
+                    l.bucket,
+                    if l.prefix.is_empty() { "\"\"" } else { &l.prefix }
+                )
+            };
+            println!("Next: {section}, so that every run uses the new location.");
         }
     }
     Ok(0)

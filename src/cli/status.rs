@@ -8,11 +8,10 @@ use serde_json::json;
 use super::common::Outcome;
 use super::Settings;
 use crate::model::Address;
-use crate::state::LocalBackend;
 
 pub(super) fn run(s: &Settings, as_json: bool) -> Outcome {
     let environment = s.env_name()?;
-    let backend = LocalBackend::new(&s.state_dir);
+    let backend = s.backend()?;
     let state = backend.read(&environment)?;
     let lock = backend.lock_info(&environment)?;
     let by_kind: BTreeMap<String, usize> =
@@ -28,7 +27,7 @@ pub(super) fn run(s: &Settings, as_json: bool) -> Outcome {
             "{}",
             serde_json::to_string_pretty(&json!({
                 "environment": environment,
-                "state_file": backend.path(&environment),
+                "state_file": backend.state_location(&environment),
                 "applied": state.is_some(),
                 "serial": state.as_ref().map(|s| s.serial),
                 "lineage": state.as_ref().map(|s| s.lineage),
@@ -45,7 +44,7 @@ pub(super) fn run(s: &Settings, as_json: bool) -> Outcome {
     match &state {
         None => println!(
             "`{environment}` has no state at {}: never applied.",
-            backend.path(&environment).display()
+            backend.state_location(&environment)
         ),
         Some(st) => {
             println!(

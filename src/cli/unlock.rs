@@ -4,11 +4,10 @@ use anstream::println;
 
 use super::common::Outcome;
 use super::Settings;
-use crate::state::LocalBackend;
 
 pub(super) fn run(s: &Settings) -> Outcome {
     let environment = s.env_name()?;
-    match LocalBackend::new(&s.state_dir).unlock(&environment)? {
+    match s.backend()?.unlock(&environment)? {
         Some(l) => println!(
             "Released the lock on `{environment}` held by {}@{} (pid {}, `{}`).",
             l.owner, l.host, l.pid, l.operation

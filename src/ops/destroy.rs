@@ -7,7 +7,7 @@ use crate::aws::Clients;
 use crate::engine::{Config, EventSink};
 use crate::plan::Plan;
 use crate::provider::Providers;
-use crate::state::{LocalBackend, Retained, State};
+use crate::state::{Backend, Retained, State};
 
 /// A destroy plan, ready to be shown and applied.
 pub struct Prepared {
@@ -31,7 +31,7 @@ impl Prepared {
 /// Plans the destruction of `environment` in `region`, refreshing what the state
 /// records through `clients`, with the account and the monthly cost it saves.
 pub async fn prepare(
-    backend: &LocalBackend,
+    backend: &Backend,
     environment: &str,
     region: &str,
     clients: &Clients,
@@ -78,7 +78,7 @@ pub enum FinalSnapshot {
 /// ephemeral environment, or a sweep) they are deleted; otherwise they are kept and
 /// recorded in the state. Each is reported to `report` as it is dealt with.
 pub async fn final_snapshots(
-    backend: &LocalBackend,
+    backend: &Backend,
     clients: &Clients,
     project: &str,
     environment: &str,

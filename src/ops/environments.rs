@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use super::OpsError;
 use crate::spec;
-use crate::state::{LocalBackend, Retained, State};
+use crate::state::{Backend, Retained, State};
 
 /// An environment file written by [`create`].
 pub struct Created {
@@ -122,8 +122,13 @@ pub struct Listed {
     pub retained: Vec<Retained>,
 }
 
-/// Every environment in `dir` whose spec loads, with what its state records.
-pub fn list(dir: &Path, backend: &LocalBackend, now: SystemTime) -> Vec<Listed> {
+/// Every environment in `dir` whose spec loads, with what its state records (in the
+/// backend `backend_for` gives for its spec; none: unknown, shown as no resources).
+pub fn list(
+    dir: &Path,
+    backend_for: &dyn Fn(&spec::LoadedSpec) -> Option<Backend>,
+    now: SystemTime,
+) -> Vec<Listed> {
     let mut rows = Vec::new();
     for name in spec::list_environments(dir) {
         let path = dir.join(format!("{name}.yaml"));
@@ -135,7 +140,7 @@ pub fn list(dir: &Path, backend: &LocalBackend, now: SystemTime) -> Vec<Listed> 
         } else {
             loaded.spec.environment.clone()
         };
-        let state = backend.read(&environment).ok().flatten();
+        let state = backend_for(&loaded).and_then(|b| b.read(&environment).ok().flatten());
         let eph = loaded.spec.ephemeral.as_ref();
         let created = eph
             .and_then(|e| e.created_at.as_deref())

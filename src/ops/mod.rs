@@ -10,6 +10,7 @@
 pub mod destroy;
 pub mod environments;
 pub mod gc;
+pub mod import;
 pub mod rollout;
 pub mod surgery;
 pub mod sweep;
@@ -24,7 +25,7 @@ use crate::model::Address;
 use crate::plan::desired::Desired;
 use crate::plan::{self, Operation, Plan};
 use crate::provider::Providers;
-use crate::state::{LocalBackend, LockGuard, State, StateError};
+use crate::state::{Backend, LockGuard, State, StateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
@@ -71,24 +72,46 @@ pub struct Planned {
 /// `providers` is `None` (`--no-refresh`). With no recorded state there is nothing to
 /// refresh and the plan counts as refreshed.
 pub async fn plan(
-    backend: &LocalBackend,
+    backend: &Backend,
     desired: &Desired,
     providers: Option<&Providers>,
     config: &Config,
     events: &EventSink,
     targets: &[Address],
 ) -> Result<Planned, OpsError> {
-    let lock = backend.lock(&desired.environment, "plan")?;
-    if let Some(message) = lock.took_over() {
-        events(&engine::Event::LockTakenOver {
-            message: message.to_string(),
-        });
-    }
+    plan_with(backend, desired, providers, config, events, targets, true).await
+}
+
+/// [`plan`], under the environment's lock when `locking`; without it (read-only, e.g.
+/// a pull-request comment while an apply runs) nothing is written: what is adopted
+/// (creates interrupted, resources found by tags) shows in the plan but is recorded
+/// only by a locked run.
+pub async fn plan_with(
+    backend: &Backend,
+    desired: &Desired,
+    providers: Option<&Providers>,
+    config: &Config,
+    events: &EventSink,
+    targets: &[Address],
+    locking: bool,
+) -> Result<Planned, OpsError> {
+    let _lock = if locking {
+        let lock = backend.lock(&desired.environment, "plan")?;
+        if let Some(message) = lock.took_over() {
+            events(&engine::Event::LockTakenOver {
+                message: message.to_string(),
+            });
+        }
+        Some(lock)
+    } else {
+        None
+    };
+    let writer = locking.then_some(backend);
     let recorded = match (backend.read(&desired.environment)?, providers) {
-        (None, Some(p)) => adopt_untracked(backend, desired, p, events).await?,
+        (None, Some(p)) => adopt_untracked(writer, desired, p, events).await?,
         (recorded, _) => recorded,
     };
-    let state = adopt(backend, recorded, providers, config, events).await?;
+    let state = adopt(writer, recorded, providers, config, events).await?;
     let actual = match (providers, &state) {
         (Some(p), Some(s)) => Some(engine::refresh(s, p, config, events).await?),
         (Some(_), None) => Some(plan::Actual::new()),
@@ -110,7 +133,7 @@ pub async fn plan(
 /// instead of creating second copies. Returns the new state, or `None` when nothing
 /// of the environment exists. Kinds without tags (app clients) cannot be found so.
 async fn adopt_untracked(
-    backend: &LocalBackend,
+    backend: Option<&Backend>,
     desired: &Desired,
     providers: &Providers,
     events: &EventSink,
@@ -204,14 +227,16 @@ async fn adopt_untracked(
     if state.resources.is_empty() {
         return Ok(None);
     }
-    backend.write(&mut state)?;
+    if let Some(backend) = backend {
+        backend.write(&mut state)?;
+    }
     Ok(Some(state))
 }
 
 /// Records resources that interrupted creates left behind (see
 /// [`engine::adopt_intents`]), writing state if anything changed.
 async fn adopt(
-    backend: &LocalBackend,
+    backend: Option<&Backend>,
     state: Option<State>,
     providers: Option<&Providers>,
     config: &Config,
@@ -220,7 +245,9 @@ async fn adopt(
     match (state, providers) {
         (Some(mut s), Some(p)) if !s.intents.is_empty() => {
             engine::adopt_intents(&mut s, p, config, events).await?;
-            backend.write(&mut s)?;
+            if let Some(backend) = backend {
+                backend.write(&mut s)?;
+            }
             Ok(Some(s))
         }
         (state, _) => Ok(state),
@@ -229,7 +256,7 @@ async fn adopt(
 
 /// Plans the destruction of everything recorded for `environment`.
 pub async fn plan_destroy(
-    backend: &LocalBackend,
+    backend: &Backend,
     environment: &str,
     region: &str,
     providers: Option<&Providers>,
@@ -243,7 +270,7 @@ pub async fn plan_destroy(
         });
     }
     let state = adopt(
-        backend,
+        Some(backend),
         backend.read(environment)?,
         providers,
         config,
@@ -287,7 +314,7 @@ pub fn refusal_lines(plan: &Plan, allow_data_loss: bool) -> Vec<String> {
 /// Applies `plan` exactly: refuses if the state moved since it was made or if it would
 /// lose data without `allow_data_loss`; writes state after every step.
 pub async fn apply(
-    backend: &LocalBackend,
+    backend: &Backend,
     plan: &Plan,
     providers: Providers,
     config: Config,
@@ -330,10 +357,10 @@ pub async fn apply(
     Ok(engine::apply(plan, state, persist, providers, config, events).await?)
 }
 
-fn persister(backend: LocalBackend, mut lock: LockGuard) -> engine::Persist {
+fn persister(backend: Backend, mut lock: LockGuard) -> engine::Persist {
     Box::new(move |state: &mut State| {
         // Never write over state that another run may own now.
-        lock.renew()?;
+        lock.confirm()?;
         backend.write(state)?;
         Ok(())
     })

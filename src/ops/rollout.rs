@@ -10,7 +10,7 @@ use crate::model::{Action, Address, Kind};
 use crate::plan::Plan;
 use crate::smoke;
 use crate::spec::model::Spec;
-use crate::state::{LocalBackend, State};
+use crate::state::{Backend, State};
 
 /// A function whose live version an apply moved.
 pub struct Moved {
@@ -62,7 +62,7 @@ pub enum Verdict {
 /// from, `after` the state it left. Runs the smoke checks unless `check` is false.
 #[allow(clippy::too_many_arguments)]
 pub async fn after_apply(
-    backend: &LocalBackend,
+    backend: &Backend,
     spec: &Spec,
     plan: &Plan,
     before: Option<&State>,
@@ -158,7 +158,7 @@ pub fn rolled_out(before: Option<&State>, after: &State) -> Vec<Moved> {
 /// Points each moved function's alias back at its previous version, under the
 /// environment's lock, and records the versions in state (`after` when none is read).
 async fn roll_back(
-    backend: &LocalBackend,
+    backend: &Backend,
     environment: &str,
     after: State,
     moved: &[Moved],

@@ -2,11 +2,9 @@
 //! an address without destroying anything (`state mv`, Terraform's `moved`). Each takes
 //! the environment's lock, keeps a copy of the state as it was, and bumps the serial.
 
-use std::path::PathBuf;
-
 use super::OpsError;
 use crate::model::Address;
-use crate::state::{LocalBackend, State};
+use crate::state::{Backend, State};
 
 /// What a surgery did.
 #[derive(Debug)]
@@ -14,7 +12,8 @@ pub struct Surgery {
     /// The addresses it removed or renamed (their new names for a rename).
     pub changed: Vec<Address>,
     /// The state as it was before, kept beside it.
-    pub backup: PathBuf,
+    /// Where the state as it was is kept.
+    pub backup: String,
     pub serial: u64,
 }
 
@@ -35,7 +34,7 @@ fn matching(state: &State, pattern: &Address) -> Vec<Address> {
 }
 
 fn locked_state(
-    backend: &LocalBackend,
+    backend: &Backend,
     environment: &str,
     operation: &str,
 ) -> Result<(crate::state::LockGuard, State), OpsError> {
@@ -50,7 +49,7 @@ fn locked_state(
 /// What still depends on a forgotten resource keeps working; a later plan creates the
 /// forgotten resource again unless the spec no longer has it.
 pub fn remove(
-    backend: &LocalBackend,
+    backend: &Backend,
     environment: &str,
     addresses: &[Address],
 ) -> Result<Surgery, OpsError> {
@@ -89,7 +88,7 @@ pub fn remove(
 /// Renames `from` (and what is below it) to `to`: the resources stay as they are in
 /// AWS, and the next plan matches them to the spec's new addresses.
 pub fn rename(
-    backend: &LocalBackend,
+    backend: &Backend,
     environment: &str,
     from: &Address,
     to: &Address,
@@ -137,6 +136,47 @@ pub fn rename(
     })
 }
 
+/// What a migration did.
+#[derive(Debug)]
+pub struct Migrated {
+    pub serial: u64,
+    pub lineage: uuid::Uuid,
+    /// Where the source's copy was kept.
+    pub kept: Option<String>,
+}
+
+/// Moves `environment`'s state from `source` to `target` as it is (serial and lineage
+/// kept), under both locks; refuses when the target already holds state. The source's
+/// copy is moved out of the way (a backup, an old version) so that no two live copies
+/// exist.
+pub fn migrate(
+    source: &Backend,
+    target: &Backend,
+    environment: &str,
+) -> Result<Migrated, OpsError> {
+    if source.state_location(environment) == target.state_location(environment) {
+        return Err(refuse(format!(
+            "the state of `{environment}` is already at {}",
+            target.state_location(environment)
+        )));
+    }
+    let (_source_lock, state) = locked_state(source, environment, "state migrate")?;
+    let _target_lock = target.lock(environment, "state migrate")?;
+    if target.read(environment)?.is_some() {
+        return Err(crate::state::StateError::Exists {
+            location: target.state_location(environment),
+        }
+        .into());
+    }
+    target.create(&state)?;
+    let kept = source.retire(environment)?;
+    Ok(Migrated {
+        serial: state.serial,
+        lineage: state.lineage,
+        kept,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,9 +195,9 @@ mod tests {
         }
     }
 
-    fn seeded() -> (tempfile::TempDir, LocalBackend) {
+    fn seeded() -> (tempfile::TempDir, Backend) {
         let dir = tempfile::tempdir().unwrap();
-        let backend = LocalBackend::new(dir.path());
+        let backend = Backend::local(dir.path());
         let mut state = State::new("trivia", "dev");
         for (a, r) in [
             (

@@ -8,7 +8,7 @@ use super::OpsError;
 use crate::engine;
 use crate::model::{Address, Kind};
 use crate::provider::{Observed, Providers};
-use crate::state::{LocalBackend, ResourceState, State};
+use crate::state::{Backend, ResourceState, State};
 
 /// A resource a sweep found by its tags.
 pub struct Found {
@@ -65,7 +65,7 @@ fn rank(kind: Kind) -> u8 {
 /// their `deploy:address` tag, or `swept.KIND.ID` when that is taken or missing, and
 /// depend on everything found of an earlier rank. Returns the addresses added.
 pub fn record_found(
-    backend: &LocalBackend,
+    backend: &Backend,
     project: &str,
     environment: &str,
     found: &[Found],
@@ -175,7 +175,7 @@ pub struct Swept {
 /// Scans for `environment`'s resources and records those the state lacks; refuses,
 /// changing nothing, when any of them is not ephemeral or is protected.
 pub async fn sweep(
-    backend: &LocalBackend,
+    backend: &Backend,
     providers: &Providers,
     environment: &str,
 ) -> Result<Swept, OpsError> {

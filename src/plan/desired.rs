@@ -290,7 +290,10 @@ pub fn expand(loaded: &LoadedSpec) -> Result<Desired, Diagnostics> {
         b.add(
             format!("security_group.{name}"),
             SecurityGroupInputs {
-                name: format!("{prefix}-{name}"),
+                name: sg
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{prefix}-{name}")),
                 description,
                 vpc_id: r("network.vpc", "id"),
                 revoke_default_egress: sg.egress.is_some(),

@@ -159,6 +159,15 @@ pub trait Provider: Send + Sync {
             "this kind of resource cannot be listed by tags",
         ))
     }
+    /// Every resource of this kind inside `parent` (a security group's rules), whatever
+    /// its tags: `deploy import` adopts them with their parent. A kind without a parent
+    /// says so.
+    async fn within(&self, parent: &str) -> Result<Vec<Observed>, ProviderError> {
+        let _ = parent;
+        Err(ProviderError::fatal(
+            "this kind of resource is not listed within a parent",
+        ))
+    }
     /// Whether repeating a create that may have happened is harmless: the API takes a
     /// client token (`CreateNatGateway`) or is an upsert (`PutRule`). For every other
     /// kind the engine looks the resource up by its address tag after an ambiguous

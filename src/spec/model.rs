@@ -72,6 +72,35 @@ pub struct Spec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Smoke")]
     pub smoke: Option<Smoke>,
+    /// Where the environment's state and lock are kept: `.deploy/state/` unless set.
+    /// A team shares an environment through S3 (`deploy backend bootstrap` makes the
+    /// bucket); `--state-url` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "StateSection")]
+    pub state: Option<StateSection>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// State in `s3://BUCKET/PREFIX/ENV.json`, written with conditional requests, and
+    /// the lock beside it in `ENV.lock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "S3State")]
+    pub s3: Option<S3State>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3State {
+    /// The bucket (versioned, see `deploy backend bootstrap`).
+    pub bucket: String,
+    /// The folder in the bucket, e.g. `trivia` (no leading or trailing `/`).
+    #[serde(default)]
+    pub prefix: String,
+    /// The bucket's region, when it is not the environment's.
+    #[serde(default)]
+    pub region: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -125,6 +154,11 @@ pub enum NatMode {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityGroup {
+    /// The group's name in AWS (default `PROJECT-ENV-KEY`). A group's name cannot
+    /// change in place: after renaming its key in the spec, set this to the old name
+    /// and run `deploy state mv security_group.OLD security_group.NEW` to keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Shown in the AWS console.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,

@@ -234,7 +234,7 @@ fn missing_or_unknown_environment_gets_a_plain_message() {
 #[test]
 fn a_held_lock_is_reported_and_unlock_breaks_it() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = deploy::state::LocalBackend::new(dir.path());
+    let backend = deploy::state::Backend::local(dir.path());
     std::mem::forget(backend.lock("dev", "apply").unwrap());
     let out = deploy(&["plan", "-e", "dev", "--no-refresh"], Some(dir.path()));
     assert_eq!(out.status.code(), Some(1));

@@ -14,7 +14,7 @@ use deploy::ops::{self, OpsError};
 use deploy::plan::Plan;
 use deploy::provider::memory::{Call, Fault, MemoryCloud, Op};
 use deploy::provider::{ErrorClass, ProviderError};
-use deploy::state::LocalBackend;
+use deploy::state::Backend;
 
 const BASE: &str = include_str!("../../environments/base.yaml");
 const DEV: &str = include_str!("../../environments/dev.yaml");
@@ -56,8 +56,8 @@ impl Harness {
         std::fs::write(path, text.replacen(from, to, 1)).unwrap();
     }
 
-    fn backend(&self) -> LocalBackend {
-        LocalBackend::new(self.dir.path().join("state"))
+    fn backend(&self) -> Backend {
+        Backend::local(self.dir.path().join("state"))
     }
 
     fn config() -> Config {
@@ -950,7 +950,7 @@ pub fn apply_dev_into(state_dir: &std::path::Path) {
         &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("environments/dev.yaml"),
     )
     .unwrap();
-    let backend = LocalBackend::new(state_dir);
+    let backend = Backend::local(state_dir);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1147,7 +1147,7 @@ async fn without_state_what_is_tagged_with_the_environment_is_adopted_not_made_a
     h.apply().await;
     let total = h.cloud.inventory().len();
     // A teammate without the state file, or a lost one.
-    std::fs::remove_file(h.backend().path("dev")).unwrap();
+    std::fs::remove_file(h.backend().state_location("dev")).unwrap();
     h.events.lock().unwrap().clear();
     let plan = h.plan().await;
     let creates: Vec<String> = changed(&plan)

@@ -6,7 +6,7 @@ use deploy::engine::{Config, EventSink, RetryPolicy};
 use deploy::ops;
 use deploy::plan::Plan;
 use deploy::provider::memory::MemoryCloud;
-use deploy::state::LocalBackend;
+use deploy::state::Backend;
 
 fn plain(s: &str) -> String {
     anstream::adapter::strip_str(s).to_string()
@@ -37,7 +37,7 @@ async fn plan_of_a_new_environment() {
     )))
     .unwrap();
     let mut plan = ops::plan(
-        &LocalBackend::new(dir.path()),
+        &Backend::local(dir.path()),
         &desired,
         None,
         &serial_config(),
@@ -67,7 +67,7 @@ async fn changed_environment() -> Plan {
         .unwrap();
     }
     let spec = dir.path().join("dev.yaml");
-    let backend = LocalBackend::new(dir.path().join("state"));
+    let backend = Backend::local(dir.path().join("state"));
     let cloud = MemoryCloud::new();
     let providers = cloud.providers();
     let (_, desired) = deploy::plan::load_desired(&spec).unwrap();

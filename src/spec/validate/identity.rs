@@ -1,4 +1,5 @@
-//! Who and where: `project`, `environment`, `region`, `tags`, `ephemeral`.
+//! Who and where: `project`, `environment`, `region`, `tags`, `ephemeral`, and where
+//! the state is kept (`state`).
 
 use super::Checker;
 use crate::spec::diag::did_you_mean;
@@ -46,6 +47,30 @@ impl Checker<'_> {
                 format!("`{region}` is not a region in any AWS partition this build knows"),
             )
             .hint(hint);
+        }
+        if let Some(s3) = self.spec.state.as_ref().and_then(|s| s.s3.as_ref()) {
+            if let Err(why) = crate::state::s3::check_bucket(&s3.bucket) {
+                self.err("/state/s3/bucket", why).hint(
+                    "bucket names are global; `deploy backend bootstrap --bucket NAME` makes one",
+                );
+            }
+            if s3.prefix.starts_with('/') || s3.prefix.ends_with('/') || s3.prefix.contains("//") {
+                self.err(
+                    "/state/s3/prefix",
+                    format!(
+                        "`{}` must not start or end with `/` or hold `//`",
+                        s3.prefix
+                    ),
+                )
+                .hint("for example `trivia` or `teams/games`");
+            }
+            if !s3.region.is_empty() && !KNOWN_REGIONS.contains(&s3.region.as_str()) {
+                self.err(
+                    "/state/s3/region",
+                    format!("`{}` is not a region this build knows", s3.region),
+                )
+                .hint("the bucket's region, e.g. `us-east-1`; leave it out when it is the environment's");
+            }
         }
         for (k, val) in &self.spec.tags {
             let p = format!("/tags/{}", escape(k));

@@ -14,6 +14,14 @@ impl Checker<'_> {
             if !is_slug(name) {
                 self.key_err(&base, format!("security group name `{name}` must be lowercase letters, digits and hyphens"));
             }
+            if let Some(n) = &sg.name {
+                if n.is_empty() || n.len() > 255 || n.to_ascii_lowercase().starts_with("sg-") {
+                    self.err(
+                        &format!("{base}/name"),
+                        format!("`{n}` cannot name a security group (1–255 characters, not starting with `sg-`)"),
+                    );
+                }
+            }
             let mut rules_seen = HashSet::new();
             let egress = sg.egress.as_deref().unwrap_or(&[]);
             for (dir, rules) in [("ingress", sg.ingress.as_slice()), ("egress", egress)] {

@@ -1,8 +1,8 @@
 """Runs moto's server with this project's extensions: ElastiCache Serverless on a real
 Valkey behind a TLS front that enforces security groups, NAT gateways that stay
 pending for a while, a Lambda runtime that executes the deployed `bootstrap`, the API
-Gateway REST data plane with the Cognito authorizer, schedules that fire, the call
-counter and hostile mode."""
+Gateway REST data plane with the Cognito authorizer, schedules that fire, S3's
+conditional writes as one atomic step, the call counter and hostile mode."""
 
 import argparse
 import atexit
@@ -144,7 +144,7 @@ def main():
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 
-    from . import apigateway, cache_front, cognito, gateway, lambda_runtime, nat, schedules, security_groups, serverless
+    from . import apigateway, cache_front, cognito, gateway, lambda_runtime, nat, s3, schedules, security_groups, serverless
     from .middleware import Emulator
 
     serverless.install()
@@ -153,6 +153,7 @@ def main():
     nat.install()
     cognito.install()
     security_groups.install()
+    s3.install()
     cache_front.install()
     lambda_runtime.install()
     gateway.install()

@@ -1,7 +1,8 @@
 """WSGI middleware in front of moto: counts calls per service and action, adds
-latency, and in hostile mode behaves like real AWS where moto is kinder — throttling,
-5xx, not-found right after create, DependencyViolation while Lambda ENIs linger, IAM
-propagation errors — each in its service's own error format."""
+latency, makes S3's conditional writes atomic, and in hostile mode behaves like real
+AWS where moto is kinder — throttling, 5xx, not-found right after create,
+DependencyViolation while Lambda ENIs linger, IAM propagation errors, S3's 409 for
+racing conditional writes — each in its service's own error format."""
 
 import io
 import json
@@ -15,7 +16,7 @@ import uuid
 from collections import Counter
 from urllib.parse import parse_qs, unquote
 
-from . import gateway, lambda_runtime, schedules, timing
+from . import gateway, lambda_runtime, s3, schedules, timing
 
 QUERY_XML = {"iam", "sts", "elasticache"}
 JSON_SERVICES = {"ssm", "events", "cognito-idp"}
@@ -30,6 +31,7 @@ THROTTLE = {
     "cognito-idp": ("TooManyRequestsException", 400),
     "lambda": ("TooManyRequestsException", 429),
     "apigateway": ("TooManyRequestsException", 429),
+    "s3": ("SlowDown", 503),
 }
 EC2_NOT_FOUND = {
     "vpc": ("VpcId", "InvalidVpcID.NotFound"),
@@ -46,7 +48,7 @@ LOSABLE = {
     "CreateRouteTable", "CreateSecurityGroup", "AuthorizeSecurityGroupIngress",
     "AuthorizeSecurityGroupEgress", "CreateUserPool", "CreateUserPoolClient", "POST /restapis",
     "CreateServerlessCache", "CreateRole", "CreateFunction", "PutParameter", "PutRule",
-    "AddPermission", "CreateLogGroup",
+    "AddPermission", "CreateLogGroup", "PutObject", "DeleteObject",
 }
 LAMBDA_PATH = re.compile(r"^/2015-03-31/functions/?([^/]*)/?(.*)$")
 
@@ -58,6 +60,8 @@ def _service(environ):
 
 
 def _action(service, environ, body):
+    if service == "s3":
+        return s3.action(environ)
     target = environ.get("HTTP_X_AMZ_TARGET")
     if target:
         return target.split(".")[-1]
@@ -112,9 +116,11 @@ class Emulator:
         self.lost = Counter()
 
     # Responses in each protocol's own error format.
-    def error(self, start_response, service, code, message, status):
+    def error(self, start_response, service, code, message, status, method=None):
         request_id = str(uuid.uuid4())
         print(f"hostile: {service}.{getattr(self, 'current_action', '?')} -> {code} ({status}): {message}", file=sys.stderr, flush=True)
+        if service == "s3":
+            return s3.error(start_response, method, code, message, status)
         if service == "ec2":
             body = f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>'
             headers = [("Content-Type", "text/xml")]
@@ -152,11 +158,21 @@ class Emulator:
 
     def injected(self, service, action, params_text, environ, start_response):
         now = time.monotonic()
+        method = environ["REQUEST_METHOD"]
         if self.rng.random() < self.throttle_rate:
             code, status = THROTTLE.get(service, ("ThrottlingException", 400))
-            return self.error(start_response, service, code, "Rate exceeded", status)
+            message = "Please reduce your request rate." if service == "s3" else "Rate exceeded"
+            return self.error(start_response, service, code, message, status, method)
         if self.rng.random() < self.error_rate:
+            if service == "s3":
+                code, status, message = self.rng.choice(s3.SERVER_ERRORS)
+                return self.error(start_response, service, code, message, status, method)
             return self.error(start_response, service, "ServiceUnavailable" if service != "ec2" else "Unavailable", "Service is temporarily unavailable", 503)
+        if service == "s3" and s3.is_conditional_write(action, environ) and self.rng.random() < self.throttle_rate:
+            # Real S3 answers this to a conditional write that races another write of
+            # the key; the client is to read the ETag again and retry.
+            return self.error(start_response, service, "ConditionalRequestConflict",
+                              "The conditional request cannot succeed due to a conflicting operation against this resource.", 409, method)
         if service == "ec2" and action.startswith("Describe"):
             for ident, born in list(self.created.items()):
                 if now - born < timing.seconds("consistency") and ident in params_text:
@@ -210,8 +226,11 @@ class Emulator:
             return schedules.control(environ, start_response)
         if path.startswith("/_deploy/"):
             return self.control(environ, start_response)
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
+        if environ.get("wsgi.input_terminated"):
+            body = environ["wsgi.input"].read()  # a chunked body, dechunked by the server
+        else:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
         service = _service(environ)
         action = _action(service, environ, body)
@@ -239,7 +258,7 @@ class Emulator:
 
             return write
 
-        chunks = list(self.app(environ, capture))
+        chunks = s3.serve(self.app, action, environ, capture) if service == "s3" else list(self.app(environ, capture))
         succeeded = captured.get("status", "").startswith("2")
         if self.hostile and succeeded:
             with self.lock:
@@ -249,7 +268,8 @@ class Emulator:
                 # The call took effect; its answer never arrives.
                 with self.lock:
                     self.lost[f"{service}.{action}"] += 1
-                code = "InternalError" if service in ("ec2", "iam") else "InternalFailure"
-                return self.error(start_response, service, code, "We encountered an internal error. Please try again. (the emulator did the work and lost the response)", 500)
+                code = "InternalError" if service in ("ec2", "iam", "s3") else "InternalFailure"
+                return self.error(start_response, service, code, "We encountered an internal error. Please try again. (the emulator did the work and lost the response)", 500,
+                                  environ["REQUEST_METHOD"])
         start_response(captured["status"], captured["headers"], captured["exc_info"])
         return chunks

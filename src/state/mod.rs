@@ -1,15 +1,22 @@
 //! Recorded state per environment: what the tool created, with AWS ids and outputs,
 //! plus intents (creates in flight) and deposed objects (old halves of
-//! create-before-delete replacements). The local backend keeps it in
-//! `.deploy/state/ENV.json`, written atomically, behind one lock per environment.
+//! create-before-delete replacements), and where it is kept: a [`Store`] (the local
+//! directory, or an S3 bucket written with conditional requests) behind one
+//! [`Backend`] handle with one lock per environment. The rest of the program does not
+//! know which store is in use.
+
+mod local;
+pub mod s3;
+
+pub use local::LocalBackend;
+pub use s3::{S3Backend, S3Location};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -116,9 +123,28 @@ pub enum StateError {
         source: std::io::Error,
     },
     #[error("{path} is not a valid state file: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt { path: String, reason: String },
     #[error("{path} was written by a newer deploy (state format {found}, this build reads {FORMAT_VERSION})")]
-    TooNew { path: PathBuf, found: u32 },
+    TooNew { path: String, found: u32 },
+    /// A conditional write found the state moved on since this run read it.
+    #[error("the state of `{environment}` at {location} moved on since this run read it (serial {theirs} there, this run would write {ours}); nothing was overwritten\n  hint: another run wrote it (its lock may have been taken over from this one); check `deploy status -e {environment}`, then plan again")]
+    Stale {
+        environment: String,
+        location: String,
+        ours: u64,
+        theirs: u64,
+    },
+    #[error("the state at {location} belongs to another history (lineage {theirs}, this run has {ours}); nothing was overwritten\n  hint: two environments may share one state location; check the `state:` section and `--state-url`")]
+    Lineage {
+        location: String,
+        ours: Uuid,
+        theirs: Uuid,
+    },
+    #[error("{location} already holds state; nothing was written\n  hint: move or remove it first if it is not needed (`deploy state history` lists what it holds)")]
+    Exists { location: String },
+    /// The remote store failed in a way a retry did not mend (the message says how).
+    #[error("{0}")]
+    Remote(String),
     #[error("{}", held_message(.environment, .info))]
     Locked {
         environment: String,
@@ -131,8 +157,12 @@ pub enum StateError {
 fn held_message(environment: &str, info: &LockInfo) -> String {
     let since = humantime::format_rfc3339_seconds(info.started_at);
     let until = humantime::format_rfc3339_seconds(info.expires_at);
+    let age = SystemTime::now()
+        .duration_since(info.started_at)
+        .map(|d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string())
+        .unwrap_or_else(|_| "0s".into());
     format!(
-        "environment `{environment}` is locked by {}@{} (pid {}, `{}`) since {since}; its lease runs until {until} and is renewed while that run lives\n  hint: wait for that run to finish; a lock whose holder died is taken over once its lease expires (or at once on the holder's machine), and `deploy unlock -e {environment}` breaks it now",
+        "environment `{environment}` is locked by {}@{} (pid {}, `{}`) since {since} ({age} ago); its lease runs until {until} and is renewed while that run lives\n  hint: wait for that run to finish; a lock whose holder died is taken over once its lease expires (or at once on the holder's machine), and `deploy unlock -e {environment}` breaks it now",
         info.owner, info.host, info.pid, info.operation
     )
 }
@@ -158,7 +188,7 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
-    fn new(operation: &str, lease: Duration) -> Self {
+    pub(crate) fn new(operation: &str, lease: Duration) -> Self {
         let now = SystemTime::now();
         LockInfo {
             token: Uuid::new_v4().to_string(),
@@ -197,7 +227,7 @@ impl LockInfo {
         None
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         format!(
             "{}@{} (pid {}, `{}`, since {})",
             self.owner,
@@ -262,19 +292,91 @@ fn lease_from_env() -> Duration {
         .unwrap_or(LOCK_LEASE)
 }
 
-/// State files on the local disk.
+/// One stored version of an environment's state (`deploy state history`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Version {
+    /// The S3 version id, or the backup file's path.
+    pub id: String,
+    #[serde(with = "option_time", skip_serializing_if = "Option::is_none")]
+    pub modified: Option<SystemTime>,
+    pub size: u64,
+    /// The serial it holds, when it was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u64>,
+    /// The current version.
+    pub latest: bool,
+    /// A delete marker (the state was removed or moved at this point).
+    pub deleted: bool,
+}
+
+mod option_time {
+    use serde::Serializer;
+    use std::time::SystemTime;
+
+    pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::humantime_serde_compat::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// Where environments' state and locks are kept. Implementations: [`LocalBackend`]
+/// (a directory) and [`S3Backend`] (a bucket, with conditional writes).
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Where this store is, for messages (a directory, `s3://bucket/prefix`).
+    fn location(&self) -> String;
+    /// Where an environment's state is, for messages.
+    fn state_location(&self, environment: &str) -> String;
+    /// The recorded state, or `None` if the environment was never applied.
+    fn read(&self, environment: &str) -> Result<Option<State>, StateError>;
+    /// Writes `state` as it is. `fresh`: only if there is no state yet. Otherwise a
+    /// store with conditional writes replaces only the version this process last read
+    /// or wrote, and refuses with [`StateError::Stale`] if another writer came between.
+    fn put(&self, state: &State, fresh: bool) -> Result<(), StateError>;
+    /// Keeps a copy of `state` as it is now, before surgery changes it; returns where.
+    fn backup(&self, state: &State) -> Result<String, StateError>;
+    /// Moves the environment's state out of the way (kept as a backup or an old
+    /// version) after it was migrated elsewhere; returns where it was kept.
+    fn retire(&self, environment: &str) -> Result<Option<String>, StateError>;
+    /// The stored versions of the state, newest first.
+    fn history(&self, environment: &str) -> Result<Vec<Version>, StateError>;
+    /// Who holds the lock, if anyone.
+    fn lock_info(&self, environment: &str) -> Result<Option<LockInfo>, StateError>;
+    /// Takes the lock as `info`, or says who holds it ([`StateError::Locked`]); a
+    /// holder whose [`LockInfo::takeover_reason`] allows it is replaced atomically,
+    /// and the message saying so is returned.
+    fn acquire(&self, environment: &str, info: &LockInfo) -> Result<Option<String>, StateError>;
+    /// Rewrites the lock as `info` (a later expiry) if it still names `info.token`;
+    /// `false` when it does not (the run lost it).
+    fn renew(&self, environment: &str, info: &LockInfo) -> Result<bool, StateError>;
+    /// Removes the lock if it still names `token`.
+    fn release(&self, environment: &str, token: &str) -> Result<(), StateError>;
+    /// Breaks the lock, whoever holds it. Returns what it held, if anything.
+    fn unlock(&self, environment: &str) -> Result<Option<LockInfo>, StateError>;
+    /// Whether [`Store::put`] refuses to replace a version it did not see: then a run
+    /// need not renew its lock before every write to be safe from a stale overwrite.
+    fn conditional_writes(&self) -> bool;
+}
+
+/// The state backend the program uses, whichever store is behind it.
 #[derive(Debug, Clone)]
-pub struct LocalBackend {
-    dir: PathBuf,
+pub struct Backend {
+    store: Arc<dyn Store>,
     lease: Duration,
 }
 
-impl LocalBackend {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
+impl Backend {
+    pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
-            dir: dir.into(),
+            store,
             lease: lease_from_env(),
         }
+    }
+
+    /// State files in `dir`.
+    pub fn local(dir: impl Into<PathBuf>) -> Self {
+        Self::new(Arc::new(LocalBackend::new(dir)))
     }
 
     /// The same backend with another lock lease (tests).
@@ -283,197 +385,68 @@ impl LocalBackend {
         self
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    pub fn lease(&self) -> Duration {
+        self.lease
     }
 
-    pub fn path(&self, environment: &str) -> PathBuf {
-        self.dir.join(format!("{environment}.json"))
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
     }
 
-    fn lock_path(&self, environment: &str) -> PathBuf {
-        self.dir.join(format!("{environment}.lock"))
+    pub fn location(&self) -> String {
+        self.store.location()
     }
 
-    /// The recorded state, or `None` if the environment was never applied.
+    pub fn state_location(&self, environment: &str) -> String {
+        self.store.state_location(environment)
+    }
+
     pub fn read(&self, environment: &str) -> Result<Option<State>, StateError> {
-        let path = self.path(environment);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StateError::Io {
-                    action: "read",
-                    path,
-                    source,
-                })
-            }
-        };
-        let probe: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        let found = probe
-            .get("version")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0) as u32;
-        if found > FORMAT_VERSION {
-            return Err(StateError::TooNew { path, found });
-        }
-        serde_json::from_value(probe)
-            .map(Some)
-            .map_err(|e| StateError::Corrupt {
-                path,
-                reason: e.to_string(),
-            })
+        self.store.read(environment)
     }
 
-    /// Writes `state` with its serial bumped: temp file, fsync, rename, fsync the
-    /// directory. A crash leaves either the old or the new file, never half of one.
+    /// Writes `state` with its serial bumped. On failure the serial is as it was.
     pub fn write(&self, state: &mut State) -> Result<(), StateError> {
         state.serial += 1;
-        let path = self.path(&state.environment);
-        let io = |action, source| StateError::Io {
-            action,
-            path: path.clone(),
-            source,
-        };
-        fs::create_dir_all(&self.dir).map_err(|e| io("create the directory for", e))?;
-        let tmp = self.dir.join(format!(
-            ".{}.json.tmp-{}",
-            state.environment,
-            std::process::id()
-        ));
-        let body = serde_json::to_vec_pretty(state).expect("state serializes");
-        {
-            // Readable by its owner only: state holds configuration values (function
-            // environments, endpoints).
-            use std::os::unix::fs::OpenOptionsExt;
-            let _ = fs::remove_file(&tmp);
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(|e| io("write", e))?;
-            f.write_all(&body).map_err(|e| io("write", e))?;
-            f.write_all(b"\n").map_err(|e| io("write", e))?;
-            f.sync_all().map_err(|e| io("sync", e))?;
+        let written = self.store.put(state, false);
+        if written.is_err() {
+            state.serial -= 1;
         }
-        fs::rename(&tmp, &path).map_err(|e| io("replace", e))?;
-        if let Ok(d) = File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        written
     }
 
-    /// Keeps a copy of `state` as it is now under `backups/ENV.SERIAL.json`, before a
-    /// surgery changes it; returns where.
-    pub fn backup(&self, state: &State) -> Result<PathBuf, StateError> {
-        let dir = self.dir.join("backups");
-        let path = dir.join(format!("{}.{}.json", state.environment, state.serial));
-        let io = |action, source| StateError::Io {
-            action,
-            path: path.clone(),
-            source,
-        };
-        fs::create_dir_all(&dir).map_err(|e| io("create the directory for", e))?;
-        let body = serde_json::to_vec_pretty(state).expect("state serializes");
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| io("write", e))?;
-        f.write_all(&body)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| io("write", e))?;
-        Ok(path)
+    /// Writes `state` exactly as it is (serial and lineage kept), where there is no
+    /// state yet: a migration's target.
+    pub fn create(&self, state: &State) -> Result<(), StateError> {
+        self.store.put(state, true)
     }
 
-    fn guard_path(&self, environment: &str) -> PathBuf {
-        self.dir.join(format!(".{environment}.lock.guard"))
+    pub fn backup(&self, state: &State) -> Result<String, StateError> {
+        self.store.backup(state)
     }
 
-    /// Runs `f` holding an exclusive `flock` on the environment's guard file, so that
-    /// taking, renewing, taking over and releasing the lock never interleave.
-    fn exclusively<T>(
-        &self,
-        environment: &str,
-        f: impl FnOnce() -> Result<T, StateError>,
-    ) -> Result<T, StateError> {
-        let path = self.guard_path(environment);
-        fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
-            action: "create the directory for",
-            path: path.clone(),
-            source,
-        })?;
-        let guard = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|source| StateError::Io {
-                action: "open",
-                path: path.clone(),
-                source,
-            })?;
-        guard.lock().map_err(|source| StateError::Io {
-            action: "lock",
-            path,
-            source,
-        })?;
-        let out = f();
-        let _ = guard.unlock();
-        out
+    pub fn retire(&self, environment: &str) -> Result<Option<String>, StateError> {
+        self.store.retire(environment)
+    }
+
+    pub fn history(&self, environment: &str) -> Result<Vec<Version>, StateError> {
+        self.store.history(environment)
+    }
+
+    pub fn lock_info(&self, environment: &str) -> Result<Option<LockInfo>, StateError> {
+        self.store.lock_info(environment)
+    }
+
+    pub fn unlock(&self, environment: &str) -> Result<Option<LockInfo>, StateError> {
+        self.store.unlock(environment)
     }
 
     /// Takes the environment's lock for `operation`, or says who holds it. A lock
     /// whose holder is dead (expired lease, or a gone process on this machine) is
     /// taken over; the guard says so (`took_over`).
     pub fn lock(&self, environment: &str, operation: &str) -> Result<LockGuard, StateError> {
-        let path = self.lock_path(environment);
         let info = LockInfo::new(operation, self.lease);
-        let took_over = self.exclusively(environment, || {
-            let held = match fs::read_to_string(&path) {
-                Ok(text) => Some(serde_json::from_str::<LockInfo>(&text).map_err(|e| {
-                    StateError::Corrupt {
-                        path: path.clone(),
-                        reason: format!(
-                            "the lock file is unreadable ({e}); remove it with `deploy unlock`"
-                        ),
-                    }
-                })?),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(source) => {
-                    return Err(StateError::Io {
-                        action: "read",
-                        path: path.clone(),
-                        source,
-                    })
-                }
-            };
-            let took_over = match held {
-                None => None,
-                Some(held) => match held.takeover_reason(SystemTime::now()) {
-                    Some(why) => Some(format!(
-                        "took over the lock on `{environment}` from {}: {why}",
-                        held.describe()
-                    )),
-                    None => {
-                        return Err(StateError::Locked {
-                            environment: environment.into(),
-                            info: Box::new(held),
-                        })
-                    }
-                },
-            };
-            write_atomically(&self.dir, &path, &info)?;
-            Ok(took_over)
-        })?;
+        let took_over = self.store.acquire(environment, &info)?;
         Ok(LockGuard::start(
             self.clone(),
             environment.to_string(),
@@ -481,108 +454,63 @@ impl LocalBackend {
             took_over,
         ))
     }
-
-    pub fn lock_info(&self, environment: &str) -> Result<Option<LockInfo>, StateError> {
-        let path = self.lock_path(environment);
-        match fs::read_to_string(&path) {
-            Ok(t) => Ok(serde_json::from_str(&t).ok()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StateError::Io {
-                action: "read",
-                path,
-                source,
-            }),
-        }
-    }
-
-    /// Breaks the lock, whoever holds it. Returns what it held, if anything.
-    pub fn unlock(&self, environment: &str) -> Result<Option<LockInfo>, StateError> {
-        self.exclusively(environment, || {
-            let info = self.lock_info(environment)?;
-            let path = self.lock_path(environment);
-            match fs::remove_file(&path) {
-                Ok(()) => Ok(info),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(source) => Err(StateError::Io {
-                    action: "remove",
-                    path,
-                    source,
-                }),
-            }
-        })
-    }
-
-    /// With the guard held: renews `info`'s lease if the lock still names it, else
-    /// says it is lost.
-    fn renew(&self, environment: &str, info: &mut LockInfo) -> Result<bool, StateError> {
-        self.exclusively(environment, || {
-            let path = self.lock_path(environment);
-            if self.lock_info(environment)?.map(|h| h.token) != Some(info.token.clone()) {
-                return Ok(false);
-            }
-            info.expires_at = SystemTime::now() + self.lease;
-            write_atomically(&self.dir, &path, info)?;
-            Ok(true)
-        })
-    }
-
-    /// With the guard held: removes the lock if it still names `token`.
-    fn release(&self, environment: &str, token: &str) -> Result<(), StateError> {
-        self.exclusively(environment, || {
-            if self.lock_info(environment)?.map(|h| h.token).as_deref() == Some(token) {
-                let _ = fs::remove_file(self.lock_path(environment));
-            }
-            Ok(())
-        })
-    }
 }
 
-/// Writes `info` to a temporary file and renames it over `path`: readers see the old
-/// lock or the new one, never an empty or half-written file.
-fn write_atomically(dir: &Path, path: &Path, info: &LockInfo) -> Result<(), StateError> {
-    let io = |action, source| StateError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id(),
-        Uuid::new_v4().simple()
-    ));
-    let body = serde_json::to_vec_pretty(info).expect("lock serializes");
-    let mut f = File::create(&tmp).map_err(|e| io("write", e))?;
-    f.write_all(&body)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| io("write", e))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io("replace", e)
-    })?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+/// The message for a lock taken over from `held`.
+fn took_over(environment: &str, held: &LockInfo, why: &str) -> String {
+    format!(
+        "took over the lock on `{environment}` from {}: {why}",
+        held.describe()
+    )
+}
+
+/// The bytes a state is stored as.
+fn body(state: &State) -> Vec<u8> {
+    let mut body = serde_json::to_vec_pretty(state).expect("state serializes");
+    body.push(b'\n');
+    body
+}
+
+/// Reads stored state bytes; `path` names where they came from in errors.
+fn parse(bytes: &[u8], path: &str) -> Result<State, StateError> {
+    let probe: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+    let found = probe
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0) as u32;
+    if found > FORMAT_VERSION {
+        return Err(StateError::TooNew {
+            path: path.into(),
+            found,
+        });
     }
-    Ok(())
+    serde_json::from_value(probe).map_err(|e| StateError::Corrupt {
+        path: path.into(),
+        reason: e.to_string(),
+    })
 }
 
 /// Holds an environment's lock until dropped, renewing its lease from a heartbeat
 /// thread every fifth of the lease.
 #[derive(Debug)]
 pub struct LockGuard {
-    backend: LocalBackend,
+    backend: Backend,
     environment: String,
     info: Arc<Mutex<LockInfo>>,
     lost: Arc<AtomicBool>,
     stop: Option<std::sync::mpsc::Sender<()>>,
     heartbeat: Option<std::thread::JoinHandle<()>>,
     took_over: Option<String>,
+    renewed: Instant,
 }
 
 impl LockGuard {
     fn start(
-        backend: LocalBackend,
+        backend: Backend,
         environment: String,
         info: LockInfo,
         took_over: Option<String>,
@@ -605,7 +533,7 @@ impl LockGuard {
                         stopped.recv_timeout(beat)
                     {
                         let mut info = info.lock().expect("lock info");
-                        match backend.renew(&environment, &mut info) {
+                        match renew(&backend, &environment, &mut info) {
                             Ok(true) => {}
                             Ok(false) => {
                                 lost.store(true, Ordering::SeqCst);
@@ -626,6 +554,7 @@ impl LockGuard {
             stop: Some(stop),
             heartbeat,
             took_over,
+            renewed: Instant::now(),
         }
     }
 
@@ -634,14 +563,15 @@ impl LockGuard {
         self.took_over.as_deref()
     }
 
-    /// Renews the lease now (a run calls it as it makes progress). Fails when the lock
-    /// no longer names this run (broken with `deploy unlock`, or taken over after the
-    /// lease ran out): the run must then stop writing.
+    /// Renews the lease now. Fails when the lock no longer names this run (broken
+    /// with `deploy unlock`, or taken over after the lease ran out): the run must then
+    /// stop writing.
     pub fn renew(&mut self) -> Result<(), StateError> {
         let mut info = self.info.lock().expect("lock info");
         let held = !self.lost.load(Ordering::SeqCst)
-            && self.backend.renew(&self.environment, &mut info)?;
+            && renew(&self.backend, &self.environment, &mut info)?;
         if held {
+            self.renewed = Instant::now();
             Ok(())
         } else {
             self.lost.store(true, Ordering::SeqCst);
@@ -650,6 +580,35 @@ impl LockGuard {
             })
         }
     }
+
+    /// Before a state write: fails if the run is known to have lost its lock. Where
+    /// writes are not conditional, or the lease was last renewed more than a tenth of
+    /// it ago, the lock is renewed (checked) first; a conditional write refuses a
+    /// stale overwrite by itself.
+    pub fn confirm(&mut self) -> Result<(), StateError> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(StateError::LockLost {
+                environment: self.environment.clone(),
+            });
+        }
+        if !self.backend.store.conditional_writes()
+            || self.renewed.elapsed() > self.backend.lease / 10
+        {
+            return self.renew();
+        }
+        Ok(())
+    }
+}
+
+/// Renews `info`'s lease in the store if the lock still names it.
+fn renew(backend: &Backend, environment: &str, info: &mut LockInfo) -> Result<bool, StateError> {
+    let mut next = info.clone();
+    next.expires_at = SystemTime::now() + backend.lease;
+    let held = backend.store.renew(environment, &next)?;
+    if held {
+        *info = next;
+    }
+    Ok(held)
 }
 
 impl Drop for LockGuard {
@@ -659,7 +618,7 @@ impl Drop for LockGuard {
             let _ = h.join();
         }
         let token = self.info.lock().expect("lock info").token.clone();
-        let _ = self.backend.release(&self.environment, &token);
+        let _ = self.backend.store.release(&self.environment, &token);
     }
 }
 
@@ -670,7 +629,7 @@ mod tests {
     #[test]
     fn write_then_read_round_trips_and_bumps_serial() {
         let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path());
+        let b = Backend::local(dir.path());
         assert!(b.read("dev").unwrap().is_none());
         let mut s = State::new("trivia", "dev");
         b.write(&mut s).unwrap();
@@ -684,7 +643,7 @@ mod tests {
     fn state_files_are_readable_by_their_owner_only() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path());
+        let b = Backend::local(dir.path());
         let mut s = State::new("trivia", "dev");
         b.write(&mut s).unwrap();
         b.write(&mut s).unwrap();
@@ -698,7 +657,7 @@ mod tests {
     #[test]
     fn second_lock_is_refused_until_the_first_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path());
+        let b = Backend::local(dir.path());
         let g = b.lock("dev", "apply").unwrap();
         let err = b.lock("dev", "plan").unwrap_err();
         let msg = err.to_string();
@@ -713,7 +672,7 @@ mod tests {
     #[test]
     fn unlock_breaks_a_lock_left_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path());
+        let b = Backend::local(dir.path());
         std::mem::forget(b.lock("dev", "apply").unwrap());
         assert_eq!(b.unlock("dev").unwrap().unwrap().operation, "apply");
         b.lock("dev", "apply").unwrap();
@@ -722,7 +681,7 @@ mod tests {
     #[test]
     fn a_broken_lock_holder_does_not_remove_the_next_holders_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path());
+        let b = Backend::local(dir.path());
         let old = b.lock("dev", "apply").unwrap();
         b.unlock("dev").unwrap();
         let _new = b.lock("dev", "apply").unwrap();
@@ -733,15 +692,16 @@ mod tests {
         );
     }
 
-    fn plant(b: &LocalBackend, info: &LockInfo) {
-        fs::create_dir_all(b.dir()).unwrap();
-        fs::write(b.lock_path("dev"), serde_json::to_vec(info).unwrap()).unwrap();
+    fn plant(b: &Backend, info: &LockInfo) {
+        let dir = PathBuf::from(b.location());
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("dev.lock"), serde_json::to_vec(info).unwrap()).unwrap();
     }
 
     #[test]
     fn a_lock_whose_holder_died_on_this_machine_is_taken_over_with_a_message() {
         let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path());
+        let b = Backend::local(dir.path());
         let mut dead = LockInfo::new("apply", Duration::from_secs(3600));
         // A pid that cannot be running (above the kernel's pid_max).
         dead.pid = 4_194_305;
@@ -758,7 +718,7 @@ mod tests {
     #[test]
     fn a_lock_whose_lease_expired_is_taken_over_wherever_its_holder_ran() {
         let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path());
+        let b = Backend::local(dir.path());
         let mut other = LockInfo::new("destroy", Duration::from_secs(1));
         other.machine = "another-machine".into();
         other.expires_at = SystemTime::now() - Duration::from_secs(5);
@@ -770,7 +730,7 @@ mod tests {
     #[test]
     fn a_live_or_remote_holder_keeps_its_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path());
+        let b = Backend::local(dir.path());
         // Another machine, a pid that is not running here, lease not expired: the
         // pid means nothing here, so the lock holds.
         let mut remote = LockInfo::new("apply", Duration::from_secs(3600));
@@ -793,7 +753,7 @@ mod tests {
     #[test]
     fn the_heartbeat_keeps_a_live_runs_lease_from_expiring() {
         let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path()).with_lease(Duration::from_millis(300));
+        let b = Backend::local(dir.path()).with_lease(Duration::from_millis(300));
         let g = b.lock("dev", "apply").unwrap();
         let first = b.lock_info("dev").unwrap().unwrap().expires_at;
         std::thread::sleep(Duration::from_millis(900));
@@ -810,7 +770,7 @@ mod tests {
     #[test]
     fn a_run_whose_lock_was_taken_stops_writing() {
         let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path());
+        let b = Backend::local(dir.path());
         let mut g = b.lock("dev", "apply").unwrap();
         b.unlock("dev").unwrap();
         let _other = b.lock("dev", "apply").unwrap();
@@ -820,7 +780,7 @@ mod tests {
     #[test]
     fn racing_lock_attempts_leave_one_holder_and_a_readable_lock_file() {
         let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path());
+        let b = Backend::local(dir.path());
         let won = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
             for _ in 0..8 {
@@ -829,7 +789,9 @@ mod tests {
                         won.fetch_add(1, Ordering::SeqCst);
                         // Every reader sees a whole lock file meanwhile.
                         for _ in 0..20 {
-                            let text = fs::read_to_string(b.lock_path("dev")).unwrap();
+                            let text =
+                                fs::read_to_string(PathBuf::from(b.location()).join("dev.lock"))
+                                    .unwrap();
                             serde_json::from_str::<LockInfo>(&text).unwrap();
                         }
                         std::mem::forget(g);
@@ -843,8 +805,8 @@ mod tests {
     #[test]
     fn newer_format_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path());
-        std::fs::write(b.path("dev"), r#"{"version": 99}"#).unwrap();
+        let b = Backend::local(dir.path());
+        std::fs::write(dir.path().join("dev.json"), r#"{"version": 99}"#).unwrap();
         assert!(matches!(
             b.read("dev"),
             Err(StateError::TooNew { found: 99, .. })
