@@ -749,27 +749,45 @@ pub async fn bootstrap(
     };
     let detail = |what: &str, e: &dyn std::fmt::Display| format!("cannot {what} `{bucket}`: {e}");
     let mut done = Vec::new();
-    let mut create = client.create_bucket().bucket(bucket);
-    if region != "us-east-1" {
-        create = create.create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(region))
-                .build(),
-        );
-    }
-    match create.send().await {
-        Ok(_) => done.push(format!("created the bucket `{bucket}` in {region}")),
-        Err(e) => match e.code() {
-            Some("BucketAlreadyOwnedByYou") => {
-                done.push(format!("the bucket `{bucket}` exists and is yours"))
-            }
-            Some("BucketAlreadyExists") => {
+    // Whether it exists first: us-east-1 answers a create of a bucket one already owns
+    // with success, so the create alone cannot tell.
+    let exists = match client.head_bucket().bucket(bucket).send().await {
+        Ok(_) => true,
+        Err(e) => match e.raw_response().map(|r| r.status().as_u16()) {
+            Some(404) => false,
+            Some(403) => {
                 return Err(format!(
-                    "the bucket name `{bucket}` is taken by another account (bucket names are global)\n  hint: choose another with --bucket"
+                    "the bucket `{bucket}` exists and these credentials may not use it (bucket names are global: it may be another account's)\n  hint: choose another name with --bucket, or use credentials of the bucket's account"
                 ))
             }
-            _ => return Err(detail("create", &DisplayErrorContext(&e))),
+            _ => return Err(detail("look up", &DisplayErrorContext(&e))),
         },
+    };
+    if exists {
+        done.push(format!("the bucket `{bucket}` exists and is yours"));
+    } else {
+        let mut create = client.create_bucket().bucket(bucket);
+        if region != "us-east-1" {
+            create = create.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region))
+                    .build(),
+            );
+        }
+        match create.send().await {
+            Ok(_) => done.push(format!("created the bucket `{bucket}` in {region}")),
+            Err(e) => match e.code() {
+                Some("BucketAlreadyOwnedByYou") => {
+                    done.push(format!("the bucket `{bucket}` exists and is yours"))
+                }
+                Some("BucketAlreadyExists") => {
+                    return Err(format!(
+                        "the bucket name `{bucket}` is taken by another account (bucket names are global)\n  hint: choose another with --bucket"
+                    ))
+                }
+                _ => return Err(detail("create", &DisplayErrorContext(&e))),
+            },
+        }
     }
     client
         .put_bucket_versioning()

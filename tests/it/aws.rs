@@ -77,6 +77,8 @@ impl Emulator {
             .env("DEPLOY_NO_SMOKE", "1")
             .env_remove("AWS_PROFILE")
             .env_remove("DEPLOY_ENV")
+            .env_remove("DEPLOY_STATE_URL")
+            .env_remove("DEPLOY_LOCK_LEASE")
             .stdin(Stdio::null());
     }
 
@@ -106,9 +108,11 @@ impl Drop for Emulator {
     }
 }
 
-/// A copy of the shipped `local` environment in a temp dir, with its own state.
+/// A copy of the shipped `local` environment in a temp dir, with its own state (in the
+/// temp dir, or at `state_url`).
 pub struct Env {
     pub dir: tempfile::TempDir,
+    pub state_url: Option<String>,
 }
 
 impl Env {
@@ -117,7 +121,18 @@ impl Env {
         for f in ["base.yaml", "local.yaml"] {
             std::fs::copy(repo().join("environments").join(f), dir.path().join(f)).unwrap();
         }
-        Env { dir }
+        Env {
+            dir,
+            state_url: None,
+        }
+    }
+
+    /// The same, keeping its state and lock at `url` (`s3://…`).
+    pub fn with_state_url(url: &str) -> Self {
+        Env {
+            state_url: Some(url.to_string()),
+            ..Env::new()
+        }
     }
 
     pub fn spec(&self) -> PathBuf {
@@ -139,6 +154,9 @@ impl Env {
             .arg(&spec)
             .env("DEPLOY_STATE_DIR", self.dir.path().join("state"));
         em.aim(&mut cmd);
+        if let Some(url) = &self.state_url {
+            cmd.env("DEPLOY_STATE_URL", url);
+        }
         cmd
     }
 

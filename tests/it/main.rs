@@ -8,3 +8,4 @@ mod local_cloud;
 mod render;
 mod runtime;
 mod ship;
+mod team;

@@ -144,9 +144,32 @@ def is_conditional_write(action_name, environ):
     return action_name in CONDITIONAL_WRITES and any(h in environ for h in CONDITIONS)
 
 
+# Reads whose XML moto wraps in `<ActionResponse>` where S3 answers with the
+# configuration's own root element (the SDKs check the root).
+ROOTS = {"GetBucketVersioning": "VersioningConfiguration"}
+
+
+def _with_root(app, action_name, environ, start_response):
+    captured = {}
+
+    def capture(status, headers, exc_info=None):
+        captured["status"], captured["headers"], captured["exc_info"] = status, headers, exc_info
+        return lambda _data: None
+
+    body = b"".join(app(environ, capture))
+    wrong, right = f"{action_name}Response".encode(), ROOTS[action_name].encode()
+    if captured["status"].startswith("200") and wrong in body:
+        body = body.replace(b"<" + wrong, b"<" + right, 1).replace(b"</" + wrong + b">", b"</" + right + b">", 1)
+    headers = [(k, str(len(body)) if k.lower() == "content-length" else v) for k, v in captured["headers"]]
+    start_response(captured["status"], headers, captured["exc_info"])
+    return [body]
+
+
 def serve(app, action_name, environ, start_response):
     """moto's answer, all of it: a conditional write's preconditions are evaluated and
     the write is done under one lock that every write of an object takes."""
+    if action_name in ROOTS:
+        return _with_root(app, action_name, environ, start_response)
     if action_name not in WRITES:
         return list(app(environ, start_response))
     with _writes:
