@@ -40,7 +40,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a spec without calling AWS; every problem is reported as FILE:LINE:COL.
-    Validate(JsonFlag),
+    Validate(ValidateArgs),
     /// Show what apply would change, and why.
     Plan(PlanArgs),
     /// Make the environment match its spec (shows the plan and asks first).
@@ -152,10 +152,42 @@ pub struct JsonFlag {
     pub json: bool,
 }
 
+/// How `validate` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValidateFormat {
+    Text,
+    Json,
+    /// GitHub Actions annotations (`::error file=…,line=…,col=…::…`) on stdout, shown
+    /// on the pull request's diff; the text report still goes to stderr.
+    Github,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Machine-readable output (the same as `--format json`).
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ValidateFormat,
+}
+
+/// How `plan` and `smoke` report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    /// A pull-request comment body, opening with a hidden marker naming the
+    /// environment (`<!-- deploy:plan ENV -->`) so a workflow updates one comment.
+    Markdown,
+}
+
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    #[arg(long)]
+    /// Machine-readable output (the same as `--format json`).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
     /// Save the plan, for `deploy apply --plan FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -233,9 +265,15 @@ pub enum EnvCommand {
         /// The template, in `templates/environments/`.
         #[arg(long = "from", default_value = "ephemeral")]
         template: String,
-        /// How long it may live before `deploy gc` destroys it (`24h`, `3d`).
-        #[arg(long, default_value = "24h")]
-        ttl: String,
+        /// How long it may live before `deploy gc` destroys it (`24h`, `3d`; default
+        /// 24h). With `--if-missing`, an existing environment's expiry moves to now +
+        /// TTL when that is later.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Succeed, creating nothing, when the environment exists (an ephemeral one):
+        /// what a pull request's workflow runs on every push.
+        #[arg(long)]
+        if_missing: bool,
     },
     /// Every environment with its kind, age, expiry and resource count.
     List(JsonFlag),
@@ -263,8 +301,11 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct SmokeArgs {
-    #[arg(long)]
+    /// Machine-readable output (the same as `--format json`).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
     /// Send the HTTP checks here instead of the API's invoke URL.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,

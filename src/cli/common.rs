@@ -70,6 +70,10 @@ pub(super) fn paint_error() -> String {
 pub(super) fn load_full(s: &Settings) -> Result<(spec::LoadedSpec, Desired), Failure> {
     let path = s.spec_path()?;
     crate::plan::load_desired(path).map_err(|d| {
+        if render::github::in_actions() {
+            // On the pull request's diff, at each problem's line.
+            anstream::print!("{}", render::github::diagnostics(&d));
+        }
         eprint!("{}", render::diagnostics(&d));
         Failure::shown()
     })

@@ -17,8 +17,59 @@ pub(super) fn run(s: &Settings, c: EnvCommand) -> Outcome {
             name,
             template,
             ttl,
-        } => create(s, &name, &template, &ttl),
+            if_missing,
+        } => {
+            if if_missing {
+                ensure(s, &name, &template, ttl.as_deref())
+            } else {
+                create(
+                    s,
+                    &name,
+                    &template,
+                    ttl.as_deref().unwrap_or(environments::DEFAULT_TTL),
+                )
+            }
+        }
         EnvCommand::List(a) => list(s, a.json),
+    }
+}
+
+/// `env create --if-missing`: create, or keep (extending its expiry) what exists.
+fn ensure(s: &Settings, name: &str, template: &str, ttl: Option<&str>) -> Outcome {
+    let at = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    match environments::ensure(&s.environments_dir, name, template, ttl, SystemTime::now()) {
+        Ok(environments::Ensured::Created(created)) => {
+            println!(
+                "Created {} ({} resources, ephemeral, expires {}).",
+                created.path.display(),
+                created.resources,
+                at(created.expires_at)
+            );
+            Ok(0)
+        }
+        Ok(environments::Ensured::Extended { path, from, to }) => {
+            println!(
+                "{} exists; extended its expiry from {} to {} (resources are retagged at the next apply).",
+                path.display(),
+                at(from),
+                at(to)
+            );
+            Ok(0)
+        }
+        Ok(environments::Ensured::Kept { path, expires_at }) => {
+            println!(
+                "{} exists (expires {}); nothing to do.",
+                path.display(),
+                at(expires_at)
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            if let OpsError::InvalidTemplate { diagnostics, .. } = &e {
+                eprint!("{}", render::diagnostics(diagnostics));
+            }
+            Err(Failure::from(e))
+        }
     }
 }
 

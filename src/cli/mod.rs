@@ -26,7 +26,7 @@ mod status;
 mod unlock;
 mod validate;
 
-use anstream::{eprintln, println};
+use anstream::{eprintln, print, println};
 
 pub use args::*;
 pub use common::{Failure, Outcome};
@@ -47,11 +47,20 @@ pub fn run(cli: Cli) -> i32 {
             return 1;
         }
     };
+    let name = command_name(&cli.command);
     let result = runtime.block_on(dispatch(cli.command, &settings));
     match result {
         Ok(code) => code,
         Err(f) => {
             if !f.message.is_empty() {
+                if crate::render::github::in_actions() {
+                    // An annotation on the run's summary (spec problems were annotated
+                    // at their lines already).
+                    print!(
+                        "{}",
+                        crate::render::github::error(&format!("deploy {name}"), &f.message)
+                    );
+                }
                 eprintln!("{} {}", paint_error(), f.message);
             }
             f.code
@@ -59,9 +68,35 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
+/// The subcommand's name as typed (`plan`, `state`), for messages.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Validate(_) => "validate",
+        Command::Plan(_) => "plan",
+        Command::Apply(_) => "apply",
+        Command::Destroy(_) => "destroy",
+        Command::Env(_) => "env",
+        Command::Gc(_) => "gc",
+        Command::Build(_) => "build",
+        Command::Smoke(_) => "smoke",
+        Command::Invoke(_) => "invoke",
+        Command::Logs(_) => "logs",
+        Command::Local(_) => "local",
+        Command::Cost(_) => "cost",
+        Command::Output(_) => "output",
+        Command::Status(_) => "status",
+        Command::Unlock => "unlock",
+        Command::State(_) => "state",
+        Command::Import(_) => "import",
+        Command::Backend(_) => "backend",
+        Command::Schema => "schema",
+        Command::Completions { .. } => "completions",
+    }
+}
+
 async fn dispatch(command: Command, s: &Settings) -> Outcome {
     match command {
-        Command::Validate(a) => validate::run(s, a.json),
+        Command::Validate(a) => validate::run(s, a),
         Command::Plan(a) => plan::run(s, a).await,
         Command::Apply(a) => apply::run(s, a).await,
         Command::Destroy(a) => destroy::run(s, a).await,

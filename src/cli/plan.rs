@@ -5,7 +5,7 @@ use std::path::Path;
 use anstream::{eprint, print, println};
 
 use super::common::{aws_clients, build_code, config, load_full, progress, Failure, Outcome};
-use super::{PlanArgs, Settings};
+use super::{PlanArgs, ReportFormat, Settings};
 use crate::model::Address;
 use crate::ops;
 use crate::plan::desired::Desired;
@@ -35,11 +35,14 @@ pub(super) async fn run(s: &Settings, a: PlanArgs) -> Outcome {
     if let Some(out) = &a.out {
         write_plan(out, &plan)?;
     }
-    if a.json {
+    let format = if a.json { ReportFormat::Json } else { a.format };
+    if format == ReportFormat::Json {
         println!(
             "{}",
             serde_json::to_string_pretty(&plan).expect("plan serializes")
         );
+    } else if format == ReportFormat::Markdown {
+        print!("{}", render::markdown::plan(&plan, false));
     } else {
         print!("{}", render::plan(&plan, false));
         if let Some(out) = &a.out {

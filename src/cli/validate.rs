@@ -1,11 +1,11 @@
 //! `deploy validate`: check a spec without calling AWS; every problem is reported as
 //! FILE:LINE:COL.
 
-use anstream::{eprint, println};
+use anstream::{eprint, print, println};
 use serde_json::{json, Value};
 
 use super::common::Outcome;
-use super::Settings;
+use super::{Settings, ValidateArgs, ValidateFormat};
 use crate::render;
 use crate::spec::Diagnostics;
 
@@ -17,7 +17,8 @@ fn diagnostics_json(d: &Diagnostics) -> Value {
     )
 }
 
-pub(super) fn run(s: &Settings, as_json: bool) -> Outcome {
+pub(super) fn run(s: &Settings, a: ValidateArgs) -> Outcome {
+    let as_json = a.json || a.format == ValidateFormat::Json;
     let path = s.spec_path()?;
     match crate::plan::load_desired(path) {
         Ok((_, d)) => {
@@ -43,6 +44,9 @@ pub(super) fn run(s: &Settings, as_json: bool) -> Outcome {
                     json!({"valid": false, "file": path, "problems": diagnostics_json(&d)})
                 );
             } else {
+                if a.format == ValidateFormat::Github {
+                    print!("{}", render::github::diagnostics(&d));
+                }
                 eprint!("{}", render::diagnostics(&d));
             }
             Ok(1)

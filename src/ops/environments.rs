@@ -38,16 +38,7 @@ pub fn create(
             "`{name}` is not a usable environment name\n  hint: lowercase letters, digits and single hyphens, starting with a letter (e.g. `pr-42`)"
         )));
     }
-    let ttl_d = humantime::parse_duration(ttl).map_err(|e| {
-        OpsError::Environment(format!(
-            "--ttl `{ttl}` is not a duration ({e})\n  hint: for example `24h`, `3d` or `90m`"
-        ))
-    })?;
-    if ttl_d < Duration::from_secs(60) || ttl_d > Duration::from_secs(30 * 86400) {
-        return Err(OpsError::Environment(format!(
-            "--ttl `{ttl}` must be between 1 minute and 30 days"
-        )));
-    }
+    let ttl_d = parse_ttl(ttl)?;
     let target = dir.join(format!("{name}.yaml"));
     if target.exists() {
         let kind = match spec::check(&target).0 {
@@ -104,6 +95,131 @@ pub fn create(
         resources: desired.resources.len(),
         expires_at,
     })
+}
+
+/// What [`ensure`] found or did.
+pub enum Ensured {
+    Created(Created),
+    /// It exists already; its expiry was moved from the first time to the second.
+    Extended {
+        path: PathBuf,
+        from: SystemTime,
+        to: SystemTime,
+    },
+    /// It exists already and lives at least as long as asked (or no lifetime was
+    /// asked for): nothing changed.
+    Kept {
+        path: PathBuf,
+        expires_at: SystemTime,
+    },
+}
+
+/// `env create --if-missing`: creates the ephemeral environment as [`create`] does, or,
+/// when it exists, leaves it, moving its expiry to `now + ttl` if `ttl` is given and
+/// that is later. Refuses an existing environment that is not ephemeral.
+pub fn ensure(
+    dir: &Path,
+    name: &str,
+    template: &str,
+    ttl: Option<&str>,
+    now: SystemTime,
+) -> Result<Ensured, OpsError> {
+    let path = dir.join(format!("{name}.yaml"));
+    if !path.exists() {
+        return create(dir, name, template, ttl.unwrap_or(DEFAULT_TTL), now).map(Ensured::Created);
+    }
+    let Some(ttl) = ttl else {
+        let expires_at = expiry_of(&path)?;
+        return Ok(Ensured::Kept { path, expires_at });
+    };
+    extend(dir, name, ttl, now)
+}
+
+/// How long an environment made without `--ttl` lives.
+pub const DEFAULT_TTL: &str = "24h";
+
+fn parse_ttl(ttl: &str) -> Result<Duration, OpsError> {
+    let ttl_d = humantime::parse_duration(ttl).map_err(|e| {
+        OpsError::Environment(format!(
+            "--ttl `{ttl}` is not a duration ({e})\n  hint: for example `24h`, `3d` or `90m`"
+        ))
+    })?;
+    if ttl_d < Duration::from_secs(60) || ttl_d > Duration::from_secs(30 * 86400) {
+        return Err(OpsError::Environment(format!(
+            "--ttl `{ttl}` must be between 1 minute and 30 days"
+        )));
+    }
+    Ok(ttl_d)
+}
+
+/// The expiry an ephemeral environment's file says; refuses one that is not ephemeral.
+fn expiry_of(path: &Path) -> Result<SystemTime, OpsError> {
+    let loaded = spec::check(path).0.ok_or_else(|| {
+        OpsError::Environment(format!(
+            "{} does not load; run `deploy validate -e {}`",
+            path.display(),
+            path.display()
+        ))
+    })?;
+    let e = loaded.spec.ephemeral.ok_or_else(|| {
+        OpsError::Environment(format!(
+            "{} is an environment that is not ephemeral: it has no lifetime to extend\n  hint: choose another name for a preview environment",
+            path.display()
+        ))
+    })?;
+    humantime::parse_rfc3339(&e.expires_at).map_err(|_| {
+        OpsError::Environment(format!(
+            "{}: `ephemeral.expires_at` is not an RFC 3339 time",
+            path.display()
+        ))
+    })
+}
+
+/// Moves an ephemeral environment's expiry to `now + ttl`, if that is later: its file's
+/// `ephemeral.expires_at` is rewritten (the resources' `deploy:expires-at` tags follow
+/// at the next apply). Never shortens a lifetime.
+pub fn extend(dir: &Path, name: &str, ttl: &str, now: SystemTime) -> Result<Ensured, OpsError> {
+    let ttl_d = parse_ttl(ttl)?;
+    let path = dir.join(format!("{name}.yaml"));
+    let from = expiry_of(&path)?;
+    let to = now + ttl_d;
+    if to <= from {
+        return Ok(Ensured::Kept {
+            path,
+            expires_at: from,
+        });
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| OpsError::Environment(format!("cannot read {}: {e}", path.display())))?;
+    let old = humantime::format_rfc3339_seconds(from).to_string();
+    let new = humantime::format_rfc3339_seconds(to).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("expires_at:") && l.contains(&old))
+        .ok_or_else(|| {
+            OpsError::Environment(format!(
+                "cannot find `expires_at: \"{old}\"` in {}; edit `ephemeral.expires_at` by hand",
+                path.display()
+            ))
+        })?;
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    out[at] = out[at].replacen(&old, &new, 1);
+    let mut body = out.join("\n");
+    if text.ends_with('\n') {
+        body.push('\n');
+    }
+    let tmp = dir.join(format!(".{name}.yaml.tmp"));
+    std::fs::write(&tmp, body)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| OpsError::Environment(format!("cannot write {}: {e}", path.display())))?;
+    if expiry_of(&path)? != humantime::parse_rfc3339(&new).unwrap_or(to) {
+        return Err(OpsError::Environment(format!(
+            "{}: the new expiry did not take; edit `ephemeral.expires_at` by hand",
+            path.display()
+        )));
+    }
+    Ok(Ensured::Extended { path, from, to })
 }
 
 /// One environment as `env list` shows it.

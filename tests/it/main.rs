@@ -5,6 +5,7 @@ mod cli;
 mod ephemeral;
 mod lifecycle;
 mod local_cloud;
+mod previews;
 mod render;
 mod runtime;
 mod ship;

@@ -53,11 +53,21 @@ async fn plan_of_a_new_environment() {
         plain(&deploy::render::plan(&plan, false))
     );
     insta::assert_json_snapshot!("new_environment_json", plan);
+    insta::assert_snapshot!(
+        "new_environment_markdown",
+        deploy::render::markdown::plan(&plan, false)
+    );
 }
 
-/// Applies dev, then changes it every way a plan can show: an update, a replace in
-/// each order (one losing data), a delete, and drift.
-async fn changed_environment() -> Plan {
+/// dev applied to an in-memory cloud, in a temp dir of its own.
+struct Applied {
+    dir: tempfile::TempDir,
+    backend: Backend,
+    cloud: Arc<MemoryCloud>,
+    providers: deploy::provider::Providers,
+}
+
+async fn applied_dev() -> Applied {
     let dir = tempfile::tempdir().unwrap();
     for f in ["base.yaml", "dev.yaml"] {
         std::fs::copy(
@@ -66,55 +76,69 @@ async fn changed_environment() -> Plan {
         )
         .unwrap();
     }
-    let spec = dir.path().join("dev.yaml");
     let backend = Backend::local(dir.path().join("state"));
     let cloud = MemoryCloud::new();
     let providers = cloud.providers();
-    let (_, desired) = deploy::plan::load_desired(&spec).unwrap();
-    let plan = ops::plan(
-        &backend,
-        &desired,
-        Some(&providers),
-        &serial_config(),
-        &quiet(),
-        &[],
-    )
-    .await
-    .unwrap()
-    .plan;
+    let a = Applied {
+        dir,
+        backend,
+        cloud,
+        providers,
+    };
+    let plan = a.replan().await;
     ops::apply(
-        &backend,
+        &a.backend,
         &plan,
-        providers.clone(),
+        a.providers.clone(),
         serial_config(),
         quiet(),
         false,
     )
     .await
     .unwrap();
+    a
+}
 
-    let base = std::fs::read_to_string(dir.path().join("base.yaml")).unwrap();
-    let base = base
-        .replace("memory_mb: 512", "memory_mb: 1024")
-        .replace("a: 10.0.2.0/24", "a: 10.0.5.0/24")
-        .replace("schedules:\n  preload-questions:\n    expression: rate(6 hours)\n    function: preloader\n    # A new environment gets its questions now, not six hours after it was created.\n    run_after_apply: true\n", "");
-    std::fs::write(dir.path().join("base.yaml"), base).unwrap();
-    cloud.tamper("function.preloader", "timeout_s", serde_json::json!(30));
-    let (_, desired) = deploy::plan::load_desired(&spec).unwrap();
-    let planned = ops::plan(
-        &backend,
-        &desired,
-        Some(&providers),
-        &serial_config(),
-        &quiet(),
-        &[],
-    )
-    .await
-    .unwrap();
-    let mut plan = planned.plan;
-    ops::attach_cost(&mut plan, Some(&desired), planned.state.as_ref(), &[]);
-    plan.state_lineage = None;
-    plan
+impl Applied {
+    /// `base.yaml` with `edit` applied.
+    fn edit(&self, edit: impl Fn(String) -> String) {
+        let p = self.dir.path().join("base.yaml");
+        std::fs::write(&p, edit(std::fs::read_to_string(&p).unwrap())).unwrap();
+    }
+
+    /// The plan of the spec as it is now, with its cost.
+    async fn replan(&self) -> Plan {
+        let spec = self.dir.path().join("dev.yaml");
+        let (_, desired) = deploy::plan::load_desired(&spec).unwrap();
+        let planned = ops::plan(
+            &self.backend,
+            &desired,
+            Some(&self.providers),
+            &serial_config(),
+            &quiet(),
+            &[],
+        )
+        .await
+        .unwrap();
+        let mut plan = planned.plan;
+        ops::attach_cost(&mut plan, Some(&desired), planned.state.as_ref(), &[]);
+        plan.state_lineage = None;
+        plan
+    }
+}
+
+/// Applies dev, then changes it every way a plan can show: an update, a replace in
+/// each order (one losing data), a delete, and drift.
+async fn changed_environment() -> Plan {
+    let a = applied_dev().await;
+    a.edit(|base| {
+        base.replace("memory_mb: 512", "memory_mb: 1024")
+            .replace("a: 10.0.2.0/24", "a: 10.0.5.0/24")
+            .replace("schedules:\n  preload-questions:\n    expression: rate(6 hours)\n    function: preloader\n    # A new environment gets its questions now, not six hours after it was created.\n    run_after_apply: true\n", "")
+    });
+    a.cloud
+        .tamper("function.preloader", "timeout_s", serde_json::json!(30));
+    a.replan().await
 }
 
 #[tokio::test]
@@ -133,4 +157,25 @@ async fn plan_with_every_kind_of_change() {
             .to_string()
     );
     insta::assert_json_snapshot!("every_change_json", plan);
+    // The pull-request comment: the data-loss replace is called out as refused.
+    insta::assert_snapshot!(
+        "every_change_markdown",
+        deploy::render::markdown::plan(&plan, false)
+    );
+}
+
+#[tokio::test]
+async fn plan_markdown_of_an_update_and_of_no_changes() {
+    let a = applied_dev().await;
+    let settled = a.replan().await;
+    insta::assert_snapshot!(
+        "no_changes_markdown",
+        deploy::render::markdown::plan(&settled, false)
+    );
+    a.edit(|base| base.replace("memory_mb: 512", "memory_mb: 1024"));
+    let update = a.replan().await;
+    insta::assert_snapshot!(
+        "update_markdown",
+        deploy::render::markdown::plan(&update, false)
+    );
 }

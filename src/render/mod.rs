@@ -1,6 +1,10 @@
 //! Human views of plans, diagnostics, progress and state. Text is built with ANSI styles;
 //! the printer (anstream) strips them when `NO_COLOR` is set or the output is not a
-//! terminal.
+//! terminal. Pull requests get their own views: Markdown comment bodies
+//! ([`markdown`]) and workflow annotations ([`github`]).
+
+pub mod github;
+pub mod markdown;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -383,11 +387,11 @@ pub fn report(r: &Report, operation: Operation) -> String {
     }
 }
 
-fn usd(v: f64) -> String {
+pub(crate) fn usd(v: f64) -> String {
     format!("${v:.2}")
 }
 
-fn signed(v: f64) -> String {
+pub(crate) fn signed(v: f64) -> String {
     if v < 0.0 {
         format!("-${:.2}", -v)
     } else {
