@@ -49,7 +49,9 @@ fn deploy(
     let out = c.output().unwrap();
     assert!(
         out.status.success(),
-        "deploy {args:?} failed: {}",
+        "deploy {args:?} -e {env} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     started.elapsed()
@@ -79,40 +81,42 @@ fn main() {
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1");
     assert!(bootstrap.output().unwrap().status.success());
-    // moto loads each service's backend on first use: warm it with a throwaway
-    // environment so that cost is billed to neither side.
-    let warm = dir.path().join("warmup.yaml");
-    std::fs::write(
-        &warm,
-        format!(
-            "extends: {}\nenvironment: warmup\nvalkey:\n  publish_to_ssm: /trivia-warmup/valkey\n",
-            root().join("environments/base.yaml").display()
-        ),
-    )
-    .unwrap();
-    let warm = warm.to_string_lossy().into_owned();
+    // Each apply makes an environment of its own (a cache being deleted keeps its
+    // name for a while, as on AWS), from the same spec as `local`. The first pair
+    // warms moto up (it loads each service's backend on first use) and is not counted.
+    let spec = |name: &str| -> String {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "extends: {}\nenvironment: {name}\nvalkey:\n  publish_to_ssm: /trivia-{name}/valkey\n",
+                root().join("environments/local.yaml").display()
+            ),
+        )
+        .unwrap();
+        path.to_string_lossy().into_owned()
+    };
     let url = Some("s3://bench-state/trivia");
-    deploy(&cloud, &state, url, &warm, &["apply", "--yes"]);
-    deploy(
-        &cloud,
-        &state,
-        url,
-        &warm,
-        &["destroy", "--yes", "--allow-data-loss"],
-    );
-
     let (mut local, mut s3) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        for (url, times) in [(None, &mut local), (url, &mut s3)] {
-            times.push(deploy(&cloud, &state, url, "local", &["apply", "--yes"]));
-            deploy(
-                &cloud,
-                &state,
-                url,
-                "local",
-                &["destroy", "--yes", "--allow-data-loss"],
-            );
+    let mut made = Vec::new();
+    for round in 0..=ROUNDS {
+        for (mode, url) in [("l", None), ("s", url)] {
+            let env = spec(&format!("bench-{mode}{round}"));
+            let took = deploy(&cloud, &state, url, &env, &["apply", "--yes"]);
+            if round > 0 {
+                if url.is_some() { &mut s3 } else { &mut local }.push(took);
+            }
+            made.push((env, url));
         }
+    }
+    for (env, url) in &made {
+        deploy(
+            &cloud,
+            &state,
+            *url,
+            env,
+            &["destroy", "--yes", "--allow-data-loss"],
+        );
     }
     let (l, s) = (median(local.clone()), median(s3.clone()));
     println!(

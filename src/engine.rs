@@ -236,7 +236,13 @@ struct Step {
 
 struct Shared {
     state: Mutex<State>,
-    persist: Mutex<Persist>,
+    /// Writes state; run off the async workers (a remote store blocks for a round trip).
+    persist: Arc<Mutex<Persist>>,
+    /// Group commit: changes made so far (`changed`), the most that a write has made
+    /// durable (`written`), and one writer at a time.
+    changed: std::sync::atomic::AtomicU64,
+    written: std::sync::atomic::AtomicU64,
+    writer: tokio::sync::Mutex<()>,
     providers: Providers,
     config: Config,
     events: EventSink,
@@ -249,12 +255,37 @@ impl Shared {
         (self.events)(&e)
     }
 
-    /// Applies `f` to the state and writes it.
-    fn save(&self, f: impl FnOnce(&mut State)) -> Result<(), StepError> {
-        let mut state = self.state.lock().expect("state lock");
-        f(&mut state);
-        (self.persist.lock().expect("persist lock"))(&mut state)
-            .map_err(|e| StepError(format!("writing state: {e}")))
+    /// Applies `f` to the state and returns once a write holding the change is done.
+    /// Steps finishing while a write is under way are written together by the next
+    /// one (group commit), and the state is not held while it is written: with a
+    /// remote store, a write is a round trip, and one per step in a row would make the
+    /// steps wait on each other.
+    async fn save(&self, f: impl FnOnce(&mut State)) -> Result<(), StepError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mine = {
+            let mut state = self.state.lock().expect("state lock");
+            f(&mut state);
+            self.changed.fetch_add(1, SeqCst) + 1
+        };
+        let _writer = self.writer.lock().await;
+        if self.written.load(SeqCst) >= mine {
+            return Ok(());
+        }
+        let (mut snapshot, upto) = {
+            let state = self.state.lock().expect("state lock");
+            (state.clone(), self.changed.load(SeqCst))
+        };
+        let persist = self.persist.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let result = (persist.lock().expect("persist lock"))(&mut snapshot);
+            result.map(|()| snapshot.serial)
+        })
+        .await
+        .map_err(|e| StepError(format!("writing state: {e}")))?
+        .map_err(|e| StepError(format!("writing state: {e}")))?;
+        self.state.lock().expect("state lock").serial = written;
+        self.written.store(upto, SeqCst);
+        Ok(())
     }
 
     /// The first of `found` that the state does not already account for: the deposed
@@ -574,7 +605,10 @@ pub async fn apply(
     let (graph, steps) = step_graph(plan, &state)?;
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
-        persist: Mutex::new(persist),
+        persist: Arc::new(Mutex::new(persist)),
+        changed: Default::default(),
+        written: Default::default(),
+        writer: tokio::sync::Mutex::new(()),
         providers,
         config: config.clone(),
         events,
@@ -886,11 +920,13 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
     };
 
     if step.depose_first {
-        shared.save(|s| {
-            if let Some(old) = s.resources.remove(address) {
-                s.deposed.insert(address.clone(), old);
-            }
-        })?;
+        shared
+            .save(|s| {
+                if let Some(old) = s.resources.remove(address) {
+                    s.deposed.insert(address.clone(), old);
+                }
+            })
+            .await?;
     }
 
     // A create interrupted earlier may have happened: look before creating again.
@@ -926,9 +962,11 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
                 tags: target.tags.clone(),
                 depends_on: change.depends_on.clone(),
             };
-            shared.save(|s| {
-                s.intents.insert(address.clone(), intent);
-            })?;
+            shared
+                .save(|s| {
+                    s.intents.insert(address.clone(), intent);
+                })
+                .await?;
             create_resolving_ambiguity(
                 shared,
                 change.kind,
@@ -979,11 +1017,13 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
                 .await?
         }
     };
-    shared.save(|s| {
-        s.intents.remove(address);
-        s.resources
-            .insert(address.clone(), record(change, &inputs, &observed, true));
-    })?;
+    shared
+        .save(|s| {
+            s.intents.remove(address);
+            s.resources
+                .insert(address.clone(), record(change, &inputs, &observed, true));
+        })
+        .await?;
     settle(shared, change, provider.as_ref(), &inputs, &observed.id).await
 }
 
@@ -1090,21 +1130,25 @@ async fn update(shared: &Shared, step: &Step) -> Result<(), StepError> {
         let o = shared
             .call(address, || provider.update(&current.id, &before, &inputs))
             .await?;
-        shared.save(|s| {
-            s.resources
-                .insert(address.clone(), record(change, &inputs, &o, true));
-        })?;
+        shared
+            .save(|s| {
+                s.resources
+                    .insert(address.clone(), record(change, &inputs, &o, true));
+            })
+            .await?;
         return settle(shared, change, provider.as_ref(), &inputs, &o.id).await;
     }
     if current.pending {
         return settle(shared, change, provider.as_ref(), &inputs, &current.id).await;
     }
     // Only state-side attributes (protection) changed.
-    shared.save(|s| {
-        if let Some(r) = s.resources.get_mut(address) {
-            r.protect = change.protected;
-        }
-    })
+    shared
+        .save(|s| {
+            if let Some(r) = s.resources.get_mut(address) {
+                r.protect = change.protected;
+            }
+        })
+        .await
 }
 
 /// The next poll delay: soon at first, doubling up to the kind's interval, as AWS's own
@@ -1169,10 +1213,12 @@ async fn settle(
             return Err(StepError(STOPPED_WAITING.into()));
         }
     };
-    shared.save(|s| {
-        s.resources
-            .insert(address.clone(), record(change, inputs, &ready, false));
-    })
+    shared
+        .save(|s| {
+            s.resources
+                .insert(address.clone(), record(change, inputs, &ready, false));
+        })
+        .await
 }
 
 async fn delete(shared: &Shared, step: &Step) -> Result<(), StepError> {
@@ -1255,12 +1301,14 @@ async fn delete(shared: &Shared, step: &Step) -> Result<(), StepError> {
             }
         }
     }
-    shared.save(|s| {
-        if step.deposed {
-            s.deposed.remove(address);
-        } else {
-            s.resources.remove(address);
-        }
-        s.intents.remove(address);
-    })
+    shared
+        .save(|s| {
+            if step.deposed {
+                s.deposed.remove(address);
+            } else {
+                s.resources.remove(address);
+            }
+            s.intents.remove(address);
+        })
+        .await
 }

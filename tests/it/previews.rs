@@ -203,3 +203,174 @@ fn spec_problems_become_annotations_at_the_lines_the_diagnostics_name() {
         text(&missing.stdout)
     );
 }
+
+/// Masks what differs between runs: times, AWS-assigned ids, ports, latencies.
+fn redact(body: &str) -> String {
+    let rules = [
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[time]"),
+        (
+            r"\b(vpc|subnet|sg|sgr|rtb|igw|nat|eipalloc|eni)-[0-9a-f]{8,17}\b",
+            "[$1-id]",
+        ),
+        (r"us-east-1_[0-9A-Za-z]+", "[user-pool-id]"),
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:[port]"),
+        (r"\b[0-9]+(\.[0-9])? ms\b", "[n] ms"),
+        (r"/restapis/[0-9a-z]+/", "/restapis/[api-id]/"),
+    ];
+    let mut out = body.to_string();
+    for (pattern, with) in rules {
+        out = regex::Regex::new(pattern)
+            .unwrap()
+            .replace_all(&out, with)
+            .into_owned();
+    }
+    out
+}
+
+/// A checkout of the project as the workflow's runner sees it: fresh for every event
+/// (environments/pr-N.yaml is not committed), inside the repository so that the
+/// functions build from its cargo workspace.
+fn checkout(work: &Path, edit: impl Fn(String) -> String) {
+    let _ = std::fs::remove_dir_all(work);
+    for (from, transform) in [
+        ("environments/base.yaml", true),
+        ("templates/environments/ephemeral.yaml", false),
+    ] {
+        let to = work.join(from);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let mut text = std::fs::read_to_string(repo().join(from)).unwrap();
+        if transform {
+            text = edit(text);
+        } else {
+            // The emulator has no internet: the bundled question bank, as `local` uses.
+            text.push_str("\nfunctions:\n  api:\n    env:\n      QUESTION_SOURCE_URL: none\n  preloader:\n    env:\n      QUESTION_SOURCE_URL: none\n");
+        }
+        std::fs::write(to, text).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_preview_workflow_opens_updates_and_closes_a_preview_with_its_own_run_steps() {
+    use crate::aws::{leftovers, ok, Emulator};
+    let Ok(python) = std::env::var("EMULATOR_PYTHON") else {
+        panic!("EMULATOR_PYTHON is not set: run tests/run, or eval \"$(bash tests/tools/install)\" first");
+    };
+    let em = Emulator::start(&[]);
+    let mut bootstrap = Command::new(env!("CARGO_BIN_EXE_deploy"));
+    bootstrap.args(["backend", "bootstrap", "--bucket", "team-state"]);
+    em.aim(&mut bootstrap);
+    ok(&bootstrap.output().unwrap());
+
+    let scratch = repo().join(".deploy/tests");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let root = tempfile::Builder::new()
+        .prefix("preview-")
+        .tempdir_in(&scratch)
+        .unwrap();
+    let work = root.path().join("checkout");
+    let bin = root.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_deploy"), bin.join("deploy")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let context = serde_json::json!({
+        "vars": {
+            "DEPLOY_STATE_URL": "s3://team-state/previews",
+            "AWS_REGION": "us-east-1",
+            "DEPLOY_ROLE_ARN": "arn:aws:iam::123456789012:role/deploy-previews"
+        }
+    });
+    let context_file = root.path().join("context.json");
+    std::fs::write(&context_file, context.to_string()).unwrap();
+
+    // The pull request's second push changes a spec value (the API's memory).
+    let events = [
+        ("opened", "memory_mb: 512"),
+        ("synchronize", "memory_mb: 1024"),
+        ("closed", "memory_mb: 1024"),
+    ];
+    for (action, memory) in events {
+        checkout(&work, |base| base.replacen("memory_mb: 512", memory, 1));
+        let event = serde_json::json!({
+            "action": action,
+            "number": 7,
+            "pull_request": {
+                "number": 7,
+                "head": {"sha": "a".repeat(40), "ref": "feature", "repo": {"full_name": "acme/trivia"}},
+                "base": {"ref": "main", "repo": {"full_name": "acme/trivia"}}
+            },
+            "repository": {"full_name": "acme/trivia"}
+        });
+        let event_file = root.path().join("event.json");
+        std::fs::write(&event_file, event.to_string()).unwrap();
+        // The steps, read from the workflow file itself.
+        let listed = Command::new(&python)
+            .arg(repo().join("tests/tools/workflow_steps.py"))
+            .arg(repo().join("templates/ci/github/preview.yml"))
+            .arg(&event_file)
+            .arg(&context_file)
+            .output()
+            .unwrap();
+        assert!(listed.status.success(), "{}", text(&listed.stderr));
+        let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+        let steps = listed["steps"].as_array().unwrap();
+        assert!(
+            steps
+                .iter()
+                .any(|s| s["run"].as_str().unwrap().contains("deploy ")),
+            "{action}: {listed}"
+        );
+        for step in steps {
+            let name = step["name"].as_str().unwrap_or_default();
+            let run = step["run"].as_str().unwrap();
+            if run.contains("cargo build") {
+                panic!(
+                    "{action}: `{name}` would build deploy: the binary cache step must have hit"
+                );
+            }
+            let script = root.path().join("step.sh");
+            std::fs::write(&script, run).unwrap();
+            let outputs = root.path().join("output");
+            let mut cmd = Command::new("bash");
+            cmd.args(["--noprofile", "--norc", "-eo", "pipefail"])
+                .arg(&script)
+                .current_dir(&work)
+                .env("PATH", &path)
+                .env("GITHUB_ACTIONS", "true")
+                .env("GITHUB_WORKSPACE", &work)
+                .env("GITHUB_OUTPUT", &outputs)
+                .env("GITHUB_STEP_SUMMARY", root.path().join("summary.md"))
+                .env("GITHUB_PATH", root.path().join("path"))
+                .env("GITHUB_EVENT_PATH", &event_file)
+                .env("RUNNER_TEMP", root.path());
+            em.aim(&mut cmd);
+            // Built and smoke-checked for real, as on a runner.
+            cmd.env_remove("DEPLOY_NO_BUILD")
+                .env_remove("DEPLOY_NO_SMOKE");
+            for (k, v) in step["env"].as_object().unwrap() {
+                cmd.env(k, v.as_str().unwrap_or_default());
+            }
+            let out = cmd.output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{action}: step `{name}` failed\nstdout:\n{}\nstderr:\n{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+        }
+        for body in ["plan.md", "preview.md"] {
+            let file = work.join(body);
+            if file.exists() {
+                insta::assert_snapshot!(
+                    format!("preview_{action}_{}", body.trim_end_matches(".md")),
+                    redact(&std::fs::read_to_string(file).unwrap())
+                );
+            }
+        }
+    }
+    assert_eq!(leftovers(&em, "pr-7").await, Vec::<String>::new());
+}
