@@ -222,6 +222,10 @@ pub enum EngineError {
     },
     #[error("the plan's steps form a cycle: {0}")]
     Cycle(String),
+    /// The last steps' outcomes could not be written (what they made is found again by
+    /// its tags on the next run).
+    #[error("{0}; run the same command again: what the last steps made is found by its tags")]
+    Persist(String),
 }
 
 #[derive(Debug, Clone)]
@@ -243,6 +247,9 @@ struct Shared {
     changed: std::sync::atomic::AtomicU64,
     written: std::sync::atomic::AtomicU64,
     writer: tokio::sync::Mutex<()>,
+    /// Wakes the background writer of [`Shared::save_soon`]'s changes.
+    dirty: tokio::sync::Notify,
+    closing: std::sync::atomic::AtomicBool,
     providers: Providers,
     config: Config,
     events: EventSink,
@@ -255,18 +262,38 @@ impl Shared {
         (self.events)(&e)
     }
 
-    /// Applies `f` to the state and returns once a write holding the change is done.
-    /// Steps finishing while a write is under way are written together by the next
-    /// one (group commit), and the state is not held while it is written: with a
-    /// remote store, a write is a round trip, and one per step in a row would make the
-    /// steps wait on each other.
+    /// Applies `f` to the state and returns once a write holding the change is done:
+    /// for what must be durable before the step goes on (an intent before its create,
+    /// an object deposed before its replacement is made). Steps finishing while a
+    /// write is under way are written together by the next one (group commit), and
+    /// the state is not held while it is written: with a remote store a write is a
+    /// round trip, and one per step in a row would make the steps wait on each other.
     async fn save(&self, f: impl FnOnce(&mut State)) -> Result<(), StepError> {
+        let mine = self.change(f);
+        self.flush_to(mine).await
+    }
+
+    /// Applies `f` (a step's outcome) to the state and has it written in the
+    /// background, without waiting: the step's dependents go on at once. Every later
+    /// [`Shared::save`] writes it too, and the run's end waits for it. Were the process
+    /// to die first, what the step did is found again as after any crash: a create by
+    /// its intent and tags, an update or delete by the next refresh.
+    fn save_soon(&self, f: impl FnOnce(&mut State)) {
+        self.change(f);
+        self.dirty.notify_one();
+    }
+
+    fn change(&self, f: impl FnOnce(&mut State)) -> u64 {
+        let mut state = self.state.lock().expect("state lock");
+        f(&mut state);
+        self.changed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1
+    }
+
+    /// Writes the state unless a write already holds change number `mine`.
+    async fn flush_to(&self, mine: u64) -> Result<(), StepError> {
         use std::sync::atomic::Ordering::SeqCst;
-        let mine = {
-            let mut state = self.state.lock().expect("state lock");
-            f(&mut state);
-            self.changed.fetch_add(1, SeqCst) + 1
-        };
         let _writer = self.writer.lock().await;
         if self.written.load(SeqCst) >= mine {
             return Ok(());
@@ -286,6 +313,12 @@ impl Shared {
         self.state.lock().expect("state lock").serial = written;
         self.written.store(upto, SeqCst);
         Ok(())
+    }
+
+    /// Writes every change made so far.
+    async fn flush(&self) -> Result<(), StepError> {
+        self.flush_to(self.changed.load(std::sync::atomic::Ordering::SeqCst))
+            .await
     }
 
     /// The first of `found` that the state does not already account for: the deposed
@@ -609,6 +642,8 @@ pub async fn apply(
         changed: Default::default(),
         written: Default::default(),
         writer: tokio::sync::Mutex::new(()),
+        dirty: tokio::sync::Notify::new(),
+        closing: Default::default(),
         providers,
         config: config.clone(),
         events,
@@ -621,6 +656,20 @@ pub async fn apply(
             .map(|c| (c.address.clone(), c.clone()))
             .collect(),
     });
+    // Writes what steps finished (`save_soon`) while the others go on; a failed write
+    // is tried again by the next one.
+    let writer = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                shared.dirty.notified().await;
+                if shared.closing.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let _ = shared.flush().await;
+            }
+        })
+    };
     let interrupt = config.interrupt.clone();
     let walked = walk(&graph, config.parallelism, |id| {
         let shared = shared.clone();
@@ -713,6 +762,15 @@ pub async fn apply(
             steps[cause].address.clone(),
         ));
     }
+    shared
+        .closing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    shared.dirty.notify_one();
+    let _ = writer.await;
+    shared
+        .flush()
+        .await
+        .map_err(|e| EngineError::Persist(e.0))?;
     let shared = Arc::try_unwrap(shared).ok().expect("all steps finished");
     Ok((shared.state.into_inner().expect("state lock"), report))
 }
@@ -1017,13 +1075,11 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
                 .await?
         }
     };
-    shared
-        .save(|s| {
-            s.intents.remove(address);
-            s.resources
-                .insert(address.clone(), record(change, &inputs, &observed, true));
-        })
-        .await?;
+    shared.save_soon(|s| {
+        s.intents.remove(address);
+        s.resources
+            .insert(address.clone(), record(change, &inputs, &observed, true));
+    });
     settle(shared, change, provider.as_ref(), &inputs, &observed.id).await
 }
 
@@ -1130,25 +1186,22 @@ async fn update(shared: &Shared, step: &Step) -> Result<(), StepError> {
         let o = shared
             .call(address, || provider.update(&current.id, &before, &inputs))
             .await?;
-        shared
-            .save(|s| {
-                s.resources
-                    .insert(address.clone(), record(change, &inputs, &o, true));
-            })
-            .await?;
+        shared.save_soon(|s| {
+            s.resources
+                .insert(address.clone(), record(change, &inputs, &o, true));
+        });
         return settle(shared, change, provider.as_ref(), &inputs, &o.id).await;
     }
     if current.pending {
         return settle(shared, change, provider.as_ref(), &inputs, &current.id).await;
     }
     // Only state-side attributes (protection) changed.
-    shared
-        .save(|s| {
-            if let Some(r) = s.resources.get_mut(address) {
-                r.protect = change.protected;
-            }
-        })
-        .await
+    shared.save_soon(|s| {
+        if let Some(r) = s.resources.get_mut(address) {
+            r.protect = change.protected;
+        }
+    });
+    Ok(())
 }
 
 /// The next poll delay: soon at first, doubling up to the kind's interval, as AWS's own
@@ -1213,12 +1266,11 @@ async fn settle(
             return Err(StepError(STOPPED_WAITING.into()));
         }
     };
-    shared
-        .save(|s| {
-            s.resources
-                .insert(address.clone(), record(change, inputs, &ready, false));
-        })
-        .await
+    shared.save_soon(|s| {
+        s.resources
+            .insert(address.clone(), record(change, inputs, &ready, false));
+    });
+    Ok(())
 }
 
 async fn delete(shared: &Shared, step: &Step) -> Result<(), StepError> {
@@ -1278,10 +1330,10 @@ async fn delete(shared: &Shared, step: &Step) -> Result<(), StepError> {
         let timeout = limits.timeout.mul_f64(shared.config.wait_scale);
         let started = Instant::now();
         loop {
-            match shared.call(address, || provider.read(&current.id)).await {
-                Ok(None) => break,
+            match shared.call(address, || provider.deleted(&current.id)).await {
+                Ok(true) => break,
                 Err(e) if e.class == ErrorClass::NotFound => break,
-                Ok(Some(_)) => {}
+                Ok(false) => {}
                 Err(e) => return Err(e.into()),
             }
             if started.elapsed() >= timeout {
@@ -1301,14 +1353,13 @@ async fn delete(shared: &Shared, step: &Step) -> Result<(), StepError> {
             }
         }
     }
-    shared
-        .save(|s| {
-            if step.deposed {
-                s.deposed.remove(address);
-            } else {
-                s.resources.remove(address);
-            }
-            s.intents.remove(address);
-        })
-        .await
+    shared.save_soon(|s| {
+        if step.deposed {
+            s.deposed.remove(address);
+        } else {
+            s.resources.remove(address);
+        }
+        s.intents.remove(address);
+    });
+    Ok(())
 }

@@ -345,6 +345,12 @@ impl Provider for ServerlessCache {
         })
     }
 
+    /// A cache being deleted keeps its name until it is gone: a create of the same name
+    /// (the next apply, a delete-first replacement) is refused until then.
+    async fn deleted(&self, id: &str) -> Result<bool, ProviderError> {
+        Ok(self.describe(id).await?.is_none())
+    }
+
     async fn delete(&self, id: &str, inputs: &Attrs) -> Result<Deletion, ProviderError> {
         // A cache that keeps snapshots leaves a final one behind.
         let keeps_snapshots = ServerlessCacheInputs::from_recorded(inputs)

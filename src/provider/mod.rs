@@ -191,6 +191,11 @@ pub trait Provider: Send + Sync {
         after: &Attrs,
     ) -> Result<Observed, ProviderError>;
     async fn delete(&self, id: &str, inputs: &Attrs) -> Result<Deletion, ProviderError>;
+    /// After a delete that was [`Deletion::InProgress`]: whether it is over, so that
+    /// its name is free again. `read` may already call a resource on its way out gone.
+    async fn deleted(&self, id: &str) -> Result<bool, ProviderError> {
+        Ok(self.read(id).await?.is_none())
+    }
     /// Polled after create and update until ready or failed.
     async fn wait(&self, id: &str) -> Result<Readiness, ProviderError>;
 }

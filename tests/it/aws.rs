@@ -1197,3 +1197,23 @@ async fn a_lost_state_file_is_rebuilt_from_tags_and_the_next_apply_makes_no_seco
     assert_eq!(settled.status.code(), Some(0), "{}", text(&settled.stdout));
     assert_all_accounted_for(&em, &env).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destroyed_caches_name_is_free_when_destroy_returns() {
+    // Real durations, scaled: a cache takes its time to go, and keeps its name until
+    // then (as on AWS, a create of that name is refused meanwhile).
+    let em = Emulator::start(&["--profile", "realistic", "--scale", "0.01"]);
+    let env = Env::new();
+    let scaled = |args: &[&str]| {
+        env.command(&em, args)
+            .env("DEPLOY_WAIT_SCALE", "0.01")
+            .output()
+            .unwrap()
+    };
+    ok(&scaled(&["apply", "--yes"]));
+    ok(&scaled(&["destroy", "--yes", "--allow-data-loss"]));
+    // Made again at once, as a reopened pull request's preview would be.
+    ok(&scaled(&["apply", "--yes"]));
+    ok(&scaled(&["destroy", "--yes", "--allow-data-loss"]));
+    assert_eq!(leftovers(&em, "local").await, Vec::<String>::new());
+}
