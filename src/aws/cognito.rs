@@ -115,7 +115,11 @@ impl UserPool {
             // No password policy read: unknown, not zero.
             inputs.insert("password_min_length".into(), Value::Null);
         }
-        inputs.insert("tags".into(), json!(p.user_pool_tags()));
+        // In key order, as every other kind's: a map read in AWS's order would render
+        // differently from one run to the next.
+        let tags: std::collections::BTreeMap<&String, &String> =
+            p.user_pool_tags().into_iter().flatten().collect();
+        inputs.insert("tags".into(), json!(tags));
         Ok(Some(Observed {
             id: id.into(),
             inputs,

@@ -214,8 +214,16 @@ fn redact(body: &str) -> String {
         ),
         (r"us-east-1_[0-9A-Za-z]+", "[user-pool-id]"),
         (r"127\.0\.0\.1:\d+", "127.0.0.1:[port]"),
-        (r"\b[0-9]+(\.[0-9])? ms\b", "[n] ms"),
+        (r"\b\d+(\.\d+)? ms\b", "[n] ms"),
         (r"/restapis/[0-9a-z]+/", "/restapis/[api-id]/"),
+        // The smoke round's temporary player and its luck.
+        (r"deploy-smoke-[0-9a-f]+@", "deploy-smoke-[id]@"),
+        (
+            r"[a-z-]+: answered \d+ \((correct|wrong)\), finished with score \d+",
+            "[category]: answered [n], finished with score [n]",
+        ),
+        (r"\d+ game keys removed", "[n] game keys removed"),
+        (r"ranked \d+ this week", "ranked [n] this week"),
     ];
     let mut out = body.to_string();
     for (pattern, with) in rules {
