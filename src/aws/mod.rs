@@ -98,28 +98,42 @@ pub async fn clients(region: &str) -> Result<Clients, SetupError> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
         .unwrap_or_else(|_| format!("https://sts.{region}.amazonaws.com"));
     let sts = aws_sdk_sts::Client::new(&config);
-    let account = match tokio::time::timeout(
-        Duration::from_secs(5),
-        sts.get_caller_identity().send(),
-    )
-    .await
-    {
-        Ok(Ok(who)) => who.account().unwrap_or_default().to_string(),
-        Ok(Err(e)) => {
-            let e = classify(e);
-            return Err(match e.class {
-                ErrorClass::Retryable => SetupError::Unreachable {
+    // Throttling and 5xx answers are tried again a few times (a busy account, a
+    // hostile emulator); refused credentials and nothing answering are said at once.
+    let mut attempt = 0u32;
+    let account = loop {
+        attempt += 1;
+        match tokio::time::timeout(Duration::from_secs(5), sts.get_caller_identity().send()).await {
+            Ok(Ok(who)) => break who.account().unwrap_or_default().to_string(),
+            Ok(Err(e)) => {
+                let answered = e.raw_response().is_some();
+                let e = classify(e);
+                let transient =
+                    answered && matches!(e.class, ErrorClass::Throttled | ErrorClass::Retryable);
+                if transient && attempt < 5 {
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                    continue;
+                }
+                return Err(match e.class {
+                    ErrorClass::Retryable | ErrorClass::Throttled if !answered => {
+                        SetupError::Unreachable {
+                            endpoint,
+                            reason: e.message,
+                        }
+                    }
+                    ErrorClass::Retryable | ErrorClass::Throttled => SetupError::Unreachable {
+                        endpoint,
+                        reason: format!("still failing after {attempt} attempts: {}", e.message),
+                    },
+                    _ => SetupError::Rejected(e.to_string()),
+                });
+            }
+            Err(_) => {
+                return Err(SetupError::Unreachable {
                     endpoint,
-                    reason: e.message,
-                },
-                _ => SetupError::Rejected(e.to_string()),
-            });
-        }
-        Err(_) => {
-            return Err(SetupError::Unreachable {
-                endpoint,
-                reason: "no answer within 5 s".into(),
-            })
+                    reason: "no answer within 5 s".into(),
+                })
+            }
         }
     };
     Ok(Clients {

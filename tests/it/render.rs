@@ -123,6 +123,8 @@ impl Applied {
         let mut plan = planned.plan;
         ops::attach_cost(&mut plan, Some(&desired), planned.state.as_ref(), &[]);
         plan.state_lineage = None;
+        // How many writes an apply makes depends on how its steps' writes were grouped.
+        plan.state_serial = 0;
         plan
     }
 }
