@@ -19,12 +19,12 @@ fn text(b: &[u8]) -> String {
 
 /// A project directory of its own: `environments/base.yaml` and the ephemeral
 /// template, with state beside them.
-struct Project {
+pub(crate) struct Project {
     dir: tempfile::TempDir,
 }
 
 impl Project {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("environments")).unwrap();
         std::fs::create_dir_all(dir.path().join("templates/environments")).unwrap();
@@ -41,7 +41,7 @@ impl Project {
         Project { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
@@ -103,7 +103,8 @@ async fn lost_state_and_an_out_of_band_group_are_swept_in_hostile_mode() {
         .filter(|t| t.key() != Some("deploy:address") && t.key() != Some("Name"))
         .cloned()
         .collect();
-    ec2.create_security_group()
+    let made = ec2
+        .create_security_group()
         .group_name("pr-1-extra")
         .description("added by hand")
         .vpc_id(vpc.vpc_id().unwrap())
@@ -114,8 +115,13 @@ async fn lost_state_and_an_out_of_band_group_are_swept_in_hostile_mode() {
                 .build(),
         )
         .send()
-        .await
-        .unwrap();
+        .await;
+    // Hostile mode may lose the answer after making the group; the SDK's retry then
+    // finds it made.
+    if let Err(e) = made {
+        use aws_sdk_ec2::error::ProvideErrorMetadata;
+        assert_eq!(e.code(), Some("InvalidGroup.Duplicate"), "{e:?}");
+    }
 
     // The state is lost.
     std::fs::remove_dir_all(p.path().join("state")).unwrap();
