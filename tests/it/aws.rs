@@ -739,16 +739,15 @@ async fn full_cycle_in_hostile_mode() {
 }
 
 /// Every object tagged with the environment is one the state accounts for, and no
-/// name appears twice: nothing was made twice.
-async fn assert_all_accounted_for(em: &Emulator, env: &Env) {
-    let state: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(env.dir.path().join("state/local.json")).unwrap(),
-    )
-    .unwrap();
-    let ids: std::collections::BTreeSet<String> = state["resources"]
-        .as_object()
+/// name appears twice: nothing was made twice. The state is read as `deploy state
+/// list` reads it, wherever it is kept.
+pub async fn assert_all_accounted_for(em: &Emulator, env: &Env) {
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&env.deploy(em, &["state", "list", "--json"]))).unwrap();
+    let ids: std::collections::BTreeSet<String> = listed
+        .as_array()
         .unwrap()
-        .values()
+        .iter()
         .filter_map(|r| r["id"].as_str().map(String::from))
         .collect();
     let left = leftovers(em, "local").await;

@@ -3,6 +3,8 @@
 //! against the emulator with S3 state.
 
 use std::path::{Path, PathBuf};
+
+use crate::ephemeral::Project;
 use std::process::{Command, Output, Stdio};
 
 fn repo() -> PathBuf {
@@ -13,32 +15,15 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A project of its own: `environments/base.yaml` and the ephemeral template.
-struct Project {
-    dir: tempfile::TempDir,
+/// `deploy` in a project of its own (base.yaml and the ephemeral template), without a
+/// cloud: what these commands do needs none.
+trait Offline {
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output;
+    fn ok(&self, args: &[&str]) -> String;
+    fn expiry(&self, name: &str) -> String;
 }
 
-impl Project {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        for (from, to) in [
-            ("environments/base.yaml", "environments/base.yaml"),
-            (
-                "templates/environments/ephemeral.yaml",
-                "templates/environments/ephemeral.yaml",
-            ),
-        ] {
-            let to = dir.path().join(to);
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::copy(repo().join(from), to).unwrap();
-        }
-        Project { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
+impl Offline for Project {
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_deploy"));
         cmd.current_dir(self.path())

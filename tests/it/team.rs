@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use deploy::state::{Backend, LockInfo, S3Backend, S3Location, State, StateError};
 
-use crate::aws::{leftovers, ok, Emulator, Env};
+use crate::aws::{assert_all_accounted_for, leftovers, ok, Emulator, Env};
 
 const BUCKET: &str = "team-state";
 const URL: &str = "s3://team-state/trivia";
@@ -41,42 +41,6 @@ async fn backend(em: &Emulator, prefix: &str) -> Backend {
     Backend::new(Arc::new(
         S3Backend::from_client(location, s3(em).await).unwrap(),
     ))
-}
-
-/// The AWS ids `deploy state list` records.
-fn recorded_ids(em: &Emulator, env: &Env) -> std::collections::BTreeSet<String> {
-    let listed: serde_json::Value =
-        serde_json::from_str(&ok(&env.deploy(em, &["state", "list", "--json"]))).unwrap();
-    listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// Every EC2 object tagged with the environment is one the state records, and none
-/// appears twice: nothing was made twice.
-async fn assert_no_duplicates(em: &Emulator, env: &Env) {
-    let ids = recorded_ids(em, env);
-    let left = leftovers(em, "local").await;
-    let mut seen = std::collections::BTreeSet::new();
-    for entry in &left {
-        assert!(seen.insert(entry.clone()), "{entry} exists twice: {left:?}");
-        let id = entry.rsplit(' ').next().unwrap();
-        let ec2 = [
-            "vpc-",
-            "subnet-",
-            "sg-",
-            "nat-",
-            "eipalloc-",
-            "rtb-",
-            "igw-",
-        ];
-        if ec2.iter().any(|p| id.starts_with(p)) {
-            assert!(ids.contains(id), "{entry} is not in the state: a duplicate");
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -154,7 +118,7 @@ async fn the_full_cycle_with_s3_state_in_hostile_mode() {
     );
     let again = env.deploy(&em, &["plan", "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
-    assert_no_duplicates(&em, &env).await;
+    assert_all_accounted_for(&em, &env).await;
     let status: serde_json::Value =
         serde_json::from_str(&ok(&env.deploy(&em, &["status", "--json"]))).unwrap();
     assert_eq!(status["state_file"], "s3://team-state/trivia/local.json");
@@ -223,7 +187,7 @@ async fn two_applies_started_together_one_runs_and_the_other_names_the_holder() 
     );
     let again = env.deploy(&em, &["plan", "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
-    assert_no_duplicates(&em, &env).await;
+    assert_all_accounted_for(&em, &env).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -303,7 +267,7 @@ async fn a_killed_holder_is_taken_over_once_its_lease_expires_and_the_next_apply
     );
     let again = env.deploy(&em, &["plan", "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
-    assert_no_duplicates(&em, &env).await;
+    assert_all_accounted_for(&em, &env).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
