@@ -192,11 +192,16 @@ impl<K: Ec2Kind> Ec2<K> {
         &self,
         tags: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Vec<Observed>, ProviderError> {
+        let tags: Vec<(String, String)> = tags.into_iter().collect();
         let filters = tags
-            .into_iter()
-            .map(|(k, v)| filter(&format!("tag:{k}"), [v]))
+            .iter()
+            .map(|(k, v)| filter(&format!("tag:{k}"), [v.clone()]))
             .collect();
-        self.seen(filters).await
+        let seen = self.seen(filters).await?;
+        Ok(seen
+            .into_iter()
+            .filter(|o| o.carries(tags.iter().map(|(k, v)| (k, v))))
+            .collect())
     }
 }
 

@@ -43,7 +43,12 @@ pub async fn discover(
         )
         .await
         .map_err(|e| OpsError::Plan(format!("cannot list {kind} resources: {e}")))?;
-        out.extend(listed.into_iter().map(|observed| Found { kind, observed }));
+        out.extend(
+            listed
+                .into_iter()
+                .filter(|o| o.carries(tags))
+                .map(|observed| Found { kind, observed }),
+        );
     }
     Ok(out)
 }

@@ -94,6 +94,20 @@ pub struct Observed {
     pub outputs: Attrs,
 }
 
+impl Observed {
+    /// Whether its `tags` input holds every one of `tags`. Listing by tags checks this
+    /// too rather than trusting the service's filter alone: a filter an API (or an
+    /// emulator) ignores would otherwise hand over another environment's resources.
+    pub fn carries<'a>(&self, tags: impl IntoIterator<Item = (&'a String, &'a String)>) -> bool {
+        let have = self.inputs.get("tags");
+        tags.into_iter().all(|(k, v)| {
+            have.and_then(|t| t.get(k))
+                .and_then(serde_json::Value::as_str)
+                == Some(v.as_str())
+        })
+    }
+}
+
 /// Whether a created or updated resource has settled.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Readiness {
@@ -221,5 +235,41 @@ impl Providers {
                 "no provider for {kind} resources is available in this build"
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carries_needs_every_tag_with_its_value() {
+        let o = Observed {
+            id: "nat-1".into(),
+            inputs: serde_json::from_value(serde_json::json!({
+                "tags": {"deploy:environment": "pr-5", "deploy:project": "trivia"}
+            }))
+            .unwrap(),
+            outputs: Attrs::new(),
+        };
+        let want = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(o.carries(&want(&[("deploy:environment", "pr-5")])));
+        assert!(o.carries(&want(&[
+            ("deploy:environment", "pr-5"),
+            ("deploy:project", "trivia")
+        ])));
+        assert!(!o.carries(&want(&[("deploy:environment", "pr-6")])));
+        assert!(!o.carries(&want(&[("deploy:address", "network.nat.a")])));
+        let untagged = Observed {
+            inputs: Attrs::new(),
+            ..o
+        };
+        assert!(!untagged.carries(&want(&[("deploy:environment", "pr-5")])));
+        assert!(untagged.carries(&want(&[])));
     }
 }

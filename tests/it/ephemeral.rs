@@ -133,6 +133,39 @@ async fn lost_state_and_an_out_of_band_group_are_swept_in_hostile_mode() {
     assert_eq!(leftovers(&em, "pr-1").await, Vec::<String>::new(), "{log}");
 }
 
+/// Two environments of one project in one account: the second's first plan (no state,
+/// so it looks for what is tagged with it) finds nothing of the first's, NAT gateway
+/// included (a tag filter the emulator once ignored made it adopt, then replace, the
+/// other environment's NAT gateway).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_environment_adopts_nothing_of_its_neighbour() {
+    let em = Emulator::start(&[]);
+    let p = Project::new();
+    p.ok(&em, &["env", "create", "pr-5"]);
+    p.ok(&em, &["env", "create", "pr-6"]);
+    p.ok(&em, &["apply", "-e", "pr-5", "--yes"]);
+    let out = p.run(&em, &["plan", "-e", "pr-6", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("has no state, but"),
+        "{}",
+        text(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions: Vec<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["action"].as_str().unwrap())
+        .collect();
+    assert!(!actions.is_empty());
+    assert!(
+        actions.iter().all(|a| *a == "create"),
+        "only creates: {actions:?}"
+    );
+    p.ok(&em, &["destroy", "-e", "pr-5", "--yes"]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_destroy_killed_halfway_resumes_to_nothing_in_hostile_mode() {
     let em = Emulator::start(&["--hostile"]);

@@ -1,5 +1,6 @@
 """NAT gateways that behave like AWS's: `pending` for a while after create, `deleting`
-for a while after delete, then `deleted` (and still listed)."""
+for a while after delete, then `deleted` (and still listed); CreateNatGateway idempotent
+by ClientToken; DescribeNatGateways filtering by `tag:<key>` and `tag-key` as well."""
 
 import time
 
@@ -53,3 +54,22 @@ def install():
         return ActionResult({"NatGateway": gateway})
 
     NatGateways.create_nat_gateway = create_nat_gateway
+
+    # DescribeNatGateways filters by `tag:<key>` and `tag-key` on AWS (besides
+    # nat-gateway-id, state, subnet-id and vpc-id, which moto honours); moto ignores the
+    # tag filters and lists every gateway. Values within a filter are OR'd (with `*` and
+    # `?` wildcards), filters AND'd; `tag:<key>` needs the tag present with a listed value.
+    from moto.ec2.models.nat_gateways import NatGatewayBackend
+    from moto.ec2.utils import tag_filter_matches
+
+    original_describe = NatGatewayBackend.describe_nat_gateways
+
+    def describe_nat_gateways(self, filters, nat_gateway_ids):
+        filters = filters or {}
+        by_tag = {name: values for name, values in filters.items() if name == "tag-key" or name.startswith("tag:")}
+        rest = {name: values for name, values in filters.items() if name not in by_tag}
+        gateways = original_describe(self, rest or None, nat_gateway_ids)
+        return [g for g in gateways
+                if all(tag_filter_matches(g, name, values) for name, values in by_tag.items())]
+
+    NatGatewayBackend.describe_nat_gateways = describe_nat_gateways
