@@ -3,7 +3,7 @@
 //! waits for resources to settle with timeouts and progress events, and writes state
 //! after every completed step. It never prints: it emits [`Event`]s.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -255,6 +255,13 @@ struct Shared {
     events: EventSink,
     /// The plan's changes to current objects, by address.
     changes: BTreeMap<Address, Change>,
+    /// Intents earlier runs left (creates that may have happened): looked up before
+    /// creating again.
+    earlier: BTreeMap<Address, Intent>,
+    /// Creates whose intent this run declared before its first step, and those of them
+    /// that started: a declared create that never started is known not to have happened.
+    declared: BTreeSet<Address>,
+    started: Mutex<BTreeSet<Address>>,
 }
 
 impl Shared {
@@ -556,71 +563,78 @@ pub async fn adopt_intents(
     events: &EventSink,
 ) -> Result<usize, EngineError> {
     let mut adopted = 0;
-    for (address, intent) in std::mem::take(&mut state.intents) {
-        let provider = providers
-            .get(intent.kind)
-            .map_err(|error| EngineError::Refresh {
-                address: address.clone(),
-                error,
-            })?;
-        let target = Target {
-            address: &address,
-            name: intent.name.clone(),
-            tags: intent.tags.clone(),
-            inputs: None,
-        };
-        // Within the kind: a role and a function may share a name.
-        let known: Vec<String> = state
-            .resources
-            .values()
-            .chain(state.deposed.values())
-            .filter(|r| r.kind == intent.kind)
-            .map(|r| r.id.clone())
-            .collect();
-        // A create that was in flight when the process died may land moments after a
-        // rerun starts looking: a recent intent is looked for a few times before it is
-        // taken to mean "never created".
-        let recent = humantime::parse_rfc3339(&intent.started_at)
+    let mut looking: Vec<(Address, Intent)> =
+        std::mem::take(&mut state.intents).into_iter().collect();
+    // A create that was in flight when the process died may land moments after a
+    // rerun starts looking: while any intent is recent, those not found yet are looked
+    // for again, a few times, before they are taken to mean "never created". The
+    // rounds cover all of them at once (a run that died may leave many).
+    let recent = |i: &Intent| {
+        humantime::parse_rfc3339(&i.started_at)
             .ok()
             .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age < Duration::from_secs(300));
-        let mut adopted_one = None;
-        for attempt in 0..if recent { 6 } else { 1 } {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            .is_some_and(|age| age < Duration::from_secs(300))
+    };
+    for round in 0..6 {
+        if round > 0 {
+            looking.retain(|(_, i)| recent(i));
+            if looking.is_empty() {
+                break;
             }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let mut missing = Vec::new();
+        for (address, intent) in looking {
+            let provider = providers
+                .get(intent.kind)
+                .map_err(|error| EngineError::Refresh {
+                    address: address.clone(),
+                    error,
+                })?;
+            let target = Target {
+                address: &address,
+                name: intent.name.clone(),
+                tags: intent.tags.clone(),
+                inputs: None,
+            };
             let found = retry(&config.retry, || provider.find(&target), |_, _, _| {})
                 .await
                 .map_err(|error| EngineError::Refresh {
                     address: address.clone(),
                     error,
                 })?;
-            adopted_one = found.into_iter().find(|o| !known.contains(&o.id));
-            if adopted_one.is_some() {
-                break;
-            }
+            // Within the kind: a role and a function may share a name.
+            let known = |id: &str| {
+                state
+                    .resources
+                    .values()
+                    .chain(state.deposed.values())
+                    .any(|r| r.kind == intent.kind && r.id == id)
+            };
+            let Some(o) = found.into_iter().find(|o| !known(&o.id)) else {
+                missing.push((address, intent));
+                continue;
+            };
+            events(&Event::Adopted {
+                address: address.clone(),
+                id: o.id.clone(),
+            });
+            state.resources.insert(
+                address.clone(),
+                ResourceState {
+                    kind: intent.kind,
+                    id: o.id,
+                    inputs: o.inputs,
+                    outputs: o.outputs,
+                    depends_on: intent.depends_on.clone(),
+                    protect: false,
+                    // Not known to be ready: the next apply waits for it.
+                    pending: true,
+                },
+            );
+            adopted += 1;
         }
-        let Some(o) = adopted_one else {
-            continue;
-        };
-        events(&Event::Adopted {
-            address: address.clone(),
-            id: o.id.clone(),
-        });
-        state.resources.insert(
-            address.clone(),
-            ResourceState {
-                kind: intent.kind,
-                id: o.id,
-                inputs: o.inputs,
-                outputs: o.outputs,
-                depends_on: intent.depends_on.clone(),
-                protect: false,
-                // Not known to be ready: the next apply waits for it.
-                pending: true,
-            },
-        );
-        adopted += 1;
+        looking = missing;
     }
     Ok(adopted)
 }
@@ -636,7 +650,12 @@ pub async fn apply(
     events: EventSink,
 ) -> Result<(State, Report), EngineError> {
     let (graph, steps) = step_graph(plan, &state)?;
+    let earlier = state.intents.clone();
+    let declared = declare_intents(plan, &state);
     let shared = Arc::new(Shared {
+        declared: declared.keys().cloned().collect(),
+        started: Mutex::default(),
+        earlier,
         state: Mutex::new(state),
         persist: Arc::new(Mutex::new(persist)),
         changed: Default::default(),
@@ -656,6 +675,15 @@ pub async fn apply(
             .map(|c| (c.address.clone(), c.clone()))
             .collect(),
     });
+    // One write before the first step records the intent of every create it can name
+    // now, instead of one write per create in its critical path (a round trip each
+    // with state in S3). A create is sent only once its intent is durable either way.
+    if !declared.is_empty() {
+        shared
+            .save(|s| s.intents.extend(declared))
+            .await
+            .map_err(|e| EngineError::Persist(e.0))?;
+    }
     // Writes what steps finished (`save_soon`) while the others go on; a failed write
     // is tried again by the next one.
     let writer = {
@@ -762,6 +790,15 @@ pub async fn apply(
             steps[cause].address.clone(),
         ));
     }
+    // Creates declared but never started did not happen: their intents go.
+    {
+        let started = shared.started.lock().expect("started lock");
+        let mut state = shared.state.lock().expect("state lock");
+        for address in shared.declared.difference(&started) {
+            state.intents.remove(address);
+        }
+    }
+    shared.save_soon(|_| {});
     shared
         .closing
         .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -935,6 +972,46 @@ fn resolved_inputs(shared: &Shared, change: &Change) -> Result<Attrs, StepError>
         .collect()
 }
 
+/// The intents of the plan's creates that can be named before any step runs: plain
+/// creates (a replacement that deletes first would find its old object while that is
+/// still going) with no earlier intent, whose name and tags refer to nothing that is
+/// still to be made.
+fn declare_intents(plan: &Plan, state: &State) -> BTreeMap<Address, Intent> {
+    let lookup = lookup_in(state);
+    let resolve = |change: &Change, key: &str| -> Option<Option<Value>> {
+        match change.after.as_ref()?.get(key) {
+            None => Some(None),
+            Some(v) => {
+                substitute(v, &lookup).map(|x| Some(crate::model::stringify(change.kind, key, x)))
+            }
+        }
+    };
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    plan.changes
+        .iter()
+        .filter(|c| {
+            !c.deposed
+                && matches!(c.action, Action::Create | Action::CreateBeforeDelete)
+                && !state.intents.contains_key(&c.address)
+        })
+        .filter_map(|c| {
+            let name = resolve(c, "name")?;
+            let tags = resolve(c, "tags")?;
+            let mut attrs = Attrs::new();
+            attrs.extend(tags.map(|t| ("tags".to_string(), t)));
+            let intent = Intent {
+                kind: c.kind,
+                client_token: uuid::Uuid::new_v4().to_string(),
+                started_at: now.clone(),
+                name: name.as_ref().and_then(|v| v.as_str()).map(String::from),
+                tags: tags_of(&attrs),
+                depends_on: c.depends_on.clone(),
+            };
+            Some((c.address.clone(), intent))
+        })
+        .collect()
+}
+
 fn tags_of(inputs: &Attrs) -> BTreeMap<String, String> {
     inputs
         .get("tags")
@@ -987,14 +1064,13 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
             .await?;
     }
 
-    // A create interrupted earlier may have happened: look before creating again.
-    let prior = shared
-        .state
+    shared
+        .started
         .lock()
-        .expect("state lock")
-        .intents
-        .get(address)
-        .cloned();
+        .expect("started lock")
+        .insert(address.clone());
+    // A create interrupted earlier may have happened: look before creating again.
+    let prior = shared.earlier.get(address).cloned();
     let adopted = match &prior {
         Some(_) => {
             let found = shared.call(address, || provider.find(&target)).await?;
@@ -1008,23 +1084,46 @@ async fn create(shared: &Shared, step: &Step) -> Result<(), StepError> {
             Made::Found(found)
         }
         None => {
-            let token = prior
-                .map(|i| i.client_token)
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            let intent = Intent {
-                kind: change.kind,
-                client_token: token.clone(),
-                started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                    .to_string(),
-                name: target.name.clone(),
-                tags: target.tags.clone(),
-                depends_on: change.depends_on.clone(),
-            };
-            shared
-                .save(|s| {
-                    s.intents.insert(address.clone(), intent);
+            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            // Declared before the first step (and so already durable) as it is now.
+            let declared = prior
+                .is_none()
+                .then(|| {
+                    let state = shared.state.lock().expect("state lock");
+                    state.intents.get(address).cloned()
                 })
-                .await?;
+                .flatten()
+                .filter(|i| i.name == target.name && i.tags == target.tags);
+            let token = match declared {
+                Some(declared) => {
+                    // When it really started, for how long a rerun keeps looking.
+                    shared.save_soon(|s| {
+                        if let Some(i) = s.intents.get_mut(address) {
+                            i.started_at = now;
+                        }
+                    });
+                    declared.client_token
+                }
+                None => {
+                    let token = prior
+                        .map(|i| i.client_token)
+                        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                    let intent = Intent {
+                        kind: change.kind,
+                        client_token: token.clone(),
+                        started_at: now,
+                        name: target.name.clone(),
+                        tags: target.tags.clone(),
+                        depends_on: change.depends_on.clone(),
+                    };
+                    shared
+                        .save(|s| {
+                            s.intents.insert(address.clone(), intent);
+                        })
+                        .await?;
+                    token
+                }
+            };
             create_resolving_ambiguity(
                 shared,
                 change.kind,

@@ -16,10 +16,13 @@ use crate::ops;
 use crate::ops::rollout::{self, Verdict};
 use crate::plan::{Operation, Plan};
 use crate::render;
+use crate::state::{Backend, LockGuard, State};
 
 pub(super) async fn run(s: &Settings, a: ApplyArgs) -> Outcome {
     let mut code_dir = None;
     let mut loaded_spec = None;
+    let mut held = None;
+    let backend;
     let plan = match &a.plan {
         Some(file) => {
             let plan = ops::read_plan(file)?;
@@ -33,6 +36,7 @@ pub(super) async fn run(s: &Settings, a: ApplyArgs) -> Outcome {
                     )));
                 }
             }
+            backend = s.backend()?;
             plan
         }
         None => {
@@ -44,18 +48,26 @@ pub(super) async fn run(s: &Settings, a: ApplyArgs) -> Outcome {
                 }
                 code_dir = Some(ws.code_dir());
             }
-            let plan = super::plan::make(
+            // One lock from the plan to the end of its apply: nothing can change
+            // between them, and the state the plan read is the state applied to.
+            backend = s.backend_for(Some(&loaded))?;
+            let planned = super::plan::make(
                 s,
+                &backend,
                 &loaded,
                 &desired,
                 a.no_refresh,
                 a.parallelism,
                 &a.target,
-                true,
+                ops::Locking::ForApply,
             )
             .await?;
             loaded_spec = Some(loaded);
-            plan
+            held = planned.lock.map(|lock| Held {
+                lock,
+                state: planned.state,
+            });
+            planned.plan
         }
     };
     if code_dir.is_none() {
@@ -66,11 +78,15 @@ pub(super) async fn run(s: &Settings, a: ApplyArgs) -> Outcome {
             .and_then(|p| Workspace::discover(p).ok())
             .map(|w| w.code_dir());
     }
-    let backend = s.backend()?;
-    let before = backend.read(&plan.environment)?;
-    let code = execute(
+    let Executed {
+        code,
+        before,
+        after,
+    } = execute(
         s,
+        &backend,
         &plan,
+        held,
         a.yes,
         a.allow_data_loss,
         a.parallelism,
@@ -91,7 +107,7 @@ pub(super) async fn run(s: &Settings, a: ApplyArgs) -> Outcome {
         Some(l) => l,
         None => load_full(s)?.0,
     };
-    let Some(after) = backend.read(&plan.environment)? else {
+    let Some(after) = after else {
         return Ok(code);
     };
     let clients = aws_clients(&plan.region, code_dir).await?;
@@ -151,20 +167,43 @@ pub(super) async fn run(s: &Settings, a: ApplyArgs) -> Outcome {
     }
 }
 
-/// Shows `plan`, asks (unless `yes`), and applies it, stopping on Ctrl-C or SIGTERM;
-/// the exit code says whether every step succeeded (0), some failed (1) or the run
-/// was interrupted (130).
+/// The environment's lock, held since the plan was made, and the state it was made
+/// against.
+pub(super) struct Held {
+    pub lock: LockGuard,
+    pub state: Option<State>,
+}
+
+/// How [`execute`] ended: the exit code, and the state before and after the apply
+/// (none when nothing was applied).
+pub(super) struct Executed {
+    pub code: i32,
+    pub before: Option<State>,
+    pub after: Option<State>,
+}
+
+/// Shows `plan`, asks (unless `yes`), and applies it under `held` (else under the lock
+/// taken now), stopping on Ctrl-C or SIGTERM; the exit code says whether every step
+/// succeeded (0), some failed (1) or the run was interrupted (130).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn execute(
     s: &Settings,
+    backend: &Backend,
     plan: &Plan,
+    held: Option<Held>,
     yes: bool,
     allow_data_loss: bool,
     parallelism: u16,
     code_dir: Option<PathBuf>,
-) -> Outcome {
+) -> Result<Executed, Failure> {
+    let nothing = |code| Executed {
+        code,
+        before: None,
+        after: None,
+    };
     print!("{}", render::plan(plan, allow_data_loss));
     if !plan.has_changes() {
-        return Ok(0);
+        return Ok(nothing(0));
     }
     let refusals = ops::refusal_lines(plan, allow_data_loss);
     if !refusals.is_empty() {
@@ -187,14 +226,30 @@ pub(super) async fn execute(
         yes,
     )?;
     let config = config(parallelism);
+    let events = progress(s);
+    let Held { lock, state } = match held {
+        Some(held) => held,
+        None => {
+            let lock = backend.lock(&plan.environment, ops::operation(plan))?;
+            if let Some(message) = lock.took_over() {
+                events(&crate::engine::Event::LockTakenOver {
+                    message: message.to_string(),
+                });
+            }
+            let state = backend.read(&plan.environment)?;
+            Held { lock, state }
+        }
+    };
+    let before = state.clone();
     let signals = Signals::watch(config.interrupt.clone());
-    let backend = s.backend()?;
-    let mut run = Box::pin(ops::apply(
-        &backend,
+    let mut run = Box::pin(ops::apply_held(
+        backend,
         plan,
+        lock,
+        state,
         providers,
         config,
-        progress(s),
+        events,
         allow_data_loss,
     ));
     let result = tokio::select! {
@@ -213,13 +268,18 @@ pub(super) async fn execute(
         }
     };
     signals.done();
-    let (_, report) = result?;
+    let (after, report) = result?;
     println!("{}", render::report(&report, plan.operation));
-    Ok(if report.was_interrupted() {
+    let code = if report.was_interrupted() {
         130
     } else if report.ok() {
         0
     } else {
         1
+    };
+    Ok(Executed {
+        code,
+        before,
+        after: Some(after),
     })
 }

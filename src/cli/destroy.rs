@@ -67,13 +67,16 @@ pub(super) async fn destroy_env(
     }
     let code = super::apply::execute(
         s,
+        &backend,
         &prepared.plan,
+        None,
         a.yes,
         a.allow_data_loss || prepared.ephemeral,
         a.parallelism,
         None,
     )
-    .await?;
+    .await?
+    .code;
     if code == 0 && prepared.plan.has_changes() {
         let quiet = s.quiet;
         let show = |f: &FinalSnapshot| {

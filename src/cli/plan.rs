@@ -13,6 +13,7 @@ use crate::plan::Plan;
 use crate::provider::Providers;
 use crate::render;
 use crate::spec::{self, Diagnostics};
+use crate::state::Backend;
 
 pub(super) async fn run(s: &Settings, a: PlanArgs) -> Outcome {
     let (loaded, mut desired) = load_full(s)?;
@@ -22,16 +23,23 @@ pub(super) async fn run(s: &Settings, a: PlanArgs) -> Outcome {
             desired.set_code(&b.function, &b.code_sha256);
         }
     }
+    let locking = if a.lock {
+        ops::Locking::ForPlan
+    } else {
+        ops::Locking::No
+    };
     let plan = make(
         s,
+        &s.backend_for(Some(&loaded))?,
         &loaded,
         &desired,
         a.no_refresh,
         a.parallelism,
         &a.target,
-        a.lock,
+        locking,
     )
-    .await?;
+    .await?
+    .plan;
     if let Some(out) = &a.out {
         write_plan(out, &plan)?;
     }
@@ -60,22 +68,23 @@ pub(super) async fn run(s: &Settings, a: PlanArgs) -> Outcome {
     })
 }
 
-/// Plans `desired` under the environment's lock, refreshing from the cloud unless
+/// Plans `desired` under the lock `locking` names, refreshing from the cloud unless
 /// `no_refresh`, with the account it would be applied in and its monthly cost.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn make(
     s: &Settings,
+    backend: &Backend,
     loaded: &spec::LoadedSpec,
     desired: &Desired,
     no_refresh: bool,
     parallelism: u16,
     targets: &[String],
-    locking: bool,
-) -> Result<Plan, Failure> {
+    locking: ops::Locking,
+) -> Result<ops::Planned, Failure> {
     let (providers, account) = refresh_providers(loaded, desired, no_refresh).await?;
-    let backend = s.backend()?;
     let targets: Vec<Address> = targets.iter().map(|t| Address::new(t.clone())).collect();
-    let planned = ops::plan_with(
-        &backend,
+    let mut planned = ops::plan_with(
+        backend,
         desired,
         providers.as_ref(),
         &config(parallelism),
@@ -84,11 +93,15 @@ pub(super) async fn make(
         locking,
     )
     .await?;
-    let mut plan = planned.plan;
-    plan.account = account;
+    planned.plan.account = account;
     let siblings = ops::sibling_resources(&s.siblings_dir(), &desired.environment);
-    ops::attach_cost(&mut plan, Some(desired), planned.state.as_ref(), &siblings);
-    Ok(plan)
+    ops::attach_cost(
+        &mut planned.plan,
+        Some(desired),
+        planned.state.as_ref(),
+        &siblings,
+    );
+    Ok(planned)
 }
 
 /// Providers for a refreshing plan, and the account the credentials belong to: none

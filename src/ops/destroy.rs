@@ -42,7 +42,9 @@ pub async fn prepare(
         Some(state) if !state.is_empty() => crate::aws::providers(clients),
         _ => Providers::new(),
     };
-    let Planned { mut plan, state } = super::plan_destroy(
+    let Planned {
+        mut plan, state, ..
+    } = super::plan_destroy(
         backend,
         environment,
         region,

@@ -66,6 +66,21 @@ pub enum OpsError {
 pub struct Planned {
     pub plan: Plan,
     pub state: Option<State>,
+    /// The lock, still held, when the plan was made with [`Locking::ForApply`].
+    pub lock: Option<LockGuard>,
+}
+
+/// Which lock a plan runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locking {
+    /// None: read-only, nothing is written (`plan --lock=false`).
+    No,
+    /// The environment's lock, for the plan's duration.
+    ForPlan,
+    /// The environment's lock as an apply's, kept in [`Planned::lock`] for
+    /// [`apply_held`]: nothing can change between the plan and its apply (as
+    /// `terraform apply` holds it), and the state is not read again.
+    ForApply,
 }
 
 /// Plans `desired` against the recorded state, refreshing from the cloud unless
@@ -79,11 +94,20 @@ pub async fn plan(
     events: &EventSink,
     targets: &[Address],
 ) -> Result<Planned, OpsError> {
-    plan_with(backend, desired, providers, config, events, targets, true).await
+    plan_with(
+        backend,
+        desired,
+        providers,
+        config,
+        events,
+        targets,
+        Locking::ForPlan,
+    )
+    .await
 }
 
-/// [`plan`], under the environment's lock when `locking`; without it (read-only, e.g.
-/// a pull-request comment while an apply runs) nothing is written: what is adopted
+/// [`plan`] under the lock `locking` names. Without one (read-only, e.g. a
+/// pull-request comment while an apply runs) nothing is written: what is adopted
 /// (creates interrupted, resources found by tags) shows in the plan but is recorded
 /// only by a locked run.
 pub async fn plan_with(
@@ -93,20 +117,14 @@ pub async fn plan_with(
     config: &Config,
     events: &EventSink,
     targets: &[Address],
-    locking: bool,
+    locking: Locking,
 ) -> Result<Planned, OpsError> {
-    let _lock = if locking {
-        let lock = backend.lock(&desired.environment, "plan")?;
-        if let Some(message) = lock.took_over() {
-            events(&engine::Event::LockTakenOver {
-                message: message.to_string(),
-            });
-        }
-        Some(lock)
-    } else {
-        None
+    let lock = match locking {
+        Locking::No => None,
+        Locking::ForPlan => Some(take_lock(backend, &desired.environment, "plan", events)?),
+        Locking::ForApply => Some(take_lock(backend, &desired.environment, "apply", events)?),
     };
-    let writer = locking.then_some(backend);
+    let writer = lock.is_some().then_some(backend);
     let recorded = match (backend.read(&desired.environment)?, providers) {
         (None, Some(p)) => adopt_untracked(writer, desired, p, events).await?,
         (recorded, _) => recorded,
@@ -124,7 +142,24 @@ pub async fn plan_with(
         targets,
     })
     .map_err(OpsError::Plan)?;
-    Ok(Planned { plan, state })
+    let lock = lock.filter(|_| locking == Locking::ForApply);
+    Ok(Planned { plan, state, lock })
+}
+
+/// Takes `environment`'s lock for `operation`, saying so when it was taken over.
+fn take_lock(
+    backend: &Backend,
+    environment: &str,
+    operation: &str,
+    events: &EventSink,
+) -> Result<LockGuard, OpsError> {
+    let lock = backend.lock(environment, operation)?;
+    if let Some(message) = lock.took_over() {
+        events(&engine::Event::LockTakenOver {
+            message: message.to_string(),
+        });
+    }
+    Ok(lock)
 }
 
 /// No state is not "nothing exists" (a new laptop, a teammate without the state, a
@@ -263,12 +298,7 @@ pub async fn plan_destroy(
     config: &Config,
     events: &EventSink,
 ) -> Result<Planned, OpsError> {
-    let lock = backend.lock(environment, "plan")?;
-    if let Some(message) = lock.took_over() {
-        events(&engine::Event::LockTakenOver {
-            message: message.to_string(),
-        });
-    }
+    let _lock = take_lock(backend, environment, "plan", events)?;
     let state = adopt(
         Some(backend),
         backend.read(environment)?,
@@ -293,7 +323,11 @@ pub async fn plan_destroy(
         state.as_ref(),
         actual.as_ref(),
     );
-    Ok(Planned { plan, state })
+    Ok(Planned {
+        plan,
+        state,
+        lock: None,
+    })
 }
 
 /// Why each refused change is refused, as lines for the user.
@@ -325,14 +359,46 @@ pub async fn apply(
     if !refusals.is_empty() {
         return Err(OpsError::Refused(refusals.join("\n")));
     }
-    let lock = backend.lock(
-        &plan.environment,
-        match plan.operation {
-            Operation::Apply => "apply",
-            Operation::Destroy => "destroy",
-        },
-    )?;
+    let lock = take_lock(backend, &plan.environment, operation(plan), &events)?;
     let state = backend.read(&plan.environment)?;
+    apply_held(
+        backend,
+        plan,
+        lock,
+        state,
+        providers,
+        config,
+        events,
+        allow_data_loss,
+    )
+    .await
+}
+
+/// The lock an apply of `plan` takes is named so.
+pub fn operation(plan: &Plan) -> &'static str {
+    match plan.operation {
+        Operation::Apply => "apply",
+        Operation::Destroy => "destroy",
+    }
+}
+
+/// [`apply`] under `lock`, already held, from `state`, already read under it (a plan
+/// made with [`Locking::ForApply`] and its state).
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_held(
+    backend: &Backend,
+    plan: &Plan,
+    lock: LockGuard,
+    state: Option<State>,
+    providers: Providers,
+    config: Config,
+    events: EventSink,
+    allow_data_loss: bool,
+) -> Result<(State, Report), OpsError> {
+    let refusals = refusal_lines(plan, allow_data_loss);
+    if !refusals.is_empty() {
+        return Err(OpsError::Refused(refusals.join("\n")));
+    }
     let (lineage, serial) = state
         .as_ref()
         .map(|s| (Some(s.lineage), s.serial))
@@ -348,11 +414,6 @@ pub async fn apply(
         });
     }
     let state = state.unwrap_or_else(|| State::new(&plan.project, &plan.environment));
-    if let Some(message) = lock.took_over() {
-        events(&engine::Event::LockTakenOver {
-            message: message.to_string(),
-        });
-    }
     let persist = persister(backend.clone(), lock);
     Ok(engine::apply(plan, state, persist, providers, config, events).await?)
 }
