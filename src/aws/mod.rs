@@ -25,7 +25,7 @@ pub mod lambda;
 mod listing;
 pub mod logs;
 pub mod ssm;
-mod tags;
+pub(crate) mod tags;
 
 pub(crate) use errors::classify;
 pub(crate) use listing::{

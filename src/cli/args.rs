@@ -106,8 +106,18 @@ pub enum StateCommand {
         addresses: Vec<String>,
     },
     /// Rename an address (and what is below it) without destroying anything, e.g.
-    /// after renaming a function in the spec. The state as it was is kept.
-    Mv { from: String, to: String },
+    /// after renaming a function in the spec. The state as it was is kept. The moved
+    /// resources' tags then follow their new address in AWS (`deploy:address`, the tag
+    /// that finds them when state is lost, and a `Name` derived from it), as the spec
+    /// wants them at the new address; nothing is created, replaced or deleted.
+    Mv {
+        from: String,
+        to: String,
+        /// Change the state only: leave the tags to the next apply (a plan shows
+        /// them as tag-only updates).
+        #[arg(long)]
+        state_only: bool,
+    },
     /// The stored versions of the state, newest first (S3 keeps one per write in a
     /// versioned bucket; a directory keeps the backups of surgery and migration).
     History(JsonFlag),

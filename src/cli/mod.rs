@@ -111,7 +111,7 @@ async fn dispatch(command: Command, s: &Settings) -> Outcome {
         Command::Output(a) => output::run(s, a),
         Command::Status(a) => status::run(s, a.json),
         Command::Unlock => unlock::run(s),
-        Command::State(c) => state::run(s, c),
+        Command::State(c) => state::run(s, c).await,
         Command::Import(a) => import::run(s, a).await,
         Command::Backend(c) => backend::run(s, c).await,
         Command::Schema => {

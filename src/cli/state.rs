@@ -1,5 +1,6 @@
 //! `deploy state list|show|rm|mv|history|migrate`: the recorded state, read, changed
-//! or moved without calling AWS (other than the state's own store).
+//! or moved without calling AWS (other than the state's own store, and `mv` moving
+//! the moved resources' address tags).
 
 use anstream::println;
 use serde_json::json;
@@ -19,7 +20,7 @@ fn recorded(backend: &Backend, environment: &str) -> Result<State, Failure> {
     })
 }
 
-pub(super) fn run(s: &Settings, c: StateCommand) -> Outcome {
+pub(super) async fn run(s: &Settings, c: StateCommand) -> Outcome {
     let environment = s.env_name()?;
     let backend = s.backend()?;
     match c {
@@ -91,7 +92,11 @@ pub(super) fn run(s: &Settings, c: StateCommand) -> Outcome {
                 done.serial, done.backup
             );
         }
-        StateCommand::Mv { from, to } => {
+        StateCommand::Mv {
+            from,
+            to,
+            state_only,
+        } => {
             let done = surgery::rename(
                 &backend,
                 &environment,
@@ -105,6 +110,9 @@ pub(super) fn run(s: &Settings, c: StateCommand) -> Outcome {
                 "State of `{environment}` is now serial {}; it was kept as {}.",
                 done.serial, done.backup
             );
+            if !state_only {
+                return retag(s, &backend, &environment, &done.changed).await;
+            }
         }
         StateCommand::History(a) => {
             let versions = backend.history(&environment)?;
@@ -167,6 +175,49 @@ pub(super) fn run(s: &Settings, c: StateCommand) -> Outcome {
             };
             println!("Next: {section}, so that every run uses the new location.");
         }
+    }
+    Ok(0)
+}
+
+/// Moves the tags of what `state mv` moved to their new address (see
+/// [`surgery::tag_moves`]); AWS is called only when some differ. The state is moved
+/// already: a failure here leaves tag-only updates for the next apply, and says so.
+async fn retag(s: &Settings, backend: &Backend, environment: &str, moved: &[Address]) -> Outcome {
+    let later = "the state is moved; the next apply updates the tags (a plan shows them)";
+    let Ok((_, desired)) = super::common::load_full(s) else {
+        return Err(Failure::new(format!(
+            "cannot retag the moved resources: the spec does not load (see above); {later}"
+        )));
+    };
+    let moves = surgery::tag_moves(backend, environment, moved, &desired)?;
+    if moves.is_empty() {
+        return Ok(0);
+    }
+    let providers = super::common::aws_providers(&desired.region)
+        .await
+        .map_err(|e| {
+            Failure::new(format!(
+                "cannot retag the moved resources: {}\n  {later}",
+                e.message
+            ))
+        })?;
+    let failed = surgery::retag(backend, environment, &moves, &providers).await?;
+    for m in moves
+        .iter()
+        .filter(|m| !failed.iter().any(|(a, _)| *a == m.address))
+    {
+        let mut what = m.set.clone();
+        what.extend(m.removed.iter().map(|k| format!("-{k}")));
+        println!("Retagged {} ({}).", m.address, what.join(", "));
+    }
+    for (address, error) in &failed {
+        anstream::eprintln!("could not retag {address}: {error}");
+    }
+    if !failed.is_empty() {
+        return Err(Failure::new(format!(
+            "{} moved resource(s) could not be retagged (see above); {later}",
+            failed.len()
+        )));
     }
     Ok(0)
 }

@@ -1,9 +1,12 @@
 //! State surgery: forgetting a resource without deleting it (`state rm`) and renaming
-//! an address without destroying anything (`state mv`, Terraform's `moved`). Each takes
+//! an address without destroying anything (`state mv`, Terraform's `moved`, which also
+//! moves the resources' address tags). Each takes
 //! the environment's lock, keeps a copy of the state as it was, and bumps the serial.
 
 use super::OpsError;
 use crate::model::Address;
+use crate::plan::desired::Desired;
+use crate::provider::Providers;
 use crate::state::{Backend, State};
 
 /// What a surgery did.
@@ -86,7 +89,8 @@ pub fn remove(
 }
 
 /// Renames `from` (and what is below it) to `to`: the resources stay as they are in
-/// AWS, and the next plan matches them to the spec's new addresses.
+/// AWS, and the next plan matches them to the spec's new addresses ([`retag`] then
+/// brings their address tags along).
 pub fn rename(
     backend: &Backend,
     environment: &str,
@@ -134,6 +138,86 @@ pub fn rename(
         backup,
         serial: state.serial,
     })
+}
+
+/// A moved resource whose tags differ from what the spec wants at its new address.
+#[derive(Debug)]
+pub struct TagMove {
+    pub address: Address,
+    /// The tags set (new or changed values) and removed.
+    pub set: Vec<String>,
+    pub removed: Vec<String>,
+    tags: serde_json::Value,
+}
+
+/// The resources `moved` names (their new addresses) whose tags differ from what the
+/// spec wants at those addresses: `deploy:address`, the tag that finds a resource when
+/// state is lost, and a `Name` derived from the address follow a rename. Addresses the
+/// spec lacks, or has as another kind, are left alone.
+pub fn tag_moves(
+    backend: &Backend,
+    environment: &str,
+    moved: &[Address],
+    desired: &Desired,
+) -> Result<Vec<TagMove>, OpsError> {
+    let Some(state) = backend.read(environment)? else {
+        return Ok(Vec::new());
+    };
+    Ok(moved
+        .iter()
+        .filter_map(|address| {
+            let recorded = state.resources.get(address)?;
+            let wanted = desired
+                .resources
+                .get(address)
+                .filter(|w| w.kind == recorded.kind)?;
+            let tags = wanted.inputs.get("tags").filter(|t| t.is_object())?;
+            let mut after = recorded.inputs.clone();
+            after.insert("tags".into(), tags.clone());
+            let changes = crate::aws::tags::tag_changes(&recorded.inputs, &after);
+            (!changes.is_empty()).then(|| TagMove {
+                address: address.clone(),
+                set: changes.set.into_keys().collect(),
+                removed: changes.removed,
+                tags: tags.clone(),
+            })
+        })
+        .collect())
+}
+
+/// Sets the tags of each of `moves` in AWS (an in-place update of the tags alone:
+/// never a create, replace or delete), under the lock, recording each as it is done.
+/// Returns why each one that failed did (the next apply retags it).
+pub async fn retag(
+    backend: &Backend,
+    environment: &str,
+    moves: &[TagMove],
+    providers: &Providers,
+) -> Result<Vec<(Address, String)>, OpsError> {
+    let (_lock, mut state) = locked_state(backend, environment, "state mv")?;
+    let mut failed = Vec::new();
+    for m in moves {
+        let Some(recorded) = state.resources.get(&m.address) else {
+            continue;
+        };
+        let before = recorded.inputs.clone();
+        let mut after = before.clone();
+        after.insert("tags".into(), m.tags.clone());
+        let result = match providers.get(recorded.kind) {
+            Ok(p) => p.update(&recorded.id, &before, &after).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                if let Some(r) = state.resources.get_mut(&m.address) {
+                    r.inputs = after;
+                }
+                backend.write(&mut state)?;
+            }
+            Err(e) => failed.push((m.address.clone(), e.to_string())),
+        }
+    }
+    Ok(failed)
 }
 
 /// What a migration did.

@@ -555,8 +555,52 @@ async fn state_mv_of_a_renamed_security_group_leaves_nothing_to_do() {
             "security_group.lambda.egress.tcp-6379-6380-sg-cache",
         ],
     ));
-    // Nothing is made again or deleted: the moved resources are only retagged with
-    // their new address (the tag that finds them when state is lost).
+    // Nothing is made again or deleted, and nothing is left to do: the moved
+    // resources' tags followed their new address in AWS (the tag that finds them when
+    // state is lost).
+    let after = env.deploy(&em, &["plan", "--detailed-exitcode"]);
+    assert_eq!(after.status.code(), Some(0), "{}", text(&after.stdout));
+    let ec2 = aws_sdk_ec2::Client::new(&em.sdk().await);
+    let groups = ec2
+        .describe_security_groups()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("group-name")
+                .values("trivia-local-valkey")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let [group] = groups.security_groups() else {
+        panic!("one group keeps the name: {groups:?}");
+    };
+    let address = group
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some("deploy:address"))
+        .and_then(|t| t.value());
+    assert_eq!(address, Some("security_group.cache"));
+
+    // With --state-only the tags are left to the next apply: renamed again, to
+    // `store`, the plan shows the three moved resources' tag-only updates.
+    env.edit("base.yaml", "  cache:\n    name:", "  store:\n    name:");
+    env.edit("base.yaml", "group: cache", "group: store");
+    env.edit(
+        "base.yaml",
+        "security_groups: [cache]",
+        "security_groups: [store]",
+    );
+    for (from, to) in [
+        ("security_group.cache", "security_group.store"),
+        (
+            "security_group.lambda.egress.tcp-6379-6380-sg-cache",
+            "security_group.lambda.egress.tcp-6379-6380-sg-store",
+        ),
+    ] {
+        let out = ok(&env.deploy(&em, &["state", "mv", "--state-only", from, to]));
+        assert!(!out.contains("Retagged"), "{out}");
+    }
     let after = env.deploy(&em, &["plan", "--detailed-exitcode"]);
     let out = text(&after.stdout);
     assert!(
@@ -572,8 +616,8 @@ async fn state_mv_of_a_renamed_security_group_leaves_nothing_to_do() {
         changes.iter().all(|l| {
             let after = l.split(" → ").nth(1).unwrap_or_default();
             l.trim_start().starts_with("~ tags:")
-                && (after.contains("\"deploy:address\":\"security_group.cache")
-                    || after.contains("-sg-cache\""))
+                && (after.contains("\"deploy:address\":\"security_group.store")
+                    || after.contains("-sg-store\""))
         }),
         "{out}"
     );
