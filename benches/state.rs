@@ -15,7 +15,7 @@ mod common;
 use common::LocalCloud;
 
 const SCALE: f64 = 0.01;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -98,25 +98,27 @@ fn main() {
     };
     let url = Some("s3://bench-state/trivia");
     let (mut local, mut s3) = (Vec::new(), Vec::new());
-    let mut made = Vec::new();
     for round in 0..=ROUNDS {
-        for (mode, url) in [("l", None), ("s", url)] {
+        // Which goes first alternates, and each environment is destroyed before the
+        // next apply: the emulator slows as it holds more, which would favour the first.
+        let mut modes = [("l", None), ("s", url)];
+        if round % 2 == 1 {
+            modes.reverse();
+        }
+        for (mode, url) in modes {
             let env = spec(&format!("bench-{mode}{round}"));
             let took = deploy(&cloud, &state, url, &env, &["apply", "--yes"]);
             if round > 0 {
                 if url.is_some() { &mut s3 } else { &mut local }.push(took);
             }
-            made.push((env, url));
+            deploy(
+                &cloud,
+                &state,
+                url,
+                &env,
+                &["destroy", "--yes", "--allow-data-loss"],
+            );
         }
-    }
-    for (env, url) in &made {
-        deploy(
-            &cloud,
-            &state,
-            *url,
-            env,
-            &["destroy", "--yes", "--allow-data-loss"],
-        );
     }
     let (l, s) = (median(local.clone()), median(s3.clone()));
     println!(
