@@ -56,10 +56,39 @@ impl Settings {
 
     /// Where the environment's state and lock are: `--state-url`, else the spec's
     /// `state:` section, else the state directory. Fails plainly when S3 cannot be
-    /// used (a bad URL, no credentials).
+    /// used (a bad URL, no credentials), and when the spec exists but does not load
+    /// and no `--state-url` says where its state is: guessing the state directory
+    /// would show an S3 environment as unlocked, or never applied.
     pub fn backend(&self) -> Result<Backend, Failure> {
-        let loaded = self.spec_path().ok().and_then(|p| spec::check(p).0);
-        self.backend_for(loaded.as_ref())
+        let path = match self.spec_path() {
+            Ok(path) => path,
+            Err(_) => return self.backend_for(None),
+        };
+        let diagnostics = match spec::check(path) {
+            (Some(loaded), _) => return self.backend_for(Some(&loaded)),
+            (None, diagnostics) => diagnostics,
+        };
+        if self.state_url.is_some() {
+            return self.backend_for(None);
+        }
+        // Invalid elsewhere, the spec may still say where its state is.
+        if let Ok(doc) = spec::yaml::load(path) {
+            let region = doc.value["region"].as_str().unwrap_or_default().to_string();
+            let s3 = &doc.value["state"]["s3"];
+            if s3.is_null() {
+                return self.backend_at(None, None, &region);
+            }
+            if let Ok(s3) = serde_json::from_value::<spec::model::S3State>(s3.clone()) {
+                return self.backend_at(None, Some(s3_location(&s3)), &region);
+            }
+        }
+        Err(Failure::new(format!(
+            "cannot tell where the state of `{}` is: {} does not load ({} problem(s))\n  hint: `deploy validate -e {}` shows them; or name the state with --state-url (`local` for the state directory)",
+            name_in(path, None),
+            path.display(),
+            diagnostics.len(),
+            path.display()
+        )))
     }
 
     /// Where `loaded`'s state and lock are (see [`Settings::backend`]).
@@ -68,11 +97,7 @@ impl Settings {
         let from_spec = loaded
             .and_then(|l| l.spec.state.as_ref())
             .and_then(|s| s.s3.as_ref())
-            .map(|s3| S3Location {
-                bucket: s3.bucket.clone(),
-                prefix: s3.prefix.trim_matches('/').to_string(),
-                region: Some(s3.region.clone()).filter(|r| !r.is_empty()),
-            });
+            .map(s3_location);
         self.backend_at(self.state_url.as_deref(), from_spec, &region)
     }
 
@@ -111,6 +136,14 @@ impl Settings {
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| self.environments_dir.clone())
+    }
+}
+
+fn s3_location(s3: &spec::model::S3State) -> S3Location {
+    S3Location {
+        bucket: s3.bucket.clone(),
+        prefix: s3.prefix.trim_matches('/').to_string(),
+        region: Some(s3.region.clone()).filter(|r| !r.is_empty()),
     }
 }
 

@@ -616,3 +616,54 @@ fn state_surgery_renames_and_forgets_without_touching_aws_and_keeps_backups() {
         3
     );
 }
+
+/// A spec that does not load still says where its state is when its `state:` section
+/// can be read; when not even that can, the command says so instead of looking in the
+/// state directory (which would show an S3 environment as never applied, or unlocked).
+#[test]
+fn a_broken_spec_still_names_its_state_or_says_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let invalid = dir.path().join("broken.yaml");
+    std::fs::write(
+        &invalid,
+        format!(
+            "extends: {}\nenvironment: broken\nstate:\n  s3:\n    bucket: acme-state\n    prefix: trivia\nnot_a_key: 1\n",
+            repo().join("environments/dev.yaml").display()
+        ),
+    )
+    .unwrap();
+    let unreadable = dir.path().join("unreadable.yaml");
+    std::fs::write(&unreadable, "environment: unreadable\nstate: [s3\n").unwrap();
+    let status = |spec: &Path| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_deploy"));
+        cmd.args(["status", "-e"])
+            .arg(spec)
+            .env("NO_COLOR", "1")
+            .env("DEPLOY_STATE_DIR", dir.path().join("state"))
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env_remove("DEPLOY_STATE_URL")
+            .stdin(Stdio::null());
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            format!("{}{}", text(&out.stdout), text(&out.stderr)),
+        )
+    };
+    let (_, said) = status(&invalid);
+    assert!(said.contains("s3://acme-state/trivia"), "{said}");
+    assert!(
+        !said.contains(&dir.path().join("state").display().to_string()),
+        "{said}"
+    );
+    let (code, said) = status(&unreadable);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("cannot tell where the state of `unreadable` is")
+            && said.contains("--state-url"),
+        "{said}"
+    );
+}
