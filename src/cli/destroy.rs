@@ -11,26 +11,33 @@ use crate::spec;
 
 pub(super) async fn run(s: &Settings, a: DestroyArgs) -> Outcome {
     // A sweep works from tags: the spec file may be gone too.
-    let (environment, region) = match (s.spec_path(), a.sweep, &s.env) {
+    let (environment, region, project) = match (s.spec_path(), a.sweep, &s.env) {
         (Ok(path), _, _) => {
             let loaded = spec::check(path).0;
             (
                 super::settings::name_in(path, loaded.as_ref()),
-                loaded.map(|l| l.spec.region).unwrap_or_default(),
+                loaded
+                    .as_ref()
+                    .map(|l| l.spec.region.clone())
+                    .unwrap_or_default(),
+                loaded.map(|l| l.spec.project),
             )
         }
         (Err(_), true, Some(name)) if !name.contains('/') && !name.ends_with(".yaml") => (
             name.clone(),
             std::env::var("AWS_REGION").unwrap_or_default(),
+            None,
         ),
         (Err(e), _, _) => return Err(e),
     };
-    destroy_env(s, &environment, &region, &a).await
+    destroy_env(s, project.as_deref(), &environment, &region, &a).await
 }
 
-/// Destroys `environment` in `region` (after a sweep by tags when asked).
+/// Destroys `environment` (of `project`, when known) in `region`, after a sweep by
+/// tags when asked.
 pub(super) async fn destroy_env(
     s: &Settings,
+    project: Option<&str>,
     environment: &str,
     region: &str,
     a: &DestroyArgs,
@@ -38,7 +45,7 @@ pub(super) async fn destroy_env(
     let backend = s.backend()?;
     if a.sweep {
         let providers = aws_providers(region).await?;
-        let swept = sweep::sweep(&backend, &providers, environment).await?;
+        let swept = sweep::sweep(&backend, &providers, project, environment).await?;
         if !s.quiet {
             eprintln!(
                 "Sweep: {} resource(s) tagged deploy:environment={environment}; {} not in state were added to it: {}",

@@ -37,7 +37,14 @@ pub(super) async fn run(s: &Settings, a: GcArgs) -> Outcome {
             allow_data_loss: false,
             parallelism: a.parallelism,
         };
-        let code = Box::pin(super::destroy::destroy_env(s, env, &region, &args)).await;
+        let code = Box::pin(super::destroy::destroy_env(
+            s,
+            e.project.as_deref(),
+            env,
+            &region,
+            &args,
+        ))
+        .await;
         match code {
             Ok(0) => println!("destroyed {env}"),
             Ok(c) => {

@@ -9,6 +9,8 @@ use crate::provider::Providers;
 
 /// An ephemeral environment the cloud holds resources of.
 pub struct Ephemeral {
+    /// Its `deploy:project` tag: environments of two projects may share a name.
+    pub project: Option<String>,
     pub environment: String,
     /// The earliest `deploy:expires-at` among its resources; `None` when none has one.
     pub expires_at: Option<SystemTime>,
@@ -22,12 +24,14 @@ impl Ephemeral {
     }
 }
 
-/// Every environment with resources tagged `deploy:ephemeral=true`, by name.
+/// Every environment with resources tagged `deploy:ephemeral=true`, by project and
+/// name.
 pub async fn ephemeral_environments(providers: &Providers) -> Result<Vec<Ephemeral>, OpsError> {
     let want = BTreeMap::from([("deploy:ephemeral".to_string(), "true".to_string())]);
     let found = super::discover(providers, &want).await?;
-    // Environment → (earliest expiry, resources).
-    let mut envs: BTreeMap<String, (Option<SystemTime>, usize)> = BTreeMap::new();
+    // (Project, environment) → (earliest expiry, resources).
+    type Key = (Option<String>, String);
+    let mut envs: BTreeMap<Key, (Option<SystemTime>, usize)> = BTreeMap::new();
     for f in &found {
         let Some(env) = f.tag("deploy:environment") else {
             continue;
@@ -35,7 +39,10 @@ pub async fn ephemeral_environments(providers: &Providers) -> Result<Vec<Ephemer
         let expiry = f
             .tag("deploy:expires-at")
             .and_then(|t| humantime::parse_rfc3339(t).ok());
-        let e = envs.entry(env.to_string()).or_insert((expiry, 0));
+        let project = f.tag("deploy:project").map(String::from);
+        let e = envs
+            .entry((project, env.to_string()))
+            .or_insert((expiry, 0));
         e.0 = match (e.0, expiry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -44,10 +51,13 @@ pub async fn ephemeral_environments(providers: &Providers) -> Result<Vec<Ephemer
     }
     Ok(envs
         .into_iter()
-        .map(|(environment, (expires_at, resources))| Ephemeral {
-            environment,
-            expires_at,
-            resources,
-        })
+        .map(
+            |((project, environment), (expires_at, resources))| Ephemeral {
+                project,
+                environment,
+                expires_at,
+                resources,
+            },
+        )
         .collect())
 }

@@ -144,11 +144,31 @@ pub struct Scan {
     pub refused: Vec<String>,
 }
 
-/// Everything tagged with `environment`, and the reasons any of it may not be swept
-/// (not tagged ephemeral, or protected).
-pub async fn scan(providers: &Providers, environment: &str) -> Result<Scan, OpsError> {
-    let want = BTreeMap::from([("deploy:environment".to_string(), environment.to_string())]);
+/// Everything tagged with `environment` (of `project`, when known), and the reasons
+/// any of it may not be swept (not tagged ephemeral, or protected). Without a project,
+/// finding several refuses: two projects' `pr-7` in one account are not one
+/// environment.
+pub async fn scan(
+    providers: &Providers,
+    project: Option<&str>,
+    environment: &str,
+) -> Result<Scan, OpsError> {
+    let mut want = BTreeMap::from([("deploy:environment".to_string(), environment.to_string())]);
+    if let Some(project) = project.filter(|p| !p.is_empty()) {
+        want.insert("deploy:project".to_string(), project.to_string());
+    }
     let found = discover(providers, &want).await?;
+    let projects: BTreeSet<&str> = found
+        .iter()
+        .filter_map(|f| f.tag("deploy:project"))
+        .collect();
+    if projects.len() > 1 {
+        return Err(OpsError::Refused(format!(
+            "resources of {} projects carry deploy:environment={environment} ({}); a sweep of one would take the others'\n  hint: run it with the project's spec (-e PATH), which names its project",
+            projects.len(),
+            projects.into_iter().collect::<Vec<_>>().join(", ")
+        )));
+    }
     let refused = found
         .iter()
         .filter_map(|f| {
@@ -182,9 +202,10 @@ pub struct Swept {
 pub async fn sweep(
     backend: &Backend,
     providers: &Providers,
+    project: Option<&str>,
     environment: &str,
 ) -> Result<Swept, OpsError> {
-    let Scan { found, refused } = scan(providers, environment).await?;
+    let Scan { found, refused } = scan(providers, project, environment).await?;
     if !refused.is_empty() {
         return Err(OpsError::SweepRefused {
             environment: environment.to_string(),

@@ -166,6 +166,64 @@ async fn a_new_environment_adopts_nothing_of_its_neighbour() {
     p.ok(&em, &["destroy", "-e", "pr-5", "--yes"]);
 }
 
+/// Two projects' previews of the same pull-request number in one account: a sweep of
+/// one (its state lost) takes only its own project's resources, and without a spec to
+/// name the project it refuses rather than take both.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_takes_only_its_own_projects_environment() {
+    let em = Emulator::start(&[]);
+    let (trivia, quiz) = (Project::new(), Project::new());
+    let base = quiz.path().join("environments/base.yaml");
+    let text_of = std::fs::read_to_string(&base).unwrap();
+    assert!(text_of.contains("project: trivia"));
+    std::fs::write(
+        &base,
+        text_of.replacen("project: trivia", "project: quiz", 1),
+    )
+    .unwrap();
+    // Its own parameter path, as its own template would have.
+    let template = quiz.path().join("templates/environments/ephemeral.yaml");
+    let text_of = std::fs::read_to_string(&template).unwrap();
+    assert!(text_of.contains("/trivia-{{name}}/"));
+    std::fs::write(
+        &template,
+        text_of.replace("/trivia-{{name}}/", "/quiz-{{name}}/"),
+    )
+    .unwrap();
+    for p in [&trivia, &quiz] {
+        p.ok(&em, &["env", "create", "pr-8"]);
+        p.ok(&em, &["apply", "-e", "pr-8", "--yes", "--no-smoke"]);
+    }
+    let mut before = leftovers(&em, "pr-8").await;
+    before.sort();
+
+    // By name alone (no spec names the project), the environment is two projects'.
+    let spec = trivia.path().join("environments/pr-8.yaml");
+    let kept = trivia.path().join("pr-8.yaml.kept");
+    std::fs::rename(&spec, &kept).unwrap();
+    let refused = trivia.run(&em, &["destroy", "-e", "pr-8", "--sweep", "--yes"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("resources of 2 projects carry deploy:environment=pr-8"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let mut now = leftovers(&em, "pr-8").await;
+    now.sort();
+    assert_eq!(now, before, "nothing was deleted");
+
+    // With its spec, trivia's state lost, the sweep takes trivia's pr-8 only.
+    std::fs::rename(&kept, &spec).unwrap();
+    std::fs::remove_dir_all(trivia.path().join("state")).unwrap();
+    trivia.ok(&em, &["destroy", "-e", "pr-8", "--sweep", "--yes"]);
+    let left = leftovers(&em, "pr-8").await;
+    assert!(!left.is_empty() && left.len() < before.len(), "{left:?}");
+    let plan = quiz.run(&em, &["plan", "-e", "pr-8", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
+    quiz.ok(&em, &["destroy", "-e", "pr-8", "--yes"]);
+    assert_eq!(leftovers(&em, "pr-8").await, Vec::<String>::new());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_destroy_killed_halfway_resumes_to_nothing_in_hostile_mode() {
     let em = Emulator::start(&["--hostile"]);
