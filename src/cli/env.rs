@@ -39,11 +39,18 @@ fn ensure(s: &Settings, name: &str, template: &str, ttl: Option<&str>) -> Outcom
     let at = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
     match environments::ensure(&s.environments_dir, name, template, ttl, SystemTime::now()) {
         Ok(environments::Ensured::Created(created)) => {
+            let ttl = ttl.unwrap_or(environments::DEFAULT_TTL);
+            let kept = keep_recorded(s, &created.path, name, ttl)?;
             println!(
-                "Created {} ({} resources, ephemeral, expires {}).",
+                "Created {} ({} resources, ephemeral, expires {}{}).",
                 created.path.display(),
                 created.resources,
-                at(created.expires_at)
+                at(kept.unwrap_or(created.expires_at)),
+                if kept.is_some() {
+                    ", as its state records: more than half its lifetime is left"
+                } else {
+                    ""
+                }
             );
             Ok(0)
         }
@@ -70,6 +77,44 @@ fn ensure(s: &Settings, name: &str, template: &str, ttl: Option<&str>) -> Outcom
             }
             Err(Failure::from(e))
         }
+    }
+}
+
+/// A file made afresh (a new checkout) for an environment that may exist: its state's
+/// recorded expiry is kept while more than half of `ttl` is left (see
+/// [`environments::keep_recorded`]). A state that cannot be read is said, and the new
+/// expiry stands.
+fn keep_recorded(
+    s: &Settings,
+    path: &std::path::Path,
+    name: &str,
+    ttl: &str,
+) -> Result<Option<SystemTime>, Failure> {
+    let Some(loaded) = crate::spec::check(path).0 else {
+        return Ok(None);
+    };
+    let recorded = s
+        .backend_for(Some(&loaded))
+        .and_then(|b| b.read(name).map_err(Failure::from));
+    let recorded = match recorded {
+        Ok(state) => state.as_ref().and_then(environments::recorded_expiry),
+        Err(e) => {
+            anstream::eprintln!(
+                "warning: could not read the state of `{name}` to keep its recorded expiry: {}",
+                e.message
+            );
+            None
+        }
+    };
+    match recorded {
+        Some(t) => Ok(environments::keep_recorded(
+            &s.environments_dir,
+            name,
+            t,
+            ttl,
+            SystemTime::now(),
+        )?),
+        None => Ok(None),
     }
 }
 

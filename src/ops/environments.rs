@@ -116,7 +116,8 @@ pub enum Ensured {
 
 /// `env create --if-missing`: creates the ephemeral environment as [`create`] does, or,
 /// when it exists, leaves it, moving its expiry to `now + ttl` if `ttl` is given and
-/// that is later. Refuses an existing environment that is not ephemeral.
+/// less than half of it is left (see [`extend`]). Refuses an existing environment that
+/// is not ephemeral.
 pub fn ensure(
     dir: &Path,
     name: &str,
@@ -175,20 +176,70 @@ fn expiry_of(path: &Path) -> Result<SystemTime, OpsError> {
     })
 }
 
-/// Moves an ephemeral environment's expiry to `now + ttl`, if that is later: its file's
-/// `ephemeral.expires_at` is rewritten (the resources' `deploy:expires-at` tags follow
-/// at the next apply). Never shortens a lifetime.
+/// Moves an ephemeral environment's expiry to `now + ttl` once less than half of `ttl`
+/// is left: its file's `ephemeral.expires_at` is rewritten (the resources'
+/// `deploy:expires-at` tags follow at the next apply). A run on every push therefore
+/// retags the environment at most once per half lifetime, not at every push. Never
+/// shortens a lifetime.
 pub fn extend(dir: &Path, name: &str, ttl: &str, now: SystemTime) -> Result<Ensured, OpsError> {
     let ttl_d = parse_ttl(ttl)?;
     let path = dir.join(format!("{name}.yaml"));
     let from = expiry_of(&path)?;
     let to = now + ttl_d;
-    if to <= from {
+    if from >= now + ttl_d / 2 {
         return Ok(Ensured::Kept {
             path,
             expires_at: from,
         });
     }
+    rewrite_expiry(dir, name, from, to)?;
+    Ok(Ensured::Extended { path, from, to })
+}
+
+/// After [`ensure`] created the file afresh (a new checkout: every CI run) for an
+/// environment whose state records resources, their recorded expiry (`recorded`, the
+/// earliest `deploy:expires-at`) replaces the new one while at least half of `ttl` is
+/// left, as [`extend`] would keep it: otherwise every push would retag everything.
+/// Returns the expiry kept, if it was.
+pub fn keep_recorded(
+    dir: &Path,
+    name: &str,
+    recorded: SystemTime,
+    ttl: &str,
+    now: SystemTime,
+) -> Result<Option<SystemTime>, OpsError> {
+    let ttl_d = parse_ttl(ttl)?;
+    let path = dir.join(format!("{name}.yaml"));
+    let fresh = expiry_of(&path)?;
+    let recorded =
+        humantime::parse_rfc3339(&humantime::format_rfc3339_seconds(recorded).to_string())
+            .unwrap_or(recorded);
+    if recorded < now + ttl_d / 2 || recorded == fresh {
+        return Ok(None);
+    }
+    rewrite_expiry(dir, name, fresh, recorded)?;
+    Ok(Some(recorded))
+}
+
+/// The earliest `deploy:expires-at` tag `state` records, if any.
+pub fn recorded_expiry(state: &crate::state::State) -> Option<SystemTime> {
+    state
+        .resources
+        .values()
+        .filter_map(|r| r.inputs.get("tags")?.get("deploy:expires-at")?.as_str())
+        .filter_map(|t| humantime::parse_rfc3339(t).ok())
+        .min()
+}
+
+/// Rewrites `NAME.yaml`'s `ephemeral.expires_at` from `from` to `to`, in place and
+/// atomically, and checks that it took.
+fn rewrite_expiry(
+    dir: &Path,
+    name: &str,
+    from: SystemTime,
+    to: SystemTime,
+) -> Result<(), OpsError> {
+    let path = dir.join(format!("{name}.yaml"));
     let text = std::fs::read_to_string(&path)
         .map_err(|e| OpsError::Environment(format!("cannot read {}: {e}", path.display())))?;
     let old = humantime::format_rfc3339_seconds(from).to_string();
@@ -219,7 +270,7 @@ pub fn extend(dir: &Path, name: &str, ttl: &str, now: SystemTime) -> Result<Ensu
             path.display()
         )));
     }
-    Ok(Ensured::Extended { path, from, to })
+    Ok(())
 }
 
 /// One environment as `env list` shows it.
@@ -334,6 +385,68 @@ mod tests {
         assert!(!recorded_ephemeral(Some(&other)));
         assert!(!recorded_ephemeral(Some(&with(&[]))));
         assert!(!recorded_ephemeral(None));
+    }
+
+    /// A project with the real template and base spec, for creating environments.
+    fn project() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let envs = dir.path().join("environments");
+        std::fs::create_dir_all(dir.path().join("templates/environments")).unwrap();
+        std::fs::create_dir(&envs).unwrap();
+        std::fs::copy(root.join("environments/base.yaml"), envs.join("base.yaml")).unwrap();
+        std::fs::copy(
+            root.join("templates/environments/ephemeral.yaml"),
+            dir.path().join("templates/environments/ephemeral.yaml"),
+        )
+        .unwrap();
+        (dir, envs)
+    }
+
+    #[test]
+    fn a_push_retags_at_most_once_per_half_lifetime() {
+        let (_dir, envs) = project();
+        let hour = Duration::from_secs(3600);
+        let t0 = humantime::parse_rfc3339("2026-11-23T08:00:00Z").unwrap();
+        create(&envs, "pr-3", "ephemeral", "24h", t0).unwrap();
+        let path = envs.join("pr-3.yaml");
+        // Pushes while more than half the lifetime is left keep the expiry.
+        for later in [1, 6, 11] {
+            match extend(&envs, "pr-3", "24h", t0 + later * hour).unwrap() {
+                Ensured::Kept { expires_at, .. } => assert_eq!(expires_at, t0 + 24 * hour),
+                _ => panic!("extended {later}h in"),
+            }
+        }
+        // Past half, it is moved out to a full lifetime again.
+        match extend(&envs, "pr-3", "24h", t0 + 13 * hour).unwrap() {
+            Ensured::Extended { from, to, .. } => {
+                assert_eq!((from, to), (t0 + 24 * hour, t0 + 37 * hour));
+            }
+            _ => panic!("kept 13h in"),
+        }
+        assert_eq!(expiry_of(&path).unwrap(), t0 + 37 * hour);
+
+        // A fresh checkout's new file takes the recorded expiry while more than half of
+        // the lifetime is left, and keeps its own otherwise.
+        std::fs::remove_file(&path).unwrap();
+        let now = t0 + 14 * hour;
+        create(&envs, "pr-3", "ephemeral", "24h", now).unwrap();
+        assert_eq!(
+            keep_recorded(&envs, "pr-3", t0 + 37 * hour, "24h", now).unwrap(),
+            Some(t0 + 37 * hour)
+        );
+        assert_eq!(expiry_of(&path).unwrap(), t0 + 37 * hour);
+        std::fs::remove_file(&path).unwrap();
+        let now = t0 + 30 * hour;
+        create(&envs, "pr-3", "ephemeral", "24h", now).unwrap();
+        assert_eq!(
+            keep_recorded(&envs, "pr-3", t0 + 37 * hour, "24h", now).unwrap(),
+            None
+        );
+        assert_eq!(expiry_of(&path).unwrap(), now + 24 * hour);
+        crate::spec::check(&path)
+            .0
+            .expect("the file still validates");
     }
 
     #[test]
