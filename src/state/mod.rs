@@ -185,6 +185,11 @@ pub struct LockInfo {
     pub started_at: SystemTime,
     #[serde(with = "humantime_serde_compat")]
     pub expires_at: SystemTime,
+    /// How long each renewal lasts. A store that dates writes itself (S3's
+    /// `Last-Modified`) reckons expiry from that and this, rather than from
+    /// `expires_at`, which the holder's clock wrote. Absent in older locks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_secs: Option<u64>,
 }
 
 impl LockInfo {
@@ -199,6 +204,7 @@ impl LockInfo {
             operation: operation.into(),
             started_at: now,
             expires_at: now + lease,
+            lease_secs: Some(lease.as_secs().max(1)),
         }
     }
 

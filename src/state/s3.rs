@@ -227,6 +227,11 @@ impl S3Backend {
 
     /// The object's bytes and ETag, or `None` when there is none.
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, StateError> {
+        Ok(self.get_dated(key)?.map(|(bytes, etag, _)| (bytes, etag)))
+    }
+
+    /// [`Self::get`], with when S3 says the object was last written (its own clock).
+    fn get_dated(&self, key: &str) -> Result<Option<Dated>, StateError> {
         let (client, bucket, k) = (
             self.client.clone(),
             self.location.bucket.clone(),
@@ -235,14 +240,17 @@ impl S3Backend {
         let got = self.block(async move {
             let out = client.get_object().bucket(bucket).key(k).send().await?;
             let etag = out.e_tag().unwrap_or_default().to_string();
+            let modified = out
+                .last_modified()
+                .and_then(|t| SystemTime::try_from(*t).ok());
             let bytes = out.body.collect().await.map(|b| b.to_vec());
             Ok::<_, SdkError<aws_sdk_s3::operation::get_object::GetObjectError>>(Some((
-                bytes, etag,
+                bytes, etag, modified,
             )))
         });
         match got {
-            Ok(Some((Ok(bytes), etag))) => Ok(Some((bytes, etag))),
-            Ok(Some((Err(e), _))) => Err(StateError::Remote(format!(
+            Ok(Some((Ok(bytes), etag, modified))) => Ok(Some((bytes, etag, modified))),
+            Ok(Some((Err(e), _, _))) => Err(StateError::Remote(format!(
                 "cannot read {}: the download broke off ({e})",
                 self.url_of(key)
             ))),
@@ -315,13 +323,20 @@ impl S3Backend {
 
     fn read_lock(&self, environment: &str) -> Result<Option<(LockInfo, String)>, StateError> {
         let key = self.lock_key(environment);
-        let Some((bytes, etag)) = self.get(&key)? else {
+        let Some((bytes, etag, modified)) = self.get_dated(&key)? else {
             return Ok(None);
         };
-        let info = serde_json::from_slice::<LockInfo>(&bytes).map_err(|e| StateError::Corrupt {
-            path: self.url_of(&key),
-            reason: format!("the lock is unreadable ({e}); remove it with `deploy unlock`"),
-        })?;
+        let mut info =
+            serde_json::from_slice::<LockInfo>(&bytes).map_err(|e| StateError::Corrupt {
+                path: self.url_of(&key),
+                reason: format!("the lock is unreadable ({e}); remove it with `deploy unlock`"),
+            })?;
+        // The lease runs from S3's time of the last renewal, not the holder's clock
+        // (machines' clocks differ). `Last-Modified` has whole seconds: one more
+        // second keeps the reckoning from coming early.
+        if let (Some(lease), Some(modified)) = (info.lease_secs, modified) {
+            info.expires_at = modified + Duration::from_secs(lease + 1);
+        }
         Ok(Some((info, etag)))
     }
 
@@ -332,6 +347,9 @@ impl S3Backend {
             .insert(environment.to_string(), etag);
     }
 }
+
+/// An object's bytes, its ETag, and when S3 last wrote it.
+type Dated = (Vec<u8>, String, Option<SystemTime>);
 
 fn run<F, T>(rt: &tokio::runtime::Runtime, f: F) -> T
 where

@@ -231,6 +231,8 @@ async fn a_killed_holder_is_taken_over_once_its_lease_expires_and_the_next_apply
     child.kill().unwrap(); // SIGKILL: no cleanup runs, the lock stays
     child.wait().unwrap();
     // Seen from another machine: its pid means nothing here, only the lease counts.
+    // That machine's clock runs an hour behind: the expiry it wrote is long past, but
+    // the lease is reckoned from S3's time of its last write.
     let lock = c
         .get_object()
         .bucket(BUCKET)
@@ -241,12 +243,26 @@ async fn a_killed_holder_is_taken_over_once_its_lease_expires_and_the_next_apply
     let mut info: LockInfo =
         serde_json::from_slice(&lock.body.collect().await.unwrap().to_vec()).unwrap();
     info.machine = "another-machine/boot/ns/ci-runner-7".into();
+    info.expires_at = SystemTime::now() - Duration::from_secs(3600);
+    assert_eq!(info.lease_secs, Some(6));
     c.put_object()
         .bucket(BUCKET)
         .key(lock_key)
         .body(serde_json::to_vec(&info).unwrap().into())
         .send()
         .await
+        .unwrap();
+    let written: SystemTime = c
+        .head_object()
+        .bucket(BUCKET)
+        .key(lock_key)
+        .send()
+        .await
+        .unwrap()
+        .last_modified()
+        .copied()
+        .unwrap()
+        .try_into()
         .unwrap();
     let refused = env.deploy(&em, &["apply", "--yes"]);
     assert_eq!(refused.status.code(), Some(1));
@@ -255,7 +271,9 @@ async fn a_killed_holder_is_taken_over_once_its_lease_expires_and_the_next_apply
         said.contains("is locked by") && said.contains(&format!("pid {}", info.pid)),
         "{said}"
     );
-    if let Ok(wait) = info.expires_at.duration_since(SystemTime::now()) {
+    // Whole seconds, plus the one the reckoning adds.
+    let expiry = written + Duration::from_secs(6 + 1);
+    if let Ok(wait) = expiry.duration_since(SystemTime::now()) {
         tokio::time::sleep(wait + Duration::from_millis(300)).await;
     }
     let took = env.deploy(&em, &["apply", "--yes"]);
