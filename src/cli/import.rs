@@ -20,8 +20,13 @@ pub(super) async fn run(s: &Settings, a: ImportArgs) -> Outcome {
     )
     .await?;
     println!("Imported {} ({}) as {}.", done.id, done.kind, done.address);
-    for (rule, id) in &done.rules {
-        println!("Imported its rule {id} as {rule}.");
+    let child = if done.kind == crate::model::Kind::UserPool {
+        "app client"
+    } else {
+        "rule"
+    };
+    for (address, id) in &done.rules {
+        println!("Imported its {child} {id} as {address}.");
     }
     if !done.unmatched_rules.is_empty() {
         println!(

@@ -20,7 +20,8 @@ pub struct Imported {
     pub address: Address,
     pub kind: Kind,
     pub id: String,
-    /// Rules of an imported security group matched to the spec's rules.
+    /// What came with it: the rules of a security group matched to the spec's rules,
+    /// the app clients of a user pool found by their spec names.
     pub rules: Vec<(Address, String)>,
     /// The group's rules the spec does not have (the next plan deletes nothing it
     /// does not record: they stay, unmanaged).
@@ -116,10 +117,15 @@ pub async fn import(
         }
     }
     state.resources.insert(address.clone(), record(res, &found));
-    let (rules, unmatched_rules) = if res.kind == Kind::SecurityGroup {
-        adopt_rules(desired, providers, &mut state, address, &found.id).await?
-    } else {
-        (Vec::new(), Vec::new())
+    let (rules, unmatched_rules) = match res.kind {
+        Kind::SecurityGroup => {
+            adopt_rules(desired, providers, &mut state, address, &found.id).await?
+        }
+        Kind::UserPool => (
+            super::adopt_app_clients(&mut state, desired, providers).await?,
+            Vec::new(),
+        ),
+        _ => (Vec::new(), Vec::new()),
     };
     backend.write(&mut state)?;
     Ok(Imported {

@@ -209,15 +209,37 @@ async fn adopt_untracked(
             },
         );
     }
-    // App clients carry no tags: each is looked for by its name within its pool,
-    // once the pool is recorded.
+    adopt_app_clients(&mut state, desired, providers).await?;
+    events(&engine::Event::FoundWithoutState {
+        environment: desired.environment.clone(),
+        adopted: state.resources.keys().cloned().collect(),
+        others,
+    });
+    if state.resources.is_empty() {
+        return Ok(None);
+    }
+    if let Some(backend) = backend {
+        backend.write(&mut state)?;
+    }
+    Ok(Some(state))
+}
+
+/// App clients carry no tags: each of the spec's clients whose pool is recorded, and
+/// which is not, is looked for by its name within its pool and recorded when exactly
+/// one has it. Returns the addresses and ids recorded.
+pub(crate) async fn adopt_app_clients(
+    state: &mut State,
+    desired: &Desired,
+    providers: &Providers,
+) -> Result<Vec<(Address, String)>, OpsError> {
+    let mut adopted = Vec::new();
     for address in &desired.order {
         let r = &desired.resources[address];
         if r.kind != crate::model::Kind::UserPoolClient || state.resources.contains_key(address) {
             continue;
         }
         let resolved: Option<crate::model::Attrs> = {
-            let lookup = engine::lookup_in(&state);
+            let lookup = engine::lookup_in(state);
             r.inputs
                 .iter()
                 .map(|(k, v)| crate::model::substitute(v, &lookup).map(|x| (k.clone(), x)))
@@ -252,20 +274,10 @@ async fn adopt_untracked(
                     pending: false,
                 },
             );
+            adopted.push((address.clone(), one.id.clone()));
         }
     }
-    events(&engine::Event::FoundWithoutState {
-        environment: desired.environment.clone(),
-        adopted: state.resources.keys().cloned().collect(),
-        others,
-    });
-    if state.resources.is_empty() {
-        return Ok(None);
-    }
-    if let Some(backend) = backend {
-        backend.write(&mut state)?;
-    }
-    Ok(Some(state))
+    Ok(adopted)
 }
 
 /// Records resources that interrupted creates left behind (see

@@ -451,7 +451,13 @@ async fn import_adopts_a_security_group_with_its_rules_and_a_user_pool_and_the_p
     // Forgotten, as if made outside deploy; then changed outside it.
     ok(&env.deploy(
         &em,
-        &["state", "rm", "security_group.valkey", "cognito.user_pool"],
+        &[
+            "state",
+            "rm",
+            "security_group.valkey",
+            "cognito.user_pool",
+            "cognito.client.web",
+        ],
     ));
     let ec2 = aws_sdk_ec2::Client::new(&em.sdk().await);
     ec2.create_tags()
@@ -513,7 +519,13 @@ async fn import_adopts_a_security_group_with_its_rules_and_a_user_pool_and_the_p
             && imported.contains("Imported its rule sgr-"),
         "{imported}"
     );
-    ok(&env.deploy(&em, &["import", "cognito.user_pool", &pool]));
+    // The pool brings its app client, found by its name in the spec (it has no tags).
+    let imported = ok(&env.deploy(&em, &["import", "cognito.user_pool", &pool]));
+    assert!(
+        imported.contains("Imported its app client ")
+            && imported.contains(" as cognito.client.web."),
+        "{imported}"
+    );
     let plan = env.deploy(&em, &["plan", "--detailed-exitcode"]);
     let out = text(&plan.stdout);
     assert_eq!(plan.status.code(), Some(2), "{out}");
