@@ -328,19 +328,9 @@ impl Shared {
             .await
     }
 
-    /// The first of `found` that the state does not already account for: the deposed
-    /// half of a replacement carries the same address tag, so it is not a candidate.
-    /// Ids are compared within the kind: a role and a function may share a name.
+    /// [`unaccounted_in`] the run's state.
     fn unaccounted(&self, kind: Kind, found: Vec<Observed>) -> Option<Observed> {
-        let state = self.state.lock().expect("state lock");
-        let known = |id: &str| {
-            state
-                .resources
-                .values()
-                .chain(state.deposed.values())
-                .any(|r| r.kind == kind && r.id == id)
-        };
-        found.into_iter().find(|o| !known(&o.id))
+        unaccounted_in(&self.state.lock().expect("state lock"), kind, found)
     }
 
     fn adopted(&self, address: &Address, found: &Observed) {
@@ -553,6 +543,20 @@ pub async fn refresh(
     Ok(actual)
 }
 
+/// The first of `found` that `state` does not already account for: the deposed half of
+/// a replacement carries the same address tag, so it is not a candidate. Ids are
+/// compared within the kind: a role and a function may share a name.
+fn unaccounted_in(state: &State, kind: Kind, found: Vec<Observed>) -> Option<Observed> {
+    let known = |id: &str| {
+        state
+            .resources
+            .values()
+            .chain(state.deposed.values())
+            .any(|r| r.kind == kind && r.id == id)
+    };
+    found.into_iter().find(|o| !known(&o.id))
+}
+
 /// Resolves intents left by interrupted creates: looks each resource up by its tags
 /// (and name) and records it if it exists, so plans see it and destroy deletes it.
 /// Returns how many were adopted; intents whose resource does not exist are dropped.
@@ -603,15 +607,7 @@ pub async fn adopt_intents(
                     address: address.clone(),
                     error,
                 })?;
-            // Within the kind: a role and a function may share a name.
-            let known = |id: &str| {
-                state
-                    .resources
-                    .values()
-                    .chain(state.deposed.values())
-                    .any(|r| r.kind == intent.kind && r.id == id)
-            };
-            let Some(o) = found.into_iter().find(|o| !known(&o.id)) else {
+            let Some(o) = unaccounted_in(state, intent.kind, found) else {
                 missing.push((address, intent));
                 continue;
             };

@@ -230,13 +230,7 @@ pub(super) async fn execute(
     let Held { lock, state } = match held {
         Some(held) => held,
         None => {
-            let lock = backend.lock(&plan.environment, ops::operation(plan))?;
-            if let Some(message) = lock.took_over() {
-                events(&crate::engine::Event::LockTakenOver {
-                    message: message.to_string(),
-                });
-            }
-            let state = backend.read(&plan.environment)?;
+            let (lock, state) = ops::hold(backend, plan, &events)?;
             Held { lock, state }
         }
     };

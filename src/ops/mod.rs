@@ -371,8 +371,7 @@ pub async fn apply(
     if !refusals.is_empty() {
         return Err(OpsError::Refused(refusals.join("\n")));
     }
-    let lock = take_lock(backend, &plan.environment, operation(plan), &events)?;
-    let state = backend.read(&plan.environment)?;
+    let (lock, state) = hold(backend, plan, &events)?;
     apply_held(
         backend,
         plan,
@@ -386,12 +385,20 @@ pub async fn apply(
     .await
 }
 
-/// The lock an apply of `plan` takes is named so.
-pub fn operation(plan: &Plan) -> &'static str {
-    match plan.operation {
+/// Takes the lock an apply of `plan` needs (named for its operation) and reads the
+/// state under it, for [`apply_held`].
+pub fn hold(
+    backend: &Backend,
+    plan: &Plan,
+    events: &EventSink,
+) -> Result<(LockGuard, Option<State>), OpsError> {
+    let operation = match plan.operation {
         Operation::Apply => "apply",
         Operation::Destroy => "destroy",
-    }
+    };
+    let lock = take_lock(backend, &plan.environment, operation, events)?;
+    let state = backend.read(&plan.environment)?;
+    Ok((lock, state))
 }
 
 /// [`apply`] under `lock`, already held, from `state`, already read under it (a plan
