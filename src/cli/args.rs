@@ -27,6 +27,10 @@ pub struct Cli {
     /// `state:` section says (or the local directory).
     #[arg(long, global = true, env = "DEPLOY_STATE_URL", value_name = "URL")]
     pub state_url: Option<String>,
+    /// How long to wait for the environment's lock when another run holds it (e.g.
+    /// `5m`), instead of stopping at once.
+    #[arg(long, global = true, env = "DEPLOY_LOCK_TIMEOUT", value_name = "DURATION", value_parser = lock_timeout)]
+    pub lock_timeout: Option<std::time::Duration>,
     /// More output (retries, every wait).
     #[arg(short, long, global = true, conflicts_with = "quiet")]
     pub verbose: bool,
@@ -425,4 +429,13 @@ pub struct OutputArgs {
     pub name: Option<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+fn lock_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); for example `90s` or `10m`"))?;
+    if d > std::time::Duration::from_secs(24 * 3600) {
+        return Err(format!("`{text}` is longer than a day"));
+    }
+    Ok(d)
 }

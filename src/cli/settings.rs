@@ -16,6 +16,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// `--state-url`: where state lives, over the spec's `state:` section.
     pub state_url: Option<String>,
+    /// `--lock-timeout`: how long to wait for a held lock.
+    pub lock_timeout: Option<std::time::Duration>,
     pub verbose: bool,
     pub quiet: bool,
     /// Whether a human can answer a prompt.
@@ -34,6 +36,7 @@ impl Settings {
             environments_dir,
             state_dir: cli.state_dir.clone(),
             state_url: cli.state_url.clone().filter(|u| !u.is_empty()),
+            lock_timeout: cli.lock_timeout,
             verbose: cli.verbose,
             quiet: cli.quiet,
             interactive: std::io::stdin().is_terminal()
@@ -121,12 +124,16 @@ impl Settings {
             }
             None => fallback,
         };
-        match location {
-            None => Ok(Backend::local(&self.state_dir)),
-            Some(l) => Ok(Backend::new(std::sync::Arc::new(
+        let backend = match location {
+            None => Backend::local(&self.state_dir),
+            Some(l) => Backend::new(std::sync::Arc::new(
                 S3Backend::connect(l, region).map_err(|e| Failure::new(e.to_string()))?,
-            ))),
-        }
+            )),
+        };
+        Ok(match self.lock_timeout {
+            Some(wait) => backend.with_lock_wait(wait, |m| anstream::eprintln!("{m}")),
+            None => backend,
+        })
     }
 
     /// Where the project's environments are: beside the spec `-e` names, else the

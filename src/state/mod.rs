@@ -370,6 +370,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 pub struct Backend {
     store: Arc<dyn Store>,
     lease: Duration,
+    /// How long [`Backend::lock`] waits for a held lock, and what it says when it
+    /// starts waiting.
+    lock_wait: Duration,
+    waiting: Notice,
+}
+
+/// Told once when a lock is waited for.
+#[derive(Clone, Default)]
+struct Notice(Option<Arc<NoticeFn>>);
+
+type NoticeFn = dyn Fn(&str) + Send + Sync;
+
+impl std::fmt::Debug for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notice")
+    }
 }
 
 impl Backend {
@@ -377,7 +393,22 @@ impl Backend {
         Self {
             store,
             lease: lease_from_env(),
+            lock_wait: Duration::ZERO,
+            waiting: Notice::default(),
         }
+    }
+
+    /// The same backend, waiting up to `wait` for a lock another run holds (as
+    /// Terraform's `-lock-timeout`) instead of refusing at once; `notice` is told once,
+    /// when the wait starts.
+    pub fn with_lock_wait(
+        mut self,
+        wait: Duration,
+        notice: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Self {
+        self.lock_wait = wait;
+        self.waiting = Notice(Some(Arc::new(notice)));
+        self
     }
 
     /// State files in `dir`.
@@ -450,15 +481,41 @@ impl Backend {
     /// Takes the environment's lock for `operation`, or says who holds it. A lock
     /// whose holder is dead (expired lease, or a gone process on this machine) is
     /// taken over; the guard says so (`took_over`).
+    /// With a lock wait (see [`Backend::with_lock_wait`]) a held lock is tried again
+    /// every few seconds until the wait is over.
     pub fn lock(&self, environment: &str, operation: &str) -> Result<LockGuard, StateError> {
-        let info = LockInfo::new(operation, self.lease);
-        let took_over = self.store.acquire(environment, &info)?;
-        Ok(LockGuard::start(
-            self.clone(),
-            environment.to_string(),
-            info,
-            took_over,
-        ))
+        let deadline = Instant::now() + self.lock_wait;
+        let mut told = false;
+        loop {
+            let info = LockInfo::new(operation, self.lease);
+            match self.store.acquire(environment, &info) {
+                Ok(took_over) => {
+                    return Ok(LockGuard::start(
+                        self.clone(),
+                        environment.to_string(),
+                        info,
+                        took_over,
+                    ))
+                }
+                Err(StateError::Locked { info: held, .. }) if Instant::now() < deadline => {
+                    if !told {
+                        told = true;
+                        if let Some(notice) = &self.waiting.0 {
+                            notice(&format!(
+                                "waiting up to {} for the lock on `{environment}`, held by {}",
+                                humantime::format_duration(Duration::from_secs(
+                                    self.lock_wait.as_secs()
+                                )),
+                                held.describe()
+                            ));
+                        }
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    std::thread::sleep(left.min(Duration::from_secs(2)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

@@ -141,7 +141,8 @@ async fn the_full_cycle_with_s3_state_in_hostile_mode() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_applies_started_together_one_runs_and_the_other_names_the_holder() {
+async fn two_applies_started_together_one_runs_and_the_other_names_the_holder_or_waits_with_a_lock_timeout(
+) {
     let em = Emulator::start(&[]);
     ok(&bootstrap(&em));
     let env = Env::with_state_url(URL);
@@ -188,6 +189,40 @@ async fn two_applies_started_together_one_runs_and_the_other_names_the_holder() 
     let again = env.deploy(&em, &["plan", "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
     assert_all_accounted_for(&em, &env).await;
+
+    // With --lock-timeout a run waits for the holder instead (Terraform's
+    // -lock-timeout), saying so once, and goes on when it lets go.
+    let other = backend(&em, "trivia").await;
+    let held = other.lock("local", "apply").unwrap();
+    let short = env.deploy(&em, &["plan", "--lock-timeout", "1s"]);
+    assert_eq!(short.status.code(), Some(1));
+    assert!(
+        text(&short.stderr).contains("waiting up to 1s for the lock on `local`")
+            && text(&short.stderr).contains("environment `local` is locked by"),
+        "{}",
+        text(&short.stderr)
+    );
+    let letting_go = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        drop(held);
+    });
+    let started = Instant::now();
+    let waited = env.deploy(
+        &em,
+        &["plan", "--lock-timeout", "1m", "--detailed-exitcode"],
+    );
+    assert_eq!(waited.status.code(), Some(0), "{}", text(&waited.stderr));
+    assert!(
+        text(&waited.stderr).contains("waiting up to 1m for the lock on `local`, held by"),
+        "{}",
+        text(&waited.stderr)
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    letting_go.join().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
