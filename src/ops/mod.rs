@@ -357,6 +357,17 @@ pub fn refusal_lines(plan: &Plan, allow_data_loss: bool) -> Vec<String> {
         .collect()
 }
 
+/// Refuses `plan` when it would lose data (without `allow_data_loss`) or touch a
+/// protected resource.
+fn refuse_loss(plan: &Plan, allow_data_loss: bool) -> Result<(), OpsError> {
+    let refusals = refusal_lines(plan, allow_data_loss);
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(OpsError::Refused(refusals.join("\n")))
+    }
+}
+
 /// Applies `plan` exactly: refuses if the state moved since it was made or if it would
 /// lose data without `allow_data_loss`; writes state after every step.
 pub async fn apply(
@@ -367,10 +378,8 @@ pub async fn apply(
     events: EventSink,
     allow_data_loss: bool,
 ) -> Result<(State, Report), OpsError> {
-    let refusals = refusal_lines(plan, allow_data_loss);
-    if !refusals.is_empty() {
-        return Err(OpsError::Refused(refusals.join("\n")));
-    }
+    // Before the lock is taken, too.
+    refuse_loss(plan, allow_data_loss)?;
     let (lock, state) = hold(backend, plan, &events)?;
     apply_held(
         backend,
@@ -414,10 +423,7 @@ pub async fn apply_held(
     events: EventSink,
     allow_data_loss: bool,
 ) -> Result<(State, Report), OpsError> {
-    let refusals = refusal_lines(plan, allow_data_loss);
-    if !refusals.is_empty() {
-        return Err(OpsError::Refused(refusals.join("\n")));
-    }
+    refuse_loss(plan, allow_data_loss)?;
     let (lineage, serial) = state
         .as_ref()
         .map(|s| (Some(s.lineage), s.serial))
