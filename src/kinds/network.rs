@@ -214,7 +214,8 @@ pub struct SecurityGroupRuleInputs {
     pub description: Option<String>,
 }
 
-const RULE_IDENTITY: &[&str] = &[
+/// The rule attributes that say which rule it is (not its description).
+pub(crate) const RULE_IDENTITY: &[&str] = &[
     "group_id",
     "direction",
     "protocol",

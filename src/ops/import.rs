@@ -150,17 +150,6 @@ fn record(res: &Resource, found: &Observed) -> ResourceState {
     }
 }
 
-/// The rule attributes that say which rule it is (not its description).
-const RULE_IDENTITY: [&str; 7] = [
-    "group_id",
-    "direction",
-    "protocol",
-    "from_port",
-    "to_port",
-    "cidr",
-    "peer_group_id",
-];
-
 /// Records the spec's rules of the group `address` that the group already has in AWS.
 /// A rule whose peer group is not recorded yet cannot be matched and is left to the
 /// plan (it creates it; import the peer group first to avoid that).
@@ -199,7 +188,7 @@ async fn adopt_rules(
             .collect()
     };
     let same = |a: &Attrs, b: &Attrs| {
-        RULE_IDENTITY.iter().all(|k| {
+        crate::kinds::network::RULE_IDENTITY.iter().all(|k| {
             let norm = |v: Option<&Value>| match v {
                 None | Some(Value::Null) => Value::Null,
                 Some(Value::Number(n)) => Value::String(n.to_string()),
