@@ -166,14 +166,12 @@ fn change(out: &mut String, c: &Change) {
     if c.reason.is_none() {
         head.truncate(head.len() - " — ".len());
     }
-    if c.data_loss {
-        head.push_str(" <b>[DATA LOSS]</b>");
-    }
-    if c.protected && (c.action.is_replace() || c.action == Action::Delete) {
-        head.push_str(" <b>[PROTECTED]</b>");
-    }
-    if c.deposed {
-        head.push_str(" (deposed object)");
+    for (mark, warning) in super::marks(c) {
+        if warning {
+            let _ = write!(head, " <b>{mark}</b>");
+        } else {
+            let _ = write!(head, " {mark}");
+        }
     }
     let mut lines = String::new();
     match c.action {

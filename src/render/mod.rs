@@ -149,14 +149,12 @@ fn change(out: &mut String, c: &Change) {
     if let Some(reason) = &c.reason {
         let _ = write!(head, " — {reason}");
     }
-    if c.data_loss {
-        let _ = write!(head, " {}", paint(RED.bold(), "[DATA LOSS]"));
-    }
-    if c.protected && (c.action.is_replace() || c.action == Action::Delete) {
-        let _ = write!(head, " {}", paint(RED.bold(), "[PROTECTED]"));
-    }
-    if c.deposed {
-        let _ = write!(head, " {}", paint(DIM, "(deposed object)"));
+    for (mark, warning) in marks(c) {
+        let _ = write!(
+            head,
+            " {}",
+            paint(if warning { RED.bold() } else { DIM }, mark)
+        );
     }
     let _ = writeln!(out, "{head}");
     match c.action {
@@ -189,6 +187,23 @@ fn change(out: &mut String, c: &Change) {
             paint(DIM, "(changed outside deploy)")
         );
     }
+}
+
+/// What a change's heading calls out, each with whether it is a warning: data loss,
+/// a protected resource being replaced or deleted, a deposed object.
+pub(crate) fn marks(c: &Change) -> impl Iterator<Item = (&'static str, bool)> {
+    [
+        (c.data_loss, "[DATA LOSS]", true),
+        (
+            c.protected && (c.action.is_replace() || c.action == Action::Delete),
+            "[PROTECTED]",
+            true,
+        ),
+        (c.deposed, "(deposed object)", false),
+    ]
+    .into_iter()
+    .filter(|(on, _, _)| *on)
+    .map(|(_, mark, warning)| (mark, warning))
 }
 
 fn attr_change(out: &mut String, a: &AttrChange) {
